@@ -1,0 +1,129 @@
+"""The self-describing ``.pt`` bundle: everything needed to update, recommend and evaluate.
+
+A checkpoint is a plain dict of tensors and Python scalars/lists/dicts, so it loads with
+``torch.load(path, weights_only=True)`` and never unpickles code. Keys:
+
+``format_version``, ``recinc_version``, ``model_config`` (architecture, locked),
+``train_config`` (defaults of the next update), ``weights`` (model state_dict),
+``optimizer`` (list of optimizer state_dicts), ``users`` / ``items`` (raw id of each index,
+index 0 reserved), ``seen_indptr`` / ``seen_indices`` (CSR of each user's seen items),
+``item_pop`` (decayed item popularity, float32 per item index), ``pop_time_ms`` (the clock of
+that decay), ``lineage`` (one dict per init/update).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recinc_cli import __version__
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.errors import CheckpointError, UsageError
+from recinc_cli.io import _first_line, atomic_path
+from recinc_cli.models import build_model
+from recinc_cli.models.base import Recommender
+from recinc_cli.seen import SeenItems
+from recinc_cli.vocab import Vocab
+
+FORMAT_VERSION = 1
+_REQUIRED = (
+    "format_version", "model_config", "train_config", "weights", "optimizer", "users", "items",
+    "seen_indptr", "seen_indices", "item_pop", "pop_time_ms", "lineage",
+)
+
+
+@dataclass
+class Bundle:
+    """A model with its vocabularies, optimizer state, history and serving state."""
+
+    model: Recommender
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    users: Vocab
+    items: Vocab
+    seen: SeenItems
+    item_pop: torch.Tensor
+    pop_time_ms: int
+    optimizer: list[dict[str, Any]] = field(default_factory=list)
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+
+    def applied_data(self) -> set[str]:
+        """sha256 of every data file this lineage has been trained on."""
+        return {e["data_sha256"] for e in self.lineage if e.get("data_sha256")}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "recinc_version": __version__,
+            "model_config": self.model_cfg.to_dict(),
+            "train_config": self.train_cfg.to_dict(),
+            "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer,
+            "users": list(self.users.ids),
+            "items": list(self.items.ids),
+            "seen_indptr": self.seen.indptr,
+            "seen_indices": self.seen.indices,
+            "item_pop": self.item_pop,
+            "pop_time_ms": int(self.pop_time_ms),
+            "lineage": self.lineage,
+        }
+
+
+def save_bundle(bundle: Bundle, path: str | Path) -> str:
+    """Write ``bundle`` atomically to ``path``; return the file's sha256."""
+    with atomic_path(path) as tmp:
+        torch.save(bundle.to_dict(), tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    return digest
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint; check the path")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable recinc checkpoint ({_first_line(e)}); restore it from a backup"
+        ) from e
+    if not isinstance(raw, dict) or any(k not in raw for k in _REQUIRED):
+        raise CheckpointError(f"{path}: not a recinc checkpoint (required keys are missing)")
+    if raw["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {raw['format_version']} is newer than this recinc "
+            f"({__version__}, format {FORMAT_VERSION}); upgrade recinc"
+        )
+    try:
+        return _from_dict(raw)
+    except (KeyError, TypeError, ValueError, RuntimeError, UsageError) as e:
+        raise CheckpointError(f"{path}: damaged or inconsistent checkpoint ({_first_line(e)})") from e
+
+
+def _from_dict(raw: dict[str, Any]) -> Bundle:
+    model_cfg = ModelConfig(**raw["model_config"])
+    users, items = Vocab(list(raw["users"])), Vocab(list(raw["items"]))
+    model = build_model(model_cfg, len(users), len(items))
+    model.load_state_dict(raw["weights"])
+    seen = SeenItems(raw["seen_indptr"], raw["seen_indices"])
+    if seen.n_users != len(users) or len(raw["item_pop"]) != len(items):
+        raise ValueError("vocabulary sizes disagree with the stored tables")
+    return Bundle(
+        model=model,
+        model_cfg=model_cfg,
+        train_cfg=TrainConfig.from_dict(raw["train_config"]),
+        users=users,
+        items=items,
+        seen=seen,
+        item_pop=raw["item_pop"],
+        pop_time_ms=int(raw["pop_time_ms"]),
+        optimizer=raw["optimizer"],
+        lineage=list(raw["lineage"]),
+    )

@@ -1,0 +1,163 @@
+"""Frozen configuration dataclasses: the only place defaults live.
+
+Architecture settings (:class:`ModelConfig`) are fixed at ``init`` and locked on ``update``;
+training settings (:class:`TrainConfig`) are stored in the checkpoint as the defaults of the
+next ``update`` and may be overridden per run.
+
+>>> TrainConfig().replace(epochs=3).epochs
+3
+>>> parse_event_weights("view=1,cart=3")
+{'view': 1.0, 'cart': 3.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from recinc_cli.errors import UsageError
+
+#: Weights for common e-commerce event names; unknown event types get ``UNKNOWN_EVENT_WEIGHT``.
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "pv": 1.0,
+    "click": 1.0,
+    "rating": 1.0,
+    "interaction": 1.0,
+    "fav": 2.0,
+    "favorite": 2.0,
+    "like": 2.0,
+    "wishlist": 2.0,
+    "cart": 3.0,
+    "add_to_cart": 3.0,
+    "addtocart": 3.0,
+    "purchase": 5.0,
+    "buy": 5.0,
+    "order": 5.0,
+    "transaction": 5.0,
+}
+UNKNOWN_EVENT_WEIGHT = 1.0
+#: Event type given to rows of a log that has no event-type column.
+DEFAULT_EVENT_TYPE = "interaction"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How to read a raw log: column names, time unit and event weights."""
+
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    event_col: str = "event_type"
+    time_unit: str = "auto"  # auto | s | ms | us | iso
+    event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    only_events: bool = False
+    event_col_required: bool = False
+
+    def __post_init__(self) -> None:
+        if self.time_unit not in ("auto", "s", "ms", "us", "iso"):
+            raise UsageError(f"--time-unit must be one of auto, s, ms, us, iso (got {self.time_unit!r})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a model; locked once a model is created.
+
+    ``name`` selects the model from :data:`recinc_cli.models.MODELS`.
+    """
+
+    name: str = "mf"
+    dim: int = 64
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise UsageError(f"--dim must be a positive integer (got {self.dim})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings of one ``init`` or ``update`` run.
+
+    ``full_softmax_max_items``: catalogues up to this size train with the exact softmax over
+    every item; larger ones with ``n_negatives`` uniformly sampled negatives per batch.
+    """
+
+    epochs: int = 20
+    update_epochs: int = 5
+    lr: float = 5e-3
+    batch_size: int = 1024
+    l2: float = 1e-6
+    n_negatives: int = 4096
+    full_softmax_max_items: int = 50_000
+    init: str = "random"
+    seed: int = 0
+    pop_half_life_s: float = 14 * 86400.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "--epochs": self.epochs >= 1,
+            "--update-epochs": self.update_epochs >= 1,
+            "--lr": self.lr > 0,
+            "--batch-size": self.batch_size >= 1,
+            "--l2": self.l2 >= 0,
+            "--negatives": self.n_negatives >= 1,
+            "--pop-half-life": self.pop_half_life_s > 0,
+        }
+        for flag, ok in checks.items():
+            if not ok:
+                raise UsageError(f"{flag} is out of range; see `recinc init --help`")
+        if not (self.init in ("random", "zero") or self.init.startswith("pretrained:")):
+            raise UsageError(f"--init must be random, zero or pretrained:PATH (got {self.init!r})")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Copy with the non-``None`` values of ``changes`` applied."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def parse_event_weights(text: str) -> dict[str, float]:
+    """Parse ``"view=1,cart=3,purchase=5"`` into a dict.
+
+    Raises :class:`UsageError` on a malformed pair.
+    """
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not name.strip() or not weight >= 0:
+            raise UsageError(
+                f"--event-weights: cannot read {part!r}; write NAME=WEIGHT pairs like view=1,cart=3"
+            )
+        out[name.strip()] = weight
+    return out
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"14d"``, ``"12h"``, ``"90m"`` or plain seconds into seconds.
+
+    >>> parse_duration("7d")
+    604800.0
+    """
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"cannot read duration {text!r}; use e.g. 30m, 12h, 7d, 2w")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]

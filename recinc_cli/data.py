@@ -1,0 +1,49 @@
+"""Training data as dense index arrays, built from an events DataFrame and the vocabularies.
+
+>>> import datetime as dt
+>>> from recinc_cli.vocab import Vocab
+>>> ev = pl.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "x"],
+...     "timestamp": [dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)], "weight": [1.0, 3.0]})
+>>> users, items = Vocab.empty(), Vocab.empty()
+>>> _ = users.extend(ev["user_id"]); _ = items.extend(ev["item_id"])
+>>> d = TrainData.from_events(ev, users, items)
+>>> d.user_idx.tolist(), d.item_idx.tolist(), d.weight.tolist()
+([1, 2], [1, 1], [1.0, 3.0])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recinc_cli.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Events as parallel arrays, sorted by time, all of shape ``(n_events,)``.
+
+    ``user_idx``/``item_idx`` int64 dense indices (never 0: unknown ids are added to the
+    vocabularies before this is built); ``weight`` float32 event weights; ``ts_ms`` int64
+    unix milliseconds.
+    """
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    weight: np.ndarray
+    ts_ms: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_idx)
+
+    @classmethod
+    def from_events(cls, events: pl.DataFrame, users: Vocab, items: Vocab) -> TrainData:
+        """Map raw ids to indices; ``events`` must already be sorted by time."""
+        return cls(
+            user_idx=users.lookup(events["user_id"]),
+            item_idx=items.lookup(events["item_id"]),
+            weight=events["weight"].cast(pl.Float32).to_numpy(),
+            ts_ms=events["timestamp"].dt.epoch("ms").to_numpy().astype(np.int64, copy=False),
+        )

@@ -1,0 +1,49 @@
+"""Typed errors; each carries the exit code the CLI maps it to.
+
+Only ``cli.py`` turns these into exit codes and messages. Messages are one line and say what to do.
+
+>>> BadInputError("events.csv: column 'user_id' is missing").exit_code
+3
+"""
+
+from __future__ import annotations
+
+
+class RecincError(Exception):
+    """Base class of every error recinc reports to a user."""
+
+    exit_code: int = 1
+
+
+class UsageError(RecincError):
+    """An option or argument combination that cannot work (exit 2)."""
+
+    exit_code = 2
+
+
+class BadInputError(RecincError):
+    """Input data that cannot be used: missing file or column, unreadable, empty (exit 3)."""
+
+    exit_code = 3
+
+
+class CheckpointError(RecincError):
+    """A checkpoint that is missing, damaged or incompatible (exit 4)."""
+
+    exit_code = 4
+
+
+class TrainingError(RecincError):
+    """Training diverged (NaN/inf loss) or could not run; nothing is written (exit 5)."""
+
+    exit_code = 5
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success (also: slice already applied, nothing to do)",
+    1: "internal error (a bug: please report it with the command line)",
+    2: "usage error: bad option or argument",
+    3: "bad input data: missing/unreadable file, missing column, no usable rows",
+    4: "bad or incompatible checkpoint",
+    5: "training failed (NaN/inf loss); nothing was written",
+}

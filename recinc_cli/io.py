@@ -1,0 +1,150 @@
+"""Files in and out: input discovery, the events schema, atomic writes, content hashes.
+
+Every file recinc writes goes through :func:`atomic_path`: the data is written to a temp file
+in the target directory, fsynced and renamed over the target, then the directory is fsynced,
+so a crash leaves either the old file or the new one, never half of one.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with atomic_path(d / "x.txt") as tmp:
+...     _ = tmp.write_text("hello")
+>>> (d / "x.txt").read_text()
+'hello'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from recinc_cli.errors import BadInputError
+
+#: Columns of the events Parquet written by ``preprocess`` and read by every other command.
+EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String(),
+    "item_id": pl.String(),
+    "timestamp": pl.Datetime("ms", "UTC"),
+    "event_type": pl.String(),
+    "weight": pl.Float32(),
+}
+DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; on success fsync it and rename it over ``target``.
+
+    On an exception the temp file is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename is only durable once the directory entry is on disk.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Resolve files, directories (their CSV/Parquet files) and glob patterns, in sorted order.
+
+    Raises :class:`BadInputError` when an input matches nothing.
+    """
+    files: list[Path] = []
+    for raw in inputs:
+        text = str(raw)
+        p = Path(text)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in DATA_SUFFIXES)
+            if not found:
+                raise BadInputError(f"{p}: directory holds no .csv or .parquet files")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        elif glob.has_magic(text):
+            found = sorted(Path(f) for f in glob.glob(text) if Path(f).is_file())
+            if not found:
+                raise BadInputError(f"{text}: no file matches this pattern")
+            files.extend(found)
+        else:
+            raise BadInputError(f"{p}: no such file; check the path")
+    return files
+
+
+def is_parquet(path: Path) -> bool:
+    """True when the file starts with the Parquet magic bytes (whatever its name)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot read ({e.strerror})") from e
+
+
+def read_events(path: str | Path) -> pl.DataFrame:
+    """Read an events Parquet written by ``recinc preprocess``.
+
+    Returns a DataFrame with at least the :data:`EVENTS_SCHEMA` columns, in file order
+    (preprocess writes it sorted by time). Raises :class:`BadInputError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file; check the path")
+    if not is_parquet(path):
+        raise BadInputError(
+            f"{path}: not a Parquet file; run `recinc preprocess {path} -o events.parquet` first"
+        )
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # polars raises several error types for a damaged file
+        raise BadInputError(f"{path}: cannot read Parquet ({_first_line(e)})") from e
+    missing = [c for c in EVENTS_SCHEMA if c not in df.columns]
+    if missing:
+        raise BadInputError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            "it is not an events file from `recinc preprocess`, run preprocess on it first"
+        )
+    try:
+        df = df.with_columns(pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items())
+    except Exception as e:
+        raise BadInputError(f"{path}: events columns have the wrong types ({_first_line(e)})") from e
+    if df.height == 0:
+        raise BadInputError(f"{path}: holds no events")
+    return df
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,220 @@
+"""Clean raw CSV/Parquet logs into one time-sorted events Parquet.
+
+Rows with a missing id or an unparsable time, and exact duplicates, are not dropped silently:
+they go to ``OUT.rejects.parquet`` with their source file, row number and reason, and the
+counts go to ``OUT.manifest.json``. The pipeline is a polars lazy query sunk to Parquet, so a
+log larger than memory streams through.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "log.csv").write_text(
+...     "user_id,item_id,timestamp\\nu1,i1,2026-03-01T10:00:00Z\\n,i2,1772359200\\n")
+>>> m = preprocess([d / "log.csv"], d / "events.parquet")
+>>> m["rows_read"], m["rows_kept"], m["rows_rejected"]
+(2, 1, {'missing user_id': 1})
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recinc_cli import __version__
+from recinc_cli.config import DEFAULT_EVENT_TYPE, UNKNOWN_EVENT_WEIGHT, PreprocessConfig
+from recinc_cli.errors import BadInputError
+from recinc_cli.io import _first_line, atomic_path, expand_inputs, is_parquet, sha256_file
+
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%MZ",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+_MS_PER = {"s": 1000.0, "ms": 1.0, "us": 1e-3}
+
+
+def sidecar_paths(out: Path) -> tuple[Path, Path]:
+    """Paths of the rejects Parquet and the JSON manifest written beside ``out``."""
+    stem = out.name.removesuffix(".parquet")
+    return out.with_name(f"{stem}.rejects.parquet"), out.with_name(f"{stem}.manifest.json")
+
+
+def preprocess(
+    inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None
+) -> dict[str, Any]:
+    """Clean ``inputs`` (files, directories, globs) into the events Parquet ``out``.
+
+    Returns the manifest dict (also written to ``OUT.manifest.json``). Raises
+    :class:`BadInputError` when an input is missing or unreadable, a column is missing, or no
+    row survives cleaning; nothing is written then.
+    """
+    cfg = cfg or PreprocessConfig()
+    out = Path(out)
+    files = expand_inputs(inputs)
+    frames = [_scan_normalised(f, i, cfg) for i, f in enumerate(files)]
+    tagged = _tag_rejects(pl.concat(frames, how="diagonal_relaxed"), cfg)
+    extras = [c for c in tagged.collect_schema() if not c.startswith("_") and c not in _CORE]
+    kept = (
+        tagged.filter(pl.col("_reason").is_null())
+        .select("user_id", "item_id", "timestamp", "event_type", "weight", *extras)
+        .sort("timestamp", maintain_order=True)
+    )
+    rejects = tagged.filter(pl.col("_reason").is_not_null()).select(
+        pl.col("_source").alias("source"),
+        pl.col("_row").alias("row"),
+        pl.col("_reason").alias("reason"),
+        "user_id",
+        "item_id",
+        pl.col("_ts_raw").alias("timestamp_raw"),
+        "event_type",
+    )
+    rejects_path, manifest_path = sidecar_paths(out)
+    with atomic_path(out) as tmp_out, atomic_path(rejects_path) as tmp_rej:
+        try:
+            pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True)])
+        except pl.exceptions.PolarsError as e:
+            names = ", ".join(str(f) for f in files)
+            raise BadInputError(f"{names}: cannot read ({_first_line(e)})") from e
+        manifest = _manifest(files, tmp_out, tmp_rej, out)
+        if manifest["rows_kept"] == 0:
+            raise BadInputError(
+                f"{', '.join(map(str, files))}: no usable rows "
+                f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'})"
+            )
+        with atomic_path(manifest_path) as tmp_man:
+            tmp_man.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+_CORE = ("user_id", "item_id", "timestamp", "event_type", "weight")
+
+
+def _scan_normalised(path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFrame:
+    """Scan one file and rename its columns to the canonical names, ids as trimmed strings."""
+    try:
+        if is_parquet(path):
+            lf = pl.scan_parquet(path)
+        else:
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            lf = pl.scan_csv(path, infer_schema=False, separator=sep)
+        schema = lf.collect_schema()
+    except pl.exceptions.PolarsError as e:
+        raise BadInputError(f"{path}: cannot read ({_first_line(e)})") from e
+    for flag, col in (("--user-col", cfg.user_col), ("--item-col", cfg.item_col), ("--time-col", cfg.time_col)):
+        if col not in schema:
+            raise BadInputError(
+                f"{path}: column {col!r} not found (columns: {', '.join(schema.names())}); "
+                f"name it with {flag}"
+            )
+    has_event = cfg.event_col in schema
+    if cfg.event_col_required and not has_event:
+        raise BadInputError(
+            f"{path}: column {cfg.event_col!r} not found (columns: {', '.join(schema.names())}); "
+            "name it with --event-col"
+        )
+    used = {cfg.user_col, cfg.item_col, cfg.time_col, cfg.event_col}
+    extras = [c for c in schema.names() if c not in used and c not in _CORE and not c.startswith("_")]
+    event = (
+        pl.col(cfg.event_col).cast(pl.String).str.strip_chars()
+        if has_event
+        else pl.lit(DEFAULT_EVENT_TYPE)
+    )
+    return lf.with_row_index("_row", offset=1).select(
+        pl.lit(str(path)).alias("_source"),
+        pl.col("_row").cast(pl.Int64),
+        _clean_id(cfg.user_col).alias("user_id"),
+        _clean_id(cfg.item_col).alias("item_id"),
+        _parse_time(pl.col(cfg.time_col), schema[cfg.time_col], cfg.time_unit).alias("timestamp"),
+        pl.col(cfg.time_col).cast(pl.String).alias("_ts_raw"),
+        event.fill_null("").alias("event_type"),
+        *[pl.col(c) for c in extras],
+    ).with_columns(pl.lit(index).alias("_file"))
+
+
+def _clean_id(col: str) -> pl.Expr:
+    s = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(s == "").then(None).otherwise(s)
+
+
+def _parse_time(col: pl.Expr, dtype: pl.DataType, unit: str) -> pl.Expr:
+    """Expression giving ``Datetime(ms, UTC)``; null where the value cannot be read."""
+    if isinstance(dtype, pl.Datetime):
+        c = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+        return c.dt.cast_time_unit("ms")
+    if dtype == pl.Date:
+        return col.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    as_text = col.cast(pl.String).str.strip_chars()
+    number = as_text.cast(pl.Float64, strict=False)
+    number = pl.when(number.is_finite()).then(number)
+    if unit == "auto":
+        # Unix seconds stay below 1e11 until the year 5138; ms below 1e14 until 5138 too.
+        mag = number.abs()
+        factor = pl.when(mag < 1e11).then(1000.0).when(mag < 1e14).then(1.0).otherwise(1e-3)
+        from_number = number * factor
+    elif unit == "iso":
+        from_number = pl.lit(None, dtype=pl.Float64)
+    else:
+        from_number = number * _MS_PER[unit]
+    numeric = from_number.round(0).cast(pl.Int64, strict=False).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    if unit in ("s", "ms", "us"):
+        return numeric
+    iso = pl.coalesce(
+        as_text.str.to_datetime(f, strict=False, time_unit="ms", time_zone="UTC") for f in _ISO_FORMATS
+    )
+    return pl.coalesce(numeric, iso)
+
+
+def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
+    """Add ``weight`` and ``_reason`` (null for kept rows; the first failing check otherwise)."""
+    known = {k.lower(): v for k, v in cfg.event_weights.items()}
+    etype = pl.col("event_type").str.to_lowercase()
+    weight = etype.replace_strict(known, default=UNKNOWN_EVENT_WEIGHT, return_dtype=pl.Float32)
+    content = [c for c in lf.collect_schema() if c not in ("_source", "_row", "_file", "timestamp")]
+    reason = (
+        pl.when(pl.col("user_id").is_null()).then(pl.lit("missing user_id"))
+        .when(pl.col("item_id").is_null()).then(pl.lit("missing item_id"))
+        .when(pl.col("timestamp").is_null()).then(pl.lit("unparsable timestamp"))
+    )
+    if cfg.only_events:
+        reason = reason.when(~etype.is_in(list(known))).then(pl.lit("event type not in --event-weights"))
+    reason = reason.when(~pl.struct(content).is_first_distinct()).then(pl.lit("exact duplicate"))
+    return lf.with_columns(weight.alias("weight"), reason.otherwise(None).alias("_reason"))
+
+
+def _manifest(files: list[Path], kept: Path, rejects: Path, out: Path) -> dict[str, Any]:
+    stats = pl.scan_parquet(kept).select(
+        pl.len().alias("n"),
+        pl.col("timestamp").min().alias("t0"),
+        pl.col("timestamp").max().alias("t1"),
+        pl.col("user_id").n_unique().alias("users"),
+        pl.col("item_id").n_unique().alias("items"),
+    ).collect().row(0, named=True)
+    events = pl.scan_parquet(kept).group_by("event_type").agg(pl.len()).collect().sort("event_type")
+    reasons = pl.scan_parquet(rejects).group_by("reason").agg(pl.len()).collect().sort("reason")
+    rejected = dict(zip(reasons["reason"].to_list(), reasons["len"].to_list(), strict=True))
+    return {
+        "recinc_version": __version__,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [str(f) for f in files],
+        "output": str(out),
+        "rows_read": int(stats["n"]) + sum(rejected.values()),
+        "rows_kept": int(stats["n"]),
+        "rows_rejected": rejected,
+        "users": int(stats["users"]),
+        "items": int(stats["items"]),
+        "event_types": dict(zip(events["event_type"].to_list(), events["len"].to_list(), strict=True)),
+        "time_min": stats["t0"].isoformat() if stats["t0"] else None,
+        "time_max": stats["t1"].isoformat() if stats["t1"] else None,
+        "sha256": sha256_file(kept),
+    }

@@ -1,0 +1,68 @@
+"""Top-k recommendation: batched scoring, seen-item masking, popularity fallback.
+
+>>> seen = SeenItems.empty(3).merge(np.array([1]), np.array([2]), n_users=3)
+>>> scores = lambda u: torch.tensor([[0.0, 3.0, 9.0, 1.0]]).repeat(len(u), 1)
+>>> items, vals = top_k(scores, np.array([1, 2]), seen, k=2)
+>>> items.tolist()
+[[1, 3], [2, 1]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from recinc_cli.seen import SeenItems
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+CHUNK = 2048
+
+
+def top_k(
+    score_fn: ScoreFn,
+    user_idx: np.ndarray,
+    seen: SeenItems,
+    k: int,
+    chunk: int = CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` unseen items for each user.
+
+    Parameters
+    ----------
+    score_fn: maps user indices (B,) int64 to scores (B, n_items).
+    user_idx: (U,) int64 user indices; indices beyond ``seen`` have nothing masked.
+
+    Returns
+    -------
+    items (U, k) int64 and scores (U, k) float32; where fewer than ``k`` items are left,
+    the tail holds item 0 and score -inf.
+    """
+    out_items = np.zeros((len(user_idx), k), dtype=np.int64)
+    out_scores = np.full((len(user_idx), k), -np.inf, dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(user_idx), chunk):
+            users = torch.from_numpy(np.asarray(user_idx[start : start + chunk], dtype=np.int64))
+            scores = score_fn(users).float().clone()
+            scores[:, 0] = float("-inf")
+            known = users < seen.n_users
+            if known.any():
+                rows = known.nonzero().squeeze(1)
+                sub = scores[rows]
+                seen.mask_(sub, users[rows])
+                scores[rows] = sub
+            kk = min(k, scores.shape[1])
+            vals, idx = torch.topk(scores, kk, dim=1)
+            idx[torch.isinf(vals)] = 0
+            out_items[start : start + len(users), :kk] = idx.numpy()
+            out_scores[start : start + len(users), :kk] = vals.numpy()
+            if progress:
+                progress(len(users))
+    return out_items, out_scores
+
+
+def popularity_scorer(item_pop: torch.Tensor) -> ScoreFn:
+    """A ScoreFn that gives every user the same popularity scores."""
+    return lambda users: item_pop[None, :].expand(len(users), -1)

@@ -1,0 +1,84 @@
+"""Per-user seen items as a compact CSR matrix (two int64 tensors), not Python sets.
+
+``indices[indptr[u]:indptr[u + 1]]`` are the sorted distinct item indices user ``u`` has
+interacted with.
+
+>>> s = SeenItems.empty(3).merge(np.array([1, 1, 2, 1]), np.array([4, 2, 4, 4]), n_users=3)
+>>> s.items_of(1).tolist(), s.items_of(2).tolist()
+([2, 4], [4])
+>>> s.contains(np.array([1, 1, 2]), np.array([2, 3, 4])).tolist()
+[True, False, True]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SeenItems:
+    """CSR rows per user index: ``indptr`` (n_users + 1,), ``indices`` (nnz,), both int64."""
+
+    indptr: torch.Tensor
+    indices: torch.Tensor
+
+    @classmethod
+    def empty(cls, n_users: int) -> SeenItems:
+        return cls(torch.zeros(n_users + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def items_of(self, user: int) -> torch.Tensor:
+        return self.indices[self.indptr[user] : self.indptr[user + 1]]
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (user, item) pairs as two int64 arrays, sorted by user then item."""
+        counts = np.diff(self.indptr.numpy())
+        return np.repeat(np.arange(self.n_users, dtype=np.int64), counts), self.indices.numpy()
+
+    def merge(self, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int) -> SeenItems:
+        """A new CSR with the pairs added, for ``n_users`` rows (>= the current count)."""
+        old_u, old_i = self.pairs()
+        users = np.concatenate([old_u, np.asarray(user_idx, dtype=np.int64)])
+        items = np.concatenate([old_i, np.asarray(item_idx, dtype=np.int64)])
+        # One int64 key per pair makes de-duplication a single np.unique.
+        n_items = int(items.max(initial=0)) + 1
+        keys = np.unique(users * n_items + items)
+        users, items = keys // n_items, keys % n_items
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+        return SeenItems(torch.from_numpy(indptr), torch.from_numpy(items))
+
+    def contains(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Boolean array: has user ``user_idx[k]`` seen item ``item_idx[k]``? Vectorised."""
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        known = user_idx < self.n_users
+        u = np.where(known, user_idx, 0)
+        indptr, indices = self.indptr.numpy(), self.indices.numpy()
+        # Items are sorted within a row, so offsetting by the user makes one global sorted key.
+        stride = int(indices.max(initial=0)) + 2
+        row_of = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(indptr))
+        keys = row_of * stride + indices
+        probe = u * stride + np.minimum(item_idx, stride - 1)
+        pos = np.searchsorted(keys, probe)
+        hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == probe) if len(keys) else np.zeros(len(u), bool)
+        return hit & known & (item_idx < stride - 1)
+
+    def mask_(self, scores: torch.Tensor, user_idx: torch.Tensor) -> torch.Tensor:
+        """Set ``scores[b, i] = -inf`` for every item user ``user_idx[b]`` has seen, in place.
+
+        ``scores``: (B, n_items) float; ``user_idx``: (B,) int64.
+        """
+        starts, ends = self.indptr[user_idx], self.indptr[user_idx + 1]
+        lengths = ends - starts
+        rows = torch.repeat_interleave(torch.arange(len(user_idx)), lengths)
+        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        cols = self.indices[torch.repeat_interleave(starts, lengths) + offsets]
+        scores[rows, cols] = float("-inf")
+        return scores
