@@ -66,3 +66,43 @@ def ranking_metrics(
         "coverage": len(recommended) / max(n_catalogue, 1),
         "users": int(n_users),
     }
+
+
+def next_slice_truth(
+    user_idx: np.ndarray, item_idx: np.ndarray, item_key: np.ndarray, seen_contains: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eligible users and their ground truth for the next-slice protocol.
+
+    Parameters
+    ----------
+    user_idx, item_idx: (n,) int64 indices of the test events (0 = unknown to the model).
+    item_key: (n,) int64 distinct code per raw item id (so unknown items stay distinct).
+    seen_contains: ``SeenItems.contains``.
+
+    Returns
+    -------
+    users (U,) sorted eligible user indices, truth_row (m,) row into ``users``, truth_item (m,)
+    item index (0 for items the model has never seen).
+    """
+    known = user_idx > 0
+    pairs = np.unique(np.stack([user_idx[known], item_key[known]], 1), axis=0, return_index=True)[1]
+    u = user_idx[known][pairs]
+    i = item_idx[known][pairs]
+    new = ~seen_contains(u, i)  # type: ignore[operator]
+    u, i = u[new], i[new]
+    users, row = np.unique(u, return_inverse=True)
+    return users, row, i
+
+
+def latency_ms(score_one: object, user_idx: np.ndarray, n: int = 200) -> dict[str, float]:
+    """p50/p99 milliseconds to answer one user at a time, over up to ``n`` users."""
+    import time
+
+    times = []
+    for u in user_idx[:n]:
+        t0 = time.perf_counter()
+        score_one(np.array([u]))  # type: ignore[operator]
+        times.append((time.perf_counter() - t0) * 1000)
+    if not times:
+        return {"p50": 0.0, "p99": 0.0}
+    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,9 +49,9 @@ class MF(Recommender):
     def batches(
         self, data: TrainData, cfg: TrainConfig, generator: torch.Generator
     ) -> Iterator[Batch]:
-        users = torch.from_numpy(data.user_idx)
-        items = torch.from_numpy(data.item_idx)
-        weights = torch.from_numpy(data.weight)
+        users = torch.as_tensor(np.array(data.user_idx, dtype=np.int64))
+        items = torch.as_tensor(np.array(data.item_idx, dtype=np.int64))
+        weights = torch.as_tensor(np.array(data.weight, dtype=np.float32))
         sampled = self.n_items - 1 > cfg.full_softmax_max_items
         for idx in shuffled_slices(len(data), cfg.batch_size, generator):
             batch = {"user": users[idx], "item": items[idx], "weight": weights[idx], "l2": torch.tensor(cfg.l2)}
