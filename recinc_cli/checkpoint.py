@@ -88,11 +88,20 @@ def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; check the path")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(f"{path}: not a recinc checkpoint (not a torch .pt file); check the path")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"{path}: not a readable recinc checkpoint ({_first_line(e)}); restore it from a backup"
+            f"{path}: refused to load: it holds objects other than tensors and plain values "
+            "(not written by recinc, possibly malicious); nothing in it was run"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint ({_first_line(e)}); restore it from a backup"
         ) from e
     if not isinstance(raw, dict) or any(k not in raw for k in _REQUIRED):
         raise CheckpointError(f"{path}: not a recinc checkpoint (required keys are missing)")

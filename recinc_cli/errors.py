@@ -39,11 +39,12 @@ class TrainingError(RecincError):
     exit_code = 5
 
 
+#: Exit code -> short meaning (README "Exit codes" has the long form).
 EXIT_CODES: dict[int, str] = {
-    0: "success (also: slice already applied, nothing to do)",
-    1: "internal error (a bug: please report it with the command line)",
-    2: "usage error: bad option or argument",
-    3: "bad input data: missing/unreadable file, missing column, no usable rows",
+    0: "ok",
+    1: "internal error",
+    2: "usage error",
+    3: "bad input data",
     4: "bad or incompatible checkpoint",
-    5: "training failed (NaN/inf loss); nothing was written",
+    5: "training failed",
 }

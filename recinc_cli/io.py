@@ -148,3 +148,17 @@ def read_events(path: str | Path) -> pl.DataFrame:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    """Write ``df`` atomically as CSV, Parquet or JSON lines, chosen by the file suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    writers = {".csv": df.write_csv, ".parquet": df.write_parquet, ".jsonl": df.write_ndjson,
+               ".ndjson": df.write_ndjson}
+    if suffix not in writers:
+        from recinc_cli.errors import UsageError
+
+        raise UsageError(f"{path}: unknown output format; end the name in .csv, .parquet or .jsonl")
+    with atomic_path(path) as tmp:
+        writers[suffix](tmp)

@@ -1,0 +1,301 @@
+"""The ``recinc`` command: parse flags, build configs, make one API call, report.
+
+No ML or data logic lives here. Typed :class:`~recinc_cli.errors.RecincError` s become one line
+on stderr and their exit code; nothing else is printed on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from recinc_cli import __version__, api
+from recinc_cli.config import (
+    DEFAULT_EVENT_WEIGHTS,
+    ModelConfig,
+    PreprocessConfig,
+    TrainConfig,
+    parse_duration,
+    parse_event_weights,
+)
+from recinc_cli.console import info, metrics_table, reporter, stdout
+from recinc_cli.errors import EXIT_CODES, BadInputError, RecincError, UsageError
+from recinc_cli.io import write_table
+from recinc_cli.models import MODELS
+
+app = typer.Typer(
+    name="recinc",
+    help="Train recommendation models on event logs and keep them fresh with incremental updates.\n\n"
+    "Pipeline: preprocess -> init -> update (each new slice) -> recommend / evaluate.\n\n"
+    "Exit codes: " + ", ".join(f"{c} {name}" for c, name in EXIT_CODES.items()) + ".",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors_to_exit(fn: F) -> F:
+    """Turn a RecincError into one stderr line and its exit code; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RecincError as e:
+            raise _fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; no output was written", 130) from None
+        except Exception as e:
+            if os.environ.get("RECINC_DEBUG"):
+                raise
+            raise _fail(f"internal error: {type(e).__name__}: {e} (RECINC_DEBUG=1 shows a traceback)", 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(fn: F) -> F:
+    """Register ``fn`` as a subcommand with error mapping."""
+    return app.command()(_errors_to_exit(fn))  # type: ignore[return-value]
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary line.")]
+Out = Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"recinc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+@command
+def preprocess(
+    inputs: Annotated[list[str], typer.Argument(help="CSV/Parquet files, directories or globs.", show_default=False)],
+    output: Out,
+    user_col: Annotated[str, typer.Option(help="Column with the user id.")] = "user_id",
+    item_col: Annotated[str, typer.Option(help="Column with the item id.")] = "item_id",
+    time_col: Annotated[str, typer.Option(help="Column with the event time.")] = "timestamp",
+    event_col: Annotated[str | None, typer.Option(
+        help="Column with the event type [default: event_type, optional].")] = None,
+    time_unit: Annotated[str, typer.Option(help="auto, s, ms, us or iso.")] = "auto",
+    event_weights: Annotated[str | None, typer.Option(
+        help="NAME=WEIGHT pairs, e.g. view=1,cart=3,purchase=5 (added to the defaults).")] = None,
+    only_events: Annotated[bool, typer.Option(
+        help="Reject event types not named in --event-weights instead of weighting them 1.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Clean raw logs into one time-sorted events Parquet.
+
+    Rows with a missing id or an unparsable time and exact duplicates go to OUT.rejects.parquet
+    (with file, row and reason); counts, time range and sha256 go to OUT.manifest.json.
+    Timestamps may be ISO 8601 or unix s/ms/us (detected per value).
+
+    \b
+    Example:
+      recinc preprocess logs/2026-03-*.csv -o events.parquet \\
+          --event-weights view=1,cart=3,purchase=5
+    """
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    if event_weights:
+        custom = parse_event_weights(event_weights)
+        weights = custom if only_events else {**weights, **custom}
+    cfg = PreprocessConfig(
+        user_col=user_col, item_col=item_col, time_col=time_col,
+        event_col=event_col or "event_type", event_col_required=event_col is not None,
+        time_unit=time_unit, event_weights=weights, only_events=only_events,
+    )
+    m = api.preprocess(inputs, output, cfg)
+    rejected = ", ".join(f"{n} {r}" for r, n in m["rows_rejected"].items()) or "none"
+    info(f"preprocess: kept {m['rows_kept']:,} of {m['rows_read']:,} rows (rejected: {rejected}); "
+         f"{m['users']:,} users, {m['items']:,} items, {m['time_min']} .. {m['time_max']} -> {output}", quiet)
+
+
+@command
+def init(
+    events: Annotated[Path, typer.Argument(help="Events Parquet from `recinc preprocess`.", show_default=False)],
+    output: Out,
+    model: Annotated[str, typer.Option(help=f"Model: {', '.join(sorted(MODELS))}.")] = "mf",
+    dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = TrainConfig.epochs,
+    update_epochs: Annotated[int, typer.Option(help="Default epochs of later updates.")] = TrainConfig.update_epochs,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = TrainConfig.lr,
+    batch_size: Annotated[int, typer.Option(help="Events per batch.")] = TrainConfig.batch_size,
+    l2: Annotated[float, typer.Option(help="L2 penalty on the embeddings a batch touches.")] = TrainConfig.l2,
+    negatives: Annotated[int, typer.Option(
+        help="Sampled negatives per batch for catalogues above --full-softmax-max-items.")] = TrainConfig.n_negatives,
+    full_softmax_max_items: Annotated[int, typer.Option(
+        help="Largest catalogue trained with the exact softmax.")] = TrainConfig.full_softmax_max_items,
+    pop_half_life: Annotated[str, typer.Option(
+        help="Half-life of the decayed popularity used for cold start, e.g. 14d.")] = "14d",
+    init_: Annotated[str, typer.Option("--init", help="random, zero or pretrained:PATH.")] = "random",
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
+    quiet: Quiet = False,
+) -> None:
+    """Create a model and train it on an events Parquet.
+
+    Builds the user and item vocabularies (append-only, index 0 reserved), trains the model and
+    writes a self-contained checkpoint (weights, optimizer state, vocabularies, seen items,
+    popularity, lineage).
+
+    \b
+    Example:
+      recinc init events.parquet -o m0.pt --model mf --dim 64 --epochs 20
+    """
+    model_cfg = ModelConfig(name=model, dim=dim)
+    if model not in MODELS:
+        raise UsageError(f"--model {model!r} is unknown; choose one of {', '.join(sorted(MODELS))}")
+    train_cfg = TrainConfig(
+        epochs=epochs, update_epochs=update_epochs, lr=lr, batch_size=batch_size, l2=l2,
+        n_negatives=negatives, full_softmax_max_items=full_softmax_max_items, init=init_, seed=seed,
+        pop_half_life_s=parse_duration(pop_half_life),
+    )
+    r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
+    info(f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, "
+         f"{r['epochs']} epochs in {r['train_seconds']:.1f}s ({r['events_per_second']:,.0f} events/s), "
+         f"loss {r['final_loss']:.4f} -> {output}", quiet)
+
+
+@command
+def update(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to update.", show_default=False)],
+    events: Annotated[Path, typer.Argument(help="New slice: events Parquet.", show_default=False)],
+    output: Out,
+    epochs: Annotated[int | None, typer.Option(help="Epochs on this slice [default: stored].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate [default: stored].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: stored].")] = None,
+    force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fold a new slice of events into a model (incremental learning).
+
+    New users and items get new rows; old rows keep their index. The Adam state is restored and
+    grown with the tables. A slice this lineage already applied (same sha256) is skipped with
+    exit 0 unless --force.
+
+    \b
+    Example:
+      recinc update m0.pt day11.parquet -o m1.pt
+    """
+    r = api.update(checkpoint, events, output, force=force, reporter=reporter(quiet),
+                   update_epochs=epochs, lr=lr, batch_size=batch_size)
+    if r["skipped"]:
+        info(f"update: {events} (sha256 {r['data_sha256'][:12]}) was already applied to this model; "
+             "nothing written (use --force to apply it again)", quiet)
+        return
+    info(f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
+         f"(now {r['n_users']:,} / {r['n_items']:,}), {r['epochs']} epochs in {r['train_seconds']:.1f}s, "
+         f"loss {r['final_loss']:.4f} -> {output}", quiet)
+
+
+@command
+def recommend(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint.", show_default=False)],
+    users: Annotated[str | None, typer.Option(help="Comma-separated user ids.")] = None,
+    users_file: Annotated[Path | None, typer.Option(help="File with one user id per line.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every user the model knows.")] = False,
+    k: Annotated[int, typer.Option("-k", "--k", help="Items per user.")] = 10,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write .csv, .parquet or .jsonl instead of CSV on stdout.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Top-k unseen items per user.
+
+    Users unknown to the model get the recently most popular items (source=popular).
+    Output columns: user_id, rank, item_id, score, source.
+
+    \b
+    Example:
+      recinc recommend m1.pt --users u00001,u00002 -k 10
+      recinc recommend m1.pt --all -k 20 -o recs.parquet
+    """
+    if sum([users is not None, users_file is not None, all_]) != 1:
+        raise UsageError("give exactly one of --users, --users-file or --all")
+    if k < 1:
+        raise UsageError("-k must be at least 1")
+    ids = None if all_ else _user_list(users, users_file)
+    df = api.recommend(checkpoint, ids, k=k, reporter=reporter(quiet))
+    if output is None:
+        sys.stdout.write(df.write_csv())
+    else:
+        write_table(df, output)
+    n_pop = df.filter(df["source"] == "popular")["user_id"].n_unique()
+    info(f"recommend: {df['user_id'].n_unique():,} users ({n_pop:,} cold-start), {df.height:,} rows"
+         + (f" -> {output}" if output else ""), quiet)
+
+
+def _user_list(users: str | None, users_file: Path | None) -> list[str]:
+    if users is not None:
+        ids = [u.strip() for u in users.split(",") if u.strip()]
+    else:
+        assert users_file is not None  # guaranteed by the caller's one-of check
+        try:
+            lines = users_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInputError(f"{users_file}: cannot read user ids ({e})") from e
+        ids = [line.strip() for line in lines if line.strip()]
+        if ids and ids[0] == "user_id":
+            ids = ids[1:]
+    if not ids:
+        raise BadInputError(f"{users_file or '--users'}: no user ids given")
+    return ids
+
+
+@command
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint.", show_default=False)],
+    events: Annotated[Path, typer.Argument(help="Test events Parquet (the next slice).", show_default=False)],
+    k: Annotated[int, typer.Option("-k", "--k", help="Cut-off of the metrics.")] = 10,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a model on the next slice, beside its most-popular baseline.
+
+    Users known to the model with items new to them in EVENTS are scored over the full
+    catalogue minus their seen items (test-then-train, see PROTOCOL.md). Reports Recall,
+    Precision, F1, NDCG, MRR, HitRate @k, coverage and ms per user.
+
+    \b
+    Example:
+      recinc evaluate m1.pt day12.parquet -k 10
+      recinc evaluate m1.pt day12.parquet --json | jq .model.ndcg
+    """
+    if k < 1:
+        raise UsageError("-k must be at least 1")
+    r = api.evaluate(checkpoint, events, k=k, reporter=reporter(quiet or json_))
+    if json_:
+        sys.stdout.write(json.dumps(r) + "\n")
+        return
+    if r["users"] == 0:
+        raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
+    stdout.print(metrics_table(r))
+
+
+def main() -> None:
+    """Entry point of the ``recinc`` console script."""
+    app(prog_name="recinc")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(f"recinc: error: {' '.join(message.split())}", file=sys.stderr)
+    return typer.Exit(code)

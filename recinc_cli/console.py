@@ -1,0 +1,73 @@
+"""Terminal output of the CLI: stderr console, progress bars, the metrics table.
+
+Progress bars are drawn only when stderr is a terminal and ``--quiet`` is off, so cron mail
+and Makefile logs stay clean. stdout is reserved for data.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False)
+
+
+class RichReporter:
+    """A :class:`~recinc_cli.progress.Reporter` drawing one rich bar per phase on stderr."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def start(self, description: str, total: int | None) -> None:
+        self.stop()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            console=stderr, transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, status="")
+
+    def advance(self, n: int = 1, status: str = "") -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=n, status=status)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def reporter(quiet: bool) -> RichReporter | None:
+    """A progress reporter for a terminal, or None under cron, pipes and ``--quiet``."""
+    return RichReporter() if not quiet and sys.stderr.isatty() else None
+
+
+def info(message: str, quiet: bool) -> None:
+    """The one-line summary of a command, on stderr."""
+    if not quiet:
+        stderr.print(message, markup=False)
+
+
+METRICS = ("ndcg", "recall", "precision", "f1", "mrr", "hit_rate", "coverage")
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    """Model beside its most-popular baseline, with the lift, for ``evaluate``."""
+    k = result["k"]
+    table = Table(title=f"next-slice evaluation @ {k}: {result['users']} users, catalogue {result['catalogue']}")
+    for col in ("metric", "model", "popular", "lift"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m in METRICS:
+        a, b = result["model"][m], result["popular"][m]
+        lift = f"{a / b:.2f}x" if b > 0 else "-"
+        table.add_row(f"{m}@{k}" if m != "coverage" else m, f"{a:.4f}", f"{b:.4f}", lift)
+    lat = result["latency_ms"]
+    table.add_row("ms/user p50 | p99", f"{lat['p50']:.2f} | {lat['p99']:.2f}", "", "")
+    return table
