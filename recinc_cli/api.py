@@ -19,6 +19,7 @@ import polars as pl
 
 from recinc_cli.checkpoint import load_bundle, save_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.errors import BadInputError
 from recinc_cli.evaluate import latency_ms, next_slice_truth, ranking_metrics
 from recinc_cli.io import read_events, sha256_file
 from recinc_cli.lifecycle import create_bundle, lineage_entry, update_bundle
@@ -64,17 +65,21 @@ def update(
     unless ``force``; the result then has ``skipped=True``.
     """
     bundle = load_bundle(checkpoint)
+    df = read_events(events)  # validates the slice before it is hashed
     data_sha = sha256_file(events)
     if data_sha in bundle.applied_data() and not force:
         return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
-    df = read_events(events)
     train_cfg = bundle.train_cfg.replace(**overrides)
     parent_sha = sha256_file(checkpoint)
     stats = update_bundle(bundle, df, train_cfg, reporter)
     entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, stats)
     bundle.lineage.append(entry)
-    return {**entry, "skipped": False, "events_per_second": stats["events_per_second"],
-            "sha256": save_bundle(bundle, out)}
+    return {
+        **entry,
+        "skipped": False,
+        "events_per_second": stats["events_per_second"],
+        "sha256": save_bundle(bundle, out),
+    }
 
 
 def recommend(
@@ -98,18 +103,25 @@ def recommend(
     scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
     reporter.start("scoring users", len(raw))
     items[known], scores[known] = top_k(model.score, idx[known], bundle.seen, k, progress=reporter.advance)
-    items[~known], scores[~known] = top_k(popularity_scorer(bundle.item_pop), np.zeros((~known).sum(), np.int64),
-                                          bundle.seen, k, progress=reporter.advance)
+    items[~known], scores[~known] = top_k(
+        popularity_scorer(bundle.item_pop),
+        np.zeros((~known).sum(), np.int64),
+        bundle.seen,
+        k,
+        progress=reporter.advance,
+    )
     reporter.stop()
     item_ids = pl.Series(bundle.items.ids, dtype=pl.String)
     flat = items.reshape(-1)
-    frame = pl.DataFrame({
-        "user_id": np.repeat(raw.to_numpy(), k),
-        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(raw)),
-        "item_id": item_ids.gather(flat),
-        "score": scores.reshape(-1),
-        "source": np.repeat(np.where(known, "model", "popular"), k),
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": np.repeat(raw.to_numpy(), k),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(raw)),
+            "item_id": item_ids.gather(flat),
+            "score": scores.reshape(-1),
+            "source": np.repeat(np.where(known, "model", "popular"), k),
+        }
+    )
     return frame.filter(pl.Series(flat > 0))
 
 
@@ -119,7 +131,8 @@ def evaluate(
     """Next-slice evaluation of the model and of its most-popular baseline on ``events``.
 
     Returns ``{"k", "users", "model": {...}, "popular": {...}, "latency_ms": {"p50", "p99"}}``
-    with the metrics of :func:`~recinc_cli.evaluate.ranking_metrics` for each scorer.
+    with the metrics of :func:`~recinc_cli.evaluate.ranking_metrics` for each scorer. Raises
+    :class:`BadInputError` when no user is eligible (the metrics would be undefined).
     """
     reporter = reporter or NullReporter()
     bundle = load_bundle(checkpoint)
@@ -128,8 +141,15 @@ def evaluate(
     item_idx = bundle.items.lookup(df["item_id"])
     item_key = df["item_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     users, row, truth = next_slice_truth(user_idx, item_idx, item_key, bundle.seen.contains)
-    result: dict[str, Any] = {"k": k, "users": len(users), "test_events": df.height,
-                              "catalogue": len(bundle.items) - 1, "checkpoint": str(checkpoint)}
+    if len(users) == 0:
+        raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
+    result: dict[str, Any] = {
+        "k": k,
+        "users": len(users),
+        "test_events": df.height,
+        "catalogue": len(bundle.items) - 1,
+        "checkpoint": str(checkpoint),
+    }
     model = bundle.model.eval()
     scorers = {"model": model.score, "popular": popularity_scorer(bundle.item_pop)}
     reporter.start("evaluating", 2 * len(users))

@@ -33,8 +33,18 @@ from recinc_cli.vocab import Vocab
 
 FORMAT_VERSION = 1
 _REQUIRED = (
-    "format_version", "model_config", "train_config", "weights", "optimizer", "users", "items",
-    "seen_indptr", "seen_indices", "item_pop", "pop_time_ms", "lineage",
+    "format_version",
+    "model_config",
+    "train_config",
+    "weights",
+    "optimizer",
+    "users",
+    "items",
+    "seen_indptr",
+    "seen_indices",
+    "item_pop",
+    "pop_time_ms",
+    "lineage",
 )
 
 
@@ -100,9 +110,7 @@ def load_bundle(path: str | Path) -> Bundle:
             "(not written by recinc, possibly malicious); nothing in it was run"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(
-            f"{path}: damaged checkpoint ({_first_line(e)}); restore it from a backup"
-        ) from e
+        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(e)}); restore it from a backup") from e
     if not isinstance(raw, dict) or any(k not in raw for k in _REQUIRED):
         raise CheckpointError(f"{path}: not a recinc checkpoint (required keys are missing)")
     if raw["format_version"] > FORMAT_VERSION:

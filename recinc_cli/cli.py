@@ -6,15 +6,13 @@ on stderr and their exit code; nothing else is printed on failure.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Annotated
-
-import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -83,8 +81,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     pass
 
@@ -96,13 +95,16 @@ def preprocess(
     user_col: Annotated[str, typer.Option(help="Column with the user id.")] = "user_id",
     item_col: Annotated[str, typer.Option(help="Column with the item id.")] = "item_id",
     time_col: Annotated[str, typer.Option(help="Column with the event time.")] = "timestamp",
-    event_col: Annotated[str | None, typer.Option(
-        help="Column with the event type [default: event_type, optional].")] = None,
+    event_col: Annotated[
+        str | None, typer.Option(help="Column with the event type [default: event_type, optional].")
+    ] = None,
     time_unit: Annotated[str, typer.Option(help="auto, s, ms, us or iso.")] = "auto",
-    event_weights: Annotated[str | None, typer.Option(
-        help="NAME=WEIGHT pairs, e.g. view=1,cart=3,purchase=5 (added to the defaults).")] = None,
-    only_events: Annotated[bool, typer.Option(
-        help="Reject event types not named in --event-weights instead of weighting them 1.")] = False,
+    event_weights: Annotated[
+        str | None, typer.Option(help="NAME=WEIGHT pairs, e.g. view=1,cart=3,purchase=5 (added to the defaults).")
+    ] = None,
+    only_events: Annotated[
+        bool, typer.Option(help="Reject event types not named in --event-weights instead of weighting them 1.")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Clean raw logs into one time-sorted events Parquet.
@@ -121,14 +123,22 @@ def preprocess(
         custom = parse_event_weights(event_weights)
         weights = custom if only_events else {**weights, **custom}
     cfg = PreprocessConfig(
-        user_col=user_col, item_col=item_col, time_col=time_col,
-        event_col=event_col or "event_type", event_col_required=event_col is not None,
-        time_unit=time_unit, event_weights=weights, only_events=only_events,
+        user_col=user_col,
+        item_col=item_col,
+        time_col=time_col,
+        event_col=event_col or "event_type",
+        event_col_required=event_col is not None,
+        time_unit=time_unit,
+        event_weights=weights,
+        only_events=only_events,
     )
     m = api.preprocess(inputs, output, cfg)
     rejected = ", ".join(f"{n} {r}" for r, n in m["rows_rejected"].items()) or "none"
-    info(f"preprocess: kept {m['rows_kept']:,} of {m['rows_read']:,} rows (rejected: {rejected}); "
-         f"{m['users']:,} users, {m['items']:,} items, {m['time_min']} .. {m['time_max']} -> {output}", quiet)
+    info(
+        f"preprocess: kept {m['rows_kept']:,} of {m['rows_read']:,} rows (rejected: {rejected}); "
+        f"{m['users']:,} users, {m['items']:,} items, {m['time_min']} .. {m['time_max']} -> {output}",
+        quiet,
+    )
 
 
 @command
@@ -142,12 +152,15 @@ def init(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = TrainConfig.lr,
     batch_size: Annotated[int, typer.Option(help="Events per batch.")] = TrainConfig.batch_size,
     l2: Annotated[float, typer.Option(help="L2 penalty on the embeddings a batch touches.")] = TrainConfig.l2,
-    negatives: Annotated[int, typer.Option(
-        help="Sampled negatives per batch for catalogues above --full-softmax-max-items.")] = TrainConfig.n_negatives,
-    full_softmax_max_items: Annotated[int, typer.Option(
-        help="Largest catalogue trained with the exact softmax.")] = TrainConfig.full_softmax_max_items,
-    pop_half_life: Annotated[str, typer.Option(
-        help="Half-life of the decayed popularity used for cold start, e.g. 14d.")] = "14d",
+    negatives: Annotated[
+        int, typer.Option(help="Sampled negatives per batch for catalogues above --full-softmax-max-items.")
+    ] = TrainConfig.n_negatives,
+    full_softmax_max_items: Annotated[
+        int, typer.Option(help="Largest catalogue trained with the exact softmax.")
+    ] = TrainConfig.full_softmax_max_items,
+    pop_half_life: Annotated[
+        str, typer.Option(help="Half-life of the decayed popularity used for cold start, e.g. 14d.")
+    ] = "14d",
     init_: Annotated[str, typer.Option("--init", help="random, zero or pretrained:PATH.")] = "random",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
     quiet: Quiet = False,
@@ -166,14 +179,24 @@ def init(
     if model not in MODELS:
         raise UsageError(f"--model {model!r} is unknown; choose one of {', '.join(sorted(MODELS))}")
     train_cfg = TrainConfig(
-        epochs=epochs, update_epochs=update_epochs, lr=lr, batch_size=batch_size, l2=l2,
-        n_negatives=negatives, full_softmax_max_items=full_softmax_max_items, init=init_, seed=seed,
+        epochs=epochs,
+        update_epochs=update_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        l2=l2,
+        n_negatives=negatives,
+        full_softmax_max_items=full_softmax_max_items,
+        init=init_,
+        seed=seed,
         pop_half_life_s=parse_duration(pop_half_life),
     )
     r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
-    info(f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, "
-         f"{r['epochs']} epochs in {r['train_seconds']:.1f}s ({r['events_per_second']:,.0f} events/s), "
-         f"loss {r['final_loss']:.4f} -> {output}", quiet)
+    info(
+        f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, "
+        f"{r['epochs']} epochs in {r['train_seconds']:.1f}s ({r['events_per_second']:,.0f} events/s), "
+        f"loss {r['final_loss']:.4f} -> {output}",
+        quiet,
+    )
 
 
 @command
@@ -197,15 +220,29 @@ def update(
     Example:
       recinc update m0.pt day11.parquet -o m1.pt
     """
-    r = api.update(checkpoint, events, output, force=force, reporter=reporter(quiet),
-                   update_epochs=epochs, lr=lr, batch_size=batch_size)
+    r = api.update(
+        checkpoint,
+        events,
+        output,
+        force=force,
+        reporter=reporter(quiet),
+        update_epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+    )
     if r["skipped"]:
-        info(f"update: {events} (sha256 {r['data_sha256'][:12]}) was already applied to this model; "
-             "nothing written (use --force to apply it again)", quiet)
+        info(
+            f"update: {events} (sha256 {r['data_sha256'][:12]}) was already applied to this model; "
+            "nothing written (use --force to apply it again)",
+            quiet,
+        )
         return
-    info(f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
-         f"(now {r['n_users']:,} / {r['n_items']:,}), {r['epochs']} epochs in {r['train_seconds']:.1f}s, "
-         f"loss {r['final_loss']:.4f} -> {output}", quiet)
+    info(
+        f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
+        f"(now {r['n_users']:,} / {r['n_items']:,}), {r['epochs']} epochs in {r['train_seconds']:.1f}s, "
+        f"loss {r['final_loss']:.4f} -> {output}",
+        quiet,
+    )
 
 
 @command
@@ -215,8 +252,9 @@ def recommend(
     users_file: Annotated[Path | None, typer.Option(help="File with one user id per line.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every user the model knows.")] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Items per user.")] = 10,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write .csv, .parquet or .jsonl instead of CSV on stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write .csv, .parquet or .jsonl instead of CSV on stdout.")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Top-k unseen items per user.
@@ -240,8 +278,11 @@ def recommend(
     else:
         write_table(df, output)
     n_pop = df.filter(df["source"] == "popular")["user_id"].n_unique()
-    info(f"recommend: {df['user_id'].n_unique():,} users ({n_pop:,} cold-start), {df.height:,} rows"
-         + (f" -> {output}" if output else ""), quiet)
+    info(
+        f"recommend: {df['user_id'].n_unique():,} users ({n_pop:,} cold-start), {df.height:,} rows"
+        + (f" -> {output}" if output else ""),
+        quiet,
+    )
 
 
 def _user_list(users: str | None, users_file: Path | None) -> list[str]:
@@ -286,8 +327,6 @@ def evaluate(
     if json_:
         sys.stdout.write(json.dumps(r) + "\n")
         return
-    if r["users"] == 0:
-        raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
     stdout.print(metrics_table(r))
 
 

@@ -140,9 +140,7 @@ def parse_event_weights(text: str) -> dict[str, float]:
         except ValueError:
             weight = float("nan")
         if not sep or not name.strip() or not weight >= 0:
-            raise UsageError(
-                f"--event-weights: cannot read {part!r}; write NAME=WEIGHT pairs like view=1,cart=3"
-            )
+            raise UsageError(f"--event-weights: cannot read {part!r}; write NAME=WEIGHT pairs like view=1,cart=3")
         out[name.strip()] = weight
     return out
 

@@ -27,9 +27,14 @@ class RichReporter:
     def start(self, description: str, total: int | None) -> None:
         self.stop()
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-            console=stderr, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=stderr,
+            transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total, status="")

@@ -123,9 +123,7 @@ def read_events(path: str | Path) -> pl.DataFrame:
     if not path.is_file():
         raise BadInputError(f"{path}: no such file; check the path")
     if not is_parquet(path):
-        raise BadInputError(
-            f"{path}: not a Parquet file; run `recinc preprocess {path} -o events.parquet` first"
-        )
+        raise BadInputError(f"{path}: not a Parquet file; run `recinc preprocess {path} -o events.parquet` first")
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several error types for a damaged file
@@ -154,8 +152,12 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
     """Write ``df`` atomically as CSV, Parquet or JSON lines, chosen by the file suffix."""
     path = Path(path)
     suffix = path.suffix.lower()
-    writers = {".csv": df.write_csv, ".parquet": df.write_parquet, ".jsonl": df.write_ndjson,
-               ".ndjson": df.write_ndjson}
+    writers = {
+        ".csv": df.write_csv,
+        ".parquet": df.write_parquet,
+        ".jsonl": df.write_ndjson,
+        ".ndjson": df.write_ndjson,
+    }
     if suffix not in writers:
         from recinc_cli.errors import UsageError
 

@@ -103,8 +103,13 @@ def _train_and_fold(
     bundle.optimizer = trainer.state_dict()
     bundle.seen = bundle.seen.merge(data.user_idx, data.item_idx, len(bundle.users))
     bundle.item_pop, bundle.pop_time_ms = decayed_popularity(
-        bundle.item_pop, bundle.pop_time_ms, data.item_idx, data.weight, data.ts_ms,
-        len(bundle.items), bundle.train_cfg.pop_half_life_s,
+        bundle.item_pop,
+        bundle.pop_time_ms,
+        data.item_idx,
+        data.weight,
+        data.ts_ms,
+        len(bundle.items),
+        bundle.train_cfg.pop_half_life_s,
     )
     seconds = time.perf_counter() - start
     return {
@@ -118,8 +123,9 @@ def _train_and_fold(
     }
 
 
-def lineage_entry(command: str, data_sha256: str, data_path: str, parent_sha256: str | None,
-                  bundle: Bundle, stats: dict[str, Any]) -> dict[str, Any]:
+def lineage_entry(
+    command: str, data_sha256: str, data_path: str, parent_sha256: str | None, bundle: Bundle, stats: dict[str, Any]
+) -> dict[str, Any]:
     """One lineage record: plain Python values only."""
     return {
         "command": command,

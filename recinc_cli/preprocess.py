@@ -42,6 +42,9 @@ _ISO_FORMATS = (
     "%Y-%m-%d",
 )
 _MS_PER = {"s": 1000.0, "ms": 1.0, "us": 1e-3}
+#: Unix ms of 0001-01-01 and 9999-12-31T23:59:59.999: a number outside is no event time (and
+#: would crash polars when the manifest converts it to a Python datetime).
+_MS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
 
 
 def sidecar_paths(out: Path) -> tuple[Path, Path]:
@@ -50,9 +53,7 @@ def sidecar_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(f"{stem}.rejects.parquet"), out.with_name(f"{stem}.manifest.json")
 
 
-def preprocess(
-    inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None
-) -> dict[str, Any]:
+def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None) -> dict[str, Any]:
     """Clean ``inputs`` (files, directories, globs) into the events Parquet ``out``.
 
     Returns the manifest dict (also written to ``OUT.manifest.json``). Raises
@@ -114,8 +115,7 @@ def _scan_normalised(path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFr
     for flag, col in (("--user-col", cfg.user_col), ("--item-col", cfg.item_col), ("--time-col", cfg.time_col)):
         if col not in schema:
             raise BadInputError(
-                f"{path}: column {col!r} not found (columns: {', '.join(schema.names())}); "
-                f"name it with {flag}"
+                f"{path}: column {col!r} not found (columns: {', '.join(schema.names())}); name it with {flag}"
             )
     has_event = cfg.event_col in schema
     if cfg.event_col_required and not has_event:
@@ -125,21 +125,21 @@ def _scan_normalised(path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFr
         )
     used = {cfg.user_col, cfg.item_col, cfg.time_col, cfg.event_col}
     extras = [c for c in schema.names() if c not in used and c not in _CORE and not c.startswith("_")]
-    event = (
-        pl.col(cfg.event_col).cast(pl.String).str.strip_chars()
-        if has_event
-        else pl.lit(DEFAULT_EVENT_TYPE)
+    event = pl.col(cfg.event_col).cast(pl.String).str.strip_chars() if has_event else pl.lit(DEFAULT_EVENT_TYPE)
+    return (
+        lf.with_row_index("_row", offset=1)
+        .select(
+            pl.lit(str(path)).alias("_source"),
+            pl.col("_row").cast(pl.Int64),
+            _clean_id(cfg.user_col).alias("user_id"),
+            _clean_id(cfg.item_col).alias("item_id"),
+            _parse_time(pl.col(cfg.time_col), schema[cfg.time_col], cfg.time_unit).alias("timestamp"),
+            pl.col(cfg.time_col).cast(pl.String).alias("_ts_raw"),
+            event.fill_null("").alias("event_type"),
+            *[pl.col(c) for c in extras],
+        )
+        .with_columns(pl.lit(index).alias("_file"))
     )
-    return lf.with_row_index("_row", offset=1).select(
-        pl.lit(str(path)).alias("_source"),
-        pl.col("_row").cast(pl.Int64),
-        _clean_id(cfg.user_col).alias("user_id"),
-        _clean_id(cfg.item_col).alias("item_id"),
-        _parse_time(pl.col(cfg.time_col), schema[cfg.time_col], cfg.time_unit).alias("timestamp"),
-        pl.col(cfg.time_col).cast(pl.String).alias("_ts_raw"),
-        event.fill_null("").alias("event_type"),
-        *[pl.col(c) for c in extras],
-    ).with_columns(pl.lit(index).alias("_file"))
 
 
 def _clean_id(col: str) -> pl.Expr:
@@ -166,12 +166,11 @@ def _parse_time(col: pl.Expr, dtype: pl.DataType, unit: str) -> pl.Expr:
         from_number = pl.lit(None, dtype=pl.Float64)
     else:
         from_number = number * _MS_PER[unit]
+    from_number = pl.when(from_number.is_between(*_MS_RANGE)).then(from_number)
     numeric = from_number.round(0).cast(pl.Int64, strict=False).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
     if unit in ("s", "ms", "us"):
         return numeric
-    iso = pl.coalesce(
-        as_text.str.to_datetime(f, strict=False, time_unit="ms", time_zone="UTC") for f in _ISO_FORMATS
-    )
+    iso = pl.coalesce(as_text.str.to_datetime(f, strict=False, time_unit="ms", time_zone="UTC") for f in _ISO_FORMATS)
     return pl.coalesce(numeric, iso)
 
 
@@ -182,9 +181,12 @@ def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
     weight = etype.replace_strict(known, default=UNKNOWN_EVENT_WEIGHT, return_dtype=pl.Float32)
     content = [c for c in lf.collect_schema() if c not in ("_source", "_row", "_file", "timestamp")]
     reason = (
-        pl.when(pl.col("user_id").is_null()).then(pl.lit("missing user_id"))
-        .when(pl.col("item_id").is_null()).then(pl.lit("missing item_id"))
-        .when(pl.col("timestamp").is_null()).then(pl.lit("unparsable timestamp"))
+        pl.when(pl.col("user_id").is_null())
+        .then(pl.lit("missing user_id"))
+        .when(pl.col("item_id").is_null())
+        .then(pl.lit("missing item_id"))
+        .when(pl.col("timestamp").is_null())
+        .then(pl.lit("unparsable timestamp"))
     )
     if cfg.only_events:
         reason = reason.when(~etype.is_in(list(known))).then(pl.lit("event type not in --event-weights"))
@@ -193,13 +195,18 @@ def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
 
 
 def _manifest(files: list[Path], kept: Path, rejects: Path, out: Path) -> dict[str, Any]:
-    stats = pl.scan_parquet(kept).select(
-        pl.len().alias("n"),
-        pl.col("timestamp").min().alias("t0"),
-        pl.col("timestamp").max().alias("t1"),
-        pl.col("user_id").n_unique().alias("users"),
-        pl.col("item_id").n_unique().alias("items"),
-    ).collect().row(0, named=True)
+    stats = (
+        pl.scan_parquet(kept)
+        .select(
+            pl.len().alias("n"),
+            pl.col("timestamp").min().alias("t0"),
+            pl.col("timestamp").max().alias("t1"),
+            pl.col("user_id").n_unique().alias("users"),
+            pl.col("item_id").n_unique().alias("items"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
     events = pl.scan_parquet(kept).group_by("event_type").agg(pl.len()).collect().sort("event_type")
     reasons = pl.scan_parquet(rejects).group_by("reason").agg(pl.len()).collect().sort("reason")
     rejected = dict(zip(reasons["reason"].to_list(), reasons["len"].to_list(), strict=True))

@@ -67,7 +67,9 @@ class SeenItems:
         keys = row_of * stride + indices
         probe = u * stride + np.minimum(item_idx, stride - 1)
         pos = np.searchsorted(keys, probe)
-        hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == probe) if len(keys) else np.zeros(len(u), bool)
+        hit = (
+            (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == probe) if len(keys) else np.zeros(len(u), bool)
+        )
         return hit & known & (item_idx < stride - 1)
 
     def mask_(self, scores: torch.Tensor, user_idx: torch.Tensor) -> torch.Tensor:
@@ -78,7 +80,9 @@ class SeenItems:
         starts, ends = self.indptr[user_idx], self.indptr[user_idx + 1]
         lengths = ends - starts
         rows = torch.repeat_interleave(torch.arange(len(user_idx)), lengths)
-        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(
+            torch.cumsum(lengths, 0) - lengths, lengths
+        )
         cols = self.indices[torch.repeat_interleave(starts, lengths) + offsets]
         scores[rows, cols] = float("-inf")
         return scores

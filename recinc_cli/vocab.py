@@ -29,9 +29,7 @@ class Vocab:
         if not ids or ids[0] != PAD:
             raise ValueError("a vocabulary starts with the reserved padding id")
         self.ids = ids
-        self._table = pl.DataFrame(
-            {"raw": pl.Series(ids, dtype=pl.String), "idx": np.arange(len(ids), dtype=np.int64)}
-        )
+        self._table = pl.DataFrame({"raw": pl.Series(ids, dtype=pl.String), "idx": np.arange(len(ids), dtype=np.int64)})
 
     @classmethod
     def empty(cls) -> Vocab:

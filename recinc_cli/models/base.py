@@ -85,9 +85,7 @@ class Recommender(nn.Module):
             setattr(self.get_submodule(module_name) if module_name else self, attr, grown)
         self.n_users, self.n_items = n_users, n_items
 
-    def _new_rows(
-        self, name: str, axis: str, n: int, init: str, generator: torch.Generator
-    ) -> torch.Tensor:
+    def _new_rows(self, name: str, axis: str, n: int, init: str, generator: torch.Generator) -> torch.Tensor:
         shape = (n, *self.get_parameter(name).shape[1:])
         if len(shape) == 1 or (init == "zero" and axis == "user"):
             return torch.zeros(shape)

@@ -46,9 +46,7 @@ class MF(Recommender):
     def score(self, user_idx: torch.Tensor) -> torch.Tensor:
         return self.user_emb[user_idx] @ self.item_emb.T + self.item_bias
 
-    def batches(
-        self, data: TrainData, cfg: TrainConfig, generator: torch.Generator
-    ) -> Iterator[Batch]:
+    def batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
         users = torch.as_tensor(np.array(data.user_idx, dtype=np.int64))
         items = torch.as_tensor(np.array(data.item_idx, dtype=np.int64))
         weights = torch.as_tensor(np.array(data.weight, dtype=np.float32))
