@@ -139,7 +139,7 @@ def parse_event_weights(text: str) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             weight = float("nan")
-        if not sep or not name.strip() or not weight >= 0:
+        if not sep or not name.strip() or not 0 <= weight < float("inf"):  # inf: a NaN loss later
             raise UsageError(f"--event-weights: cannot read {part!r}; write NAME=WEIGHT pairs like view=1,cart=3")
         out[name.strip()] = weight
     return out

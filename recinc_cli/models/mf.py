@@ -17,6 +17,7 @@ torch.Size([2, 5])
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -47,32 +48,74 @@ class MF(Recommender):
         return self.user_emb[user_idx] @ self.item_emb.T + self.item_bias
 
     def batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
-        users = torch.as_tensor(np.array(data.user_idx, dtype=np.int64))
-        items = torch.as_tensor(np.array(data.item_idx, dtype=np.int64))
-        weights = torch.as_tensor(np.array(data.weight, dtype=np.float32))
-        sampled = self.n_items - 1 > cfg.full_softmax_max_items
+        if self.n_items - 1 > cfg.full_softmax_max_items:
+            yield from self._event_batches(data, cfg, generator)
+        else:
+            yield from self._user_batches(data, cfg, generator)
+
+    def _user_batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+        """Shuffled users packed into batches of about ``batch_size`` events.
+
+        All events of a user share one softmax, so a batch costs (users x items), not
+        (events x items): the same loss as one softmax per event, many times cheaper.
+        """
+        order = np.argsort(data.user_idx, kind="stable")
+        users, starts, counts = np.unique(data.user_idx[order], return_index=True, return_counts=True)
+        perm = torch.randperm(len(users), generator=generator).numpy()
+        batch_of = (np.cumsum(counts[perm]) - 1) // cfg.batch_size
+        bounds = np.flatnonzero(np.diff(batch_of, prepend=-1, append=batch_of[-1] + 1))
+        items = torch.as_tensor(data.item_idx[order].astype(np.int64))
+        weights = torch.as_tensor(data.weight[order].astype(np.float32))
+        l2 = torch.tensor(cfg.l2)
+        for lo, hi in itertools.pairwise(bounds):
+            chosen = perm[lo:hi]
+            n = counts[chosen]
+            # event positions of the chosen users, without a Python loop over users
+            offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+            ev = torch.as_tensor(np.repeat(starts[chosen], n) + offsets)
+            yield {
+                "user": torch.as_tensor(users[chosen]),
+                "row": torch.as_tensor(np.repeat(np.arange(len(chosen)), n)),
+                "item": items[ev],
+                "weight": weights[ev],
+                "l2": l2,
+            }
+
+    def _event_batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+        """Shuffled events with ``n_negatives`` uniform negatives shared by the batch."""
+        users = torch.as_tensor(data.user_idx.astype(np.int64))
+        items = torch.as_tensor(data.item_idx.astype(np.int64))
+        weights = torch.as_tensor(data.weight.astype(np.float32))
+        l2 = torch.tensor(cfg.l2)
         for idx in shuffled_slices(len(data), cfg.batch_size, generator):
-            batch = {"user": users[idx], "item": items[idx], "weight": weights[idx], "l2": torch.tensor(cfg.l2)}
-            if sampled:
-                batch["neg"] = torch.randint(1, self.n_items, (cfg.n_negatives,), generator=generator)
-            yield batch
+            neg = torch.randint(1, self.n_items, (cfg.n_negatives,), generator=generator)
+            yield {
+                "user": users[idx],
+                "row": torch.arange(len(idx)),
+                "item": items[idx],
+                "weight": weights[idx],
+                "neg": neg,
+                "l2": l2,
+            }
 
     def loss(self, batch: Batch) -> torch.Tensor:
+        """Weighted softmax cross-entropy: sum_e w_e (logsumexp_u - s_{u,i_e}) / sum_e w_e.
+
+        ``user`` (U,) rows of the batch; ``row``/``item``/``weight`` (E,) one per event, ``row``
+        indexing ``user``; optional ``neg`` (M,) shared sampled negatives (then U = E).
+        """
         # sparse=True: the optimizer then only touches the user rows in this batch.
         u = F.embedding(batch["user"], self.user_emb, sparse=True)
-        pos = batch["item"]
+        row, pos, w = batch["row"], batch["item"], batch["weight"]
+        pos_logit = (u[row] * self.item_emb[pos]).sum(-1) + self.item_bias[pos]
         if "neg" in batch:
             neg = batch["neg"]
-            pos_logit = (u * self.item_emb[pos]).sum(-1) + self.item_bias[pos]
             neg_logit = u @ self.item_emb[neg].T + self.item_bias[neg]
             neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
-            logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
-            target = torch.zeros_like(pos)
+            lse = torch.logsumexp(torch.cat([pos_logit[:, None], neg_logit], dim=1), dim=1)
         else:
             logits = u @ self.item_emb.T + self.item_bias
             logits[:, 0] = float("-inf")
-            target = pos
-        ce = F.cross_entropy(logits, target, reduction="none")
-        w = batch["weight"]
-        reg = batch["l2"] * ((u * u).sum(-1) + (self.item_emb[pos] ** 2).sum(-1))
-        return ((ce + reg) * w).sum() / w.sum()
+            lse = torch.logsumexp(logits, dim=1)[row]
+        reg = batch["l2"] * ((u[row] ** 2).sum(-1) + (self.item_emb[pos] ** 2).sum(-1))
+        return (w * (lse - pos_logit + reg)).sum() / w.sum()

@@ -1,0 +1,114 @@
+"""Shared fixtures: the CLI runner, error checks, and the sample-data pipeline built once.
+
+The session-scoped :func:`pipeline` runs the real ``recinc`` commands on ``sample_data/`` with
+tiny training settings (preprocess base + days, init on base, update with days 11..13); tests
+read its files and never modify them (copy to ``tmp_path`` first).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import settings
+from typer.testing import CliRunner, Result
+
+from recinc_cli.cli import app
+
+# No example database in the checkout, and the same examples on every run (CI stays
+# deterministic); HYPOTHESIS_PROFILE=explore searches afresh.
+settings.register_profile("ci", database=None, derandomize=True)
+settings.register_profile("explore", database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# recinc's tensors here are tiny: intra-op threads only add OpenMP barriers, and on a busy 2-core
+# box those spin-waits made the default-size init ~15x slower (114 s vs 6.5 s measured).
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+DAYS = (11, 12, 13, 14)
+#: Tiny training for the shared pipeline: base has 19,157 events, so 5 batches per epoch.
+SMALL_INIT = ("--dim", "8", "--epochs", "2", "--update-epochs", "1", "--batch-size", "4096", "--seed", "7")
+
+
+def run_cli(*args: object, env: dict[str, str] | None = None) -> Result:
+    """Run ``recinc ARGS`` in-process; exceptions that escape the CLI fail the test."""
+    return CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False, prog_name="recinc")
+
+
+def check_error(result: Result, code: int, message: str | None = None, pattern: str | None = None) -> str:
+    """Assert a failed command: exit ``code``, nothing on stdout, one ``recinc: error:`` line.
+
+    ``message`` is the exact text after ``recinc: error: ``; ``pattern`` a regex it must match
+    in full. Returns the message.
+    """
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    prefix = "recinc: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    text = lines[0][len(prefix) :]
+    if message is not None:
+        assert text == message
+    if pattern is not None:
+        assert re.fullmatch(pattern, text), text
+    return text
+
+
+def only_files(directory: Path) -> list[str]:
+    """Sorted names of every entry in ``directory`` (hidden temp files included)."""
+    return sorted(p.name for p in directory.iterdir())
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., Result]:
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def expect_error() -> Callable[..., str]:
+    return check_error
+
+
+@dataclass
+class Pipeline:
+    """Files and command results of the sample-data run (read-only for tests)."""
+
+    dir: Path
+    events: dict[str, Path] = field(default_factory=dict)  # "base", "day11", ...
+    ckpt: dict[int, Path] = field(default_factory=dict)  # 10 = init on base, 11.. = updates
+    results: dict[str, Result] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    p = Pipeline(tmp_path_factory.mktemp("pipeline"))
+    for name in ("base", *(f"day{d}" for d in DAYS)):
+        out = p.dir / f"{name}.parquet"
+        p.results[f"preprocess {name}"] = run_cli("preprocess", SAMPLE / f"{name}.csv", "-o", out)
+        p.events[name] = out
+    p.ckpt[10] = p.dir / "m10.pt"
+    p.results["init"] = run_cli("init", p.events["base"], "-o", p.ckpt[10], *SMALL_INIT)
+    for d in DAYS[:-1]:
+        p.ckpt[d] = p.dir / f"m{d}.pt"
+        p.results[f"update {d}"] = run_cli("update", p.ckpt[d - 1], p.events[f"day{d}"], "-o", p.ckpt[d])
+    for name, r in p.results.items():
+        assert r.exit_code == 0, (name, r.stderr)
+    return p

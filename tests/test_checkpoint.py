@@ -1,0 +1,239 @@
+"""The .pt bundle: plain tensors and values, lineage, round trips, atomic writes, bad files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from conftest import only_files
+
+from recinc_cli import __version__, api
+from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.errors import CheckpointError
+from recinc_cli.io import sha256_file
+
+LINEAGE_KEYS = {
+    "command",
+    "time",
+    "recinc_version",
+    "parent_sha256",
+    "data_path",
+    "data_sha256",
+    "n_users",
+    "n_items",
+    "events",
+    "epochs",
+    "final_loss",
+    "train_seconds",
+    "ts_min",
+    "ts_max",
+    "new_users",
+    "new_items",
+}
+TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
+
+
+def events_of(pipeline, *names: str) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(pipeline.events[n]) for n in names])
+
+
+def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> None:
+    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    assert set(raw) == {
+        "format_version",
+        "recinc_version",
+        "model_config",
+        "train_config",
+        "weights",
+        "optimizer",
+        "users",
+        "items",
+        "seen_indptr",
+        "seen_indices",
+        "item_pop",
+        "pop_time_ms",
+        "lineage",
+    }
+    assert raw["format_version"] == FORMAT_VERSION == 1
+    assert raw["recinc_version"] == __version__
+    assert raw["model_config"] == {"name": "mf", "dim": 8}
+    assert raw["train_config"]["seed"] == 7 and raw["train_config"]["epochs"] == 2
+    base = pl.read_parquet(pipeline.events["base"])
+    assert raw["users"][0] == "" and raw["items"][0] == ""
+    assert raw["users"][1:] == base["user_id"].unique(maintain_order=True).to_list()
+    assert raw["items"][1:] == base["item_id"].unique(maintain_order=True).to_list()
+    w = raw["weights"]
+    assert w["user_emb"].shape == (len(raw["users"]), 8)
+    assert w["item_emb"].shape == (len(raw["items"]), 8) and w["item_bias"].shape == (len(raw["items"]),)
+    assert raw["pop_time_ms"] == int(base["timestamp"].max().timestamp() * 1000)
+
+
+def test_seen_csr_holds_exactly_the_distinct_pairs(pipeline) -> None:
+    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    indptr, indices = raw["seen_indptr"].numpy(), raw["seen_indices"].numpy()
+    assert indptr.dtype == np.int64 and indices.dtype == np.int64
+    assert len(indptr) == len(raw["users"]) + 1 and indptr[0] == 0 and indptr[-1] == len(indices)
+    assert (np.diff(indptr) >= 0).all()
+    users = {u: i for i, u in enumerate(raw["users"])}
+    items = {u: i for i, u in enumerate(raw["items"])}
+    ev = events_of(pipeline, "base", "day11", "day12", "day13")
+    expected: dict[int, set[int]] = {}
+    for u, i in ev.select("user_id", "item_id").iter_rows():
+        expected.setdefault(users[u], set()).add(items[i])
+    for u in range(len(raw["users"])):
+        row = indices[indptr[u] : indptr[u + 1]].tolist()
+        assert row == sorted(expected.get(u, set())), u
+
+
+def test_item_pop_is_the_decayed_sum_over_all_folded_events(pipeline) -> None:
+    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    ev = events_of(pipeline, "base", "day11", "day12", "day13")
+    now = ev["timestamp"].max()
+    hl_ms = raw["train_config"]["pop_half_life_s"] * 1000
+    age_ms = (now - ev["timestamp"]).dt.total_milliseconds().to_numpy().astype(np.float64)
+    contrib = ev["weight"].to_numpy().astype(np.float64) * 2.0 ** (-age_ms / hl_ms)
+    items = {u: i for i, u in enumerate(raw["items"])}
+    expected = np.zeros(len(raw["items"]))
+    np.add.at(expected, [items[i] for i in ev["item_id"]], contrib)
+    assert raw["item_pop"].dtype == torch.float32
+    np.testing.assert_allclose(raw["item_pop"].numpy(), expected, rtol=1e-4)
+    assert raw["pop_time_ms"] == int(now.timestamp() * 1000)
+
+
+def test_lineage_records_every_run(pipeline) -> None:
+    lineage = torch.load(pipeline.ckpt[13], weights_only=True)["lineage"]
+    assert [e["command"] for e in lineage] == ["init", "update", "update", "update"]
+    for entry, name, parent in zip(
+        lineage, ["base", "day11", "day12", "day13"], [None, *(pipeline.ckpt[d] for d in (10, 11, 12))], strict=True
+    ):
+        assert set(entry) == LINEAGE_KEYS
+        path = pipeline.events[name]
+        df = pl.read_parquet(path)
+        assert entry["data_path"] == str(path)
+        assert entry["data_sha256"] == sha256_file(path)
+        assert entry["parent_sha256"] == (None if parent is None else sha256_file(parent))
+        assert entry["events"] == df.height
+        assert entry["ts_min"] == df["timestamp"].min().replace(microsecond=0).isoformat()
+        assert entry["ts_max"] == df["timestamp"].max().replace(microsecond=0).isoformat()
+        assert entry["recinc_version"] == __version__
+        assert np.isfinite(entry["final_loss"]) and entry["train_seconds"] >= 0
+        dt.datetime.fromisoformat(entry["time"])
+    assert lineage[0]["epochs"] == 2 and [e["epochs"] for e in lineage[1:]] == [1, 1, 1]
+    assert lineage[0]["new_users"] == lineage[0]["n_users"]
+    for prev, cur in itertools.pairwise(lineage):
+        assert cur["n_users"] == prev["n_users"] + cur["new_users"]
+        assert cur["n_items"] == prev["n_items"] + cur["new_items"]
+        assert cur["new_users"] > 0 and cur["new_items"] > 0
+    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    assert (lineage[-1]["n_users"], lineage[-1]["n_items"]) == (len(raw["users"]) - 1, len(raw["items"]) - 1)
+
+
+def test_save_load_round_trip_gives_identical_scores(pipeline, tmp_path: Path) -> None:
+    b = load_bundle(pipeline.ckpt[11])
+    users = torch.arange(len(b.users))
+    with torch.no_grad():
+        before = b.model.score(users)
+    digest = save_bundle(b, tmp_path / "copy.pt")
+    assert digest == sha256_file(tmp_path / "copy.pt")
+    c = load_bundle(tmp_path / "copy.pt")
+    with torch.no_grad():
+        assert torch.equal(c.model.score(users), before)
+    assert c.users.ids == b.users.ids and c.items.ids == b.items.ids
+    assert torch.equal(c.seen.indptr, b.seen.indptr) and torch.equal(c.seen.indices, b.seen.indices)
+    assert torch.equal(c.item_pop, b.item_pop) and c.pop_time_ms == b.pop_time_ms
+    assert c.lineage == b.lineage and c.train_cfg == b.train_cfg and c.model_cfg == b.model_cfg
+
+
+def test_same_seed_same_model(pipeline, tmp_path: Path) -> None:
+    day = pipeline.events["day11"]
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        api.init(day, tmp_path / f"{name}.pt", TINY[0], TINY[1].replace(seed=seed))
+    a, b, c = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in "abc")
+    for key in a["weights"]:
+        assert torch.equal(a["weights"][key], b["weights"][key]), key
+    assert not torch.equal(a["weights"]["item_emb"], c["weights"]["item_emb"])
+    for sa, sb in zip(a["optimizer"], b["optimizer"], strict=True):
+        for k, st in sa["state"].items():
+            assert torch.equal(st["exp_avg"], sb["state"][k]["exp_avg"])
+
+
+def fail_midway(obj: object, f: object, *args: object, **kwargs: object) -> None:
+    with open(f, "wb") as fh:  # type: ignore[arg-type]
+        fh.write(b"PK\x03\x04 half a checkpoint")
+    raise OSError(28, "No space left on device")
+
+
+def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(pipeline, tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "m.pt"
+    shutil.copy(pipeline.ckpt[10], target)
+    before = target.read_bytes()
+    bundle = load_bundle(pipeline.ckpt[11])
+    monkeypatch.setattr(torch, "save", fail_midway)
+    with pytest.raises(OSError, match="No space left"):
+        save_bundle(bundle, target)
+    assert target.read_bytes() == before
+    assert only_files(tmp_path) == ["m.pt"]
+    # The same through api.update writing over an existing output, and to a new path.
+    with pytest.raises(OSError):
+        api.update(pipeline.ckpt[10], pipeline.events["day11"], target)
+    with pytest.raises(OSError):
+        api.update(pipeline.ckpt[10], pipeline.events["day11"], tmp_path / "new.pt")
+    assert target.read_bytes() == before
+    assert only_files(tmp_path) == ["m.pt"]
+
+
+def test_unloadable_files_raise_checkpoint_error(pipeline, tmp_path: Path) -> None:
+    cases: dict[str, str] = {}
+    (tmp_path / "text.pt").write_text("hello")
+    cases["text.pt"] = "not a recinc checkpoint (not a torch .pt file); check the path"
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    cases["tensor.pt"] = "not a recinc checkpoint (required keys are missing)"
+    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    torch.save({**raw, "format_version": FORMAT_VERSION + 1}, tmp_path / "future.pt")
+    cases["future.pt"] = (
+        f"format version {FORMAT_VERSION + 1} is newer than this recinc "
+        f"({__version__}, format {FORMAT_VERSION}); upgrade recinc"
+    )
+    torch.save({**raw, "users": raw["users"][:-1]}, tmp_path / "inconsistent.pt")
+    cases["missing.pt"] = "no such checkpoint; check the path"
+    for name, message in cases.items():
+        with pytest.raises(CheckpointError) as e:
+            load_bundle(tmp_path / name)
+        assert str(e.value) == f"{tmp_path / name}: {message}"
+    with pytest.raises(CheckpointError, match="damaged or inconsistent checkpoint"):
+        load_bundle(tmp_path / "inconsistent.pt")
+    data = Path(pipeline.ckpt[10]).read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        CheckpointError,
+        match=r"cut\.pt: damaged checkpoint \(.*\); restore it "
+        r"from a backup$",
+    ):
+        load_bundle(tmp_path / "cut.pt")
+
+
+class RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_runs_code_is_refused_unrun(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"format_version": 1, "payload": RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused to load: it holds objects other than tensors and plain values"):
+        load_bundle(tmp_path / "evil.pt")
+    assert not marker.exists()
+    # The payload is real: a full unpickle would have run it.
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()

@@ -1,0 +1,124 @@
+"""The Adam state survives save -> update (grow) -> load instead of restarting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.data import TrainData
+from recinc_cli.models import build_model
+from recinc_cli.train import Trainer, grow_optimizer_state, seeded_generator
+
+
+def test_grow_pads_zero_rows_and_keeps_old_rows_and_scalars() -> None:
+    exp_avg = torch.arange(6, dtype=torch.float32).reshape(3, 2) + 1
+    bias = torch.tensor([0.5, -0.5, 2.0])
+    state = {
+        "state": {
+            0: {"step": torch.tensor(7.0), "exp_avg": exp_avg, "exp_avg_sq": exp_avg * 2},
+            1: {"step": torch.tensor(7.0), "exp_avg": bias},
+        },
+        "param_groups": [{"lr": 0.1, "params": [0, 1]}],
+    }
+    grown = grow_optimizer_state(state, [(5, 2), (5,)])
+    s0, s1 = grown["state"][0], grown["state"][1]
+    assert s0["exp_avg"].shape == (5, 2) and s0["exp_avg_sq"].shape == (5, 2)
+    assert torch.equal(s0["exp_avg"][:3], exp_avg)
+    assert torch.equal(s0["exp_avg_sq"][:3], exp_avg * 2)
+    assert torch.count_nonzero(s0["exp_avg"][3:]) == 0
+    assert s1["exp_avg"].tolist() == [0.5, -0.5, 2.0, 0.0, 0.0]
+    assert s0["step"].item() == 7.0
+    assert grown["param_groups"] == state["param_groups"]
+    # Same shape: nothing to pad.
+    assert torch.equal(grow_optimizer_state(state, [(3, 2), (3,)])["state"][0]["exp_avg"], exp_avg)
+
+
+@pytest.mark.parametrize("shapes", [[(2, 2), (3,)], [(4, 3), (4,)]])
+def test_grow_rejects_a_shrunk_or_reshaped_parameter(shapes: list[tuple[int, ...]]) -> None:
+    state = {
+        "state": {0: {"exp_avg": torch.ones(3, 2)}, 1: {"exp_avg": torch.ones(3)}},
+        "param_groups": [{"params": [0, 1]}],
+    }
+    with pytest.raises(ValueError, match=r"optimizer state exp_avg has shape \(3, 2\)"):
+        grow_optimizer_state(state, shapes)
+
+
+def test_trainer_restores_state_into_a_grown_model() -> None:
+    model = build_model(ModelConfig(dim=4), 4, 5)
+    model.reset_parameters("random", seeded_generator(0))
+    data = TrainData(np.array([1, 2, 3]), np.array([1, 2, 4]), np.ones(3, np.float32), np.arange(3, dtype=np.int64))
+    trainer = Trainer(model, TrainConfig(lr=0.01))
+    trainer.fit(data, epochs=2, generator=seeded_generator(0))
+    saved = [
+        {
+            "state": {
+                k: {kk: vv.clone() if torch.is_tensor(vv) else vv for kk, vv in v.items()}
+                for k, v in s["state"].items()
+            },
+            "param_groups": s["param_groups"],
+        }
+        for s in trainer.state_dict()
+    ]
+
+    model.grow(6, 8, "random", seeded_generator(1))
+    fresh = Trainer(model, TrainConfig(lr=0.02))
+    fresh.load_state_dict(saved)
+    for opt, old in zip(fresh.optimizers, saved, strict=True):
+        params = [p for g in opt.param_groups for p in g["params"]]
+        assert opt.param_groups[0]["lr"] == 0.02  # this run's lr, not the stored one
+        for k, p in enumerate(params):
+            st, prev = opt.state[p], old["state"][k]
+            assert st["exp_avg"].shape == p.shape
+            rows = prev["exp_avg"].shape[0]
+            assert torch.equal(st["exp_avg"][:rows], prev["exp_avg"])
+            assert torch.count_nonzero(st["exp_avg"][rows:]) == 0
+            assert float(st["step"]) == float(prev["step"])
+
+
+def raw(path: object) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def test_update_checkpoint_continues_the_parent_adam_state(pipeline) -> None:
+    parent, child = raw(pipeline.ckpt[10]), raw(pipeline.ckpt[11])
+    n_users, n_items = len(child["users"]), len(child["items"])
+    dense_p, sparse_p = parent["optimizer"]
+    dense_c, sparse_c = child["optimizer"]
+
+    # Tables grew, and so did every moment tensor.
+    assert n_users > len(parent["users"]) and n_items > len(parent["items"])
+    for k, rows in ((0, n_items), (1, n_items)):
+        assert dense_c["state"][k]["exp_avg"].shape[0] == rows
+        assert dense_c["state"][k]["exp_avg_sq"].shape[0] == rows
+    assert sparse_c["state"][0]["exp_avg"].shape == (n_users, 8)
+
+    # The step count went on from the parent's: update_epochs x batches of the slice.
+    day11 = pl.read_parquet(pipeline.events["day11"]).height
+    cfg = child["train_config"]
+    steps = cfg["update_epochs"] * math.ceil(day11 / cfg["batch_size"])
+    assert float(dense_c["state"][0]["step"]) == float(dense_p["state"][0]["step"]) + steps
+    assert float(sparse_c["state"][0]["step"]) == float(sparse_p["state"][0]["step"]) + steps
+    init_steps = parent["train_config"]["epochs"] * math.ceil(
+        pl.read_parquet(pipeline.events["base"]).height / cfg["batch_size"]
+    )
+    assert float(dense_p["state"][0]["step"]) == init_steps
+
+    # SparseAdam touches only the users of a batch: users absent from the slice keep their
+    # moments (and rows) bit for bit, so the state was carried over, not reset.
+    slice_users = set(pl.read_parquet(pipeline.events["day11"])["user_id"].to_list())
+    untouched = [i for i, u in enumerate(parent["users"]) if i > 0 and u not in slice_users]
+    touched = [i for i, u in enumerate(parent["users"]) if u in slice_users]
+    assert len(untouched) > 500 and len(touched) > 300
+    idx = torch.tensor(untouched)
+    for key in ("exp_avg", "exp_avg_sq"):
+        old, new = sparse_p["state"][0][key][idx], sparse_c["state"][0][key][idx]
+        assert torch.count_nonzero(old) > 0
+        assert torch.equal(new, old)
+    assert torch.equal(child["weights"]["user_emb"][idx], parent["weights"]["user_emb"][idx])
+    t = torch.tensor(touched)
+    assert not torch.equal(sparse_c["state"][0]["exp_avg"][t], sparse_p["state"][0]["exp_avg"][t])
