@@ -161,6 +161,13 @@ def init(
     pop_half_life: Annotated[
         str, typer.Option(help="Half-life of the decayed popularity used for cold start, e.g. 14d.")
     ] = "14d",
+    valid_fraction: Annotated[
+        float,
+        typer.Option(help="Newest share of EVENTS held out to pick the epoch count (early stopping); 0 = off."),
+    ] = TrainConfig.valid_fraction,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without a better validation NDCG@10.")
+    ] = TrainConfig.patience,
     init_: Annotated[str, typer.Option("--init", help="random, zero or pretrained:PATH.")] = "random",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
     quiet: Quiet = False,
@@ -189,6 +196,8 @@ def init(
         init=init_,
         seed=seed,
         pop_half_life_s=parse_duration(pop_half_life),
+        valid_fraction=valid_fraction,
+        patience=patience,
     )
     r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
     info(

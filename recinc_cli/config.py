@@ -83,13 +83,18 @@ class ModelConfig:
 class TrainConfig:
     """Training settings of one ``init`` or ``update`` run.
 
+    ``epochs`` is the most ``init`` trains: with ``valid_fraction`` > 0 it holds out the newest
+    events, stops once NDCG@10 on them has not improved for ``patience`` epochs, keeps the best
+    epoch, then folds the held-out events in like an ``update`` (``update_epochs`` passes).
+    Logs differ widely in how much training serves the near future best; this picks it per log.
+
     ``full_softmax_max_items``: catalogues up to this size train with the exact softmax over
     every item; larger ones with ``n_negatives`` uniformly sampled negatives per batch.
     """
 
-    epochs: int = 20
-    update_epochs: int = 5
-    lr: float = 5e-3
+    epochs: int = 30
+    update_epochs: int = 10
+    lr: float = 2e-3
     batch_size: int = 1024
     l2: float = 1e-6
     n_negatives: int = 4096
@@ -97,6 +102,8 @@ class TrainConfig:
     init: str = "random"
     seed: int = 0
     pop_half_life_s: float = 14 * 86400.0
+    valid_fraction: float = 0.1
+    patience: int = 2
 
     def __post_init__(self) -> None:
         checks = {
@@ -107,6 +114,8 @@ class TrainConfig:
             "--l2": self.l2 >= 0,
             "--negatives": self.n_negatives >= 1,
             "--pop-half-life": self.pop_half_life_s > 0,
+            "--valid-fraction": 0 <= self.valid_fraction < 1,
+            "--patience": self.patience >= 1,
         }
         for flag, ok in checks.items():
             if not ok:

@@ -18,6 +18,7 @@ from recinc_cli import __version__
 from recinc_cli.checkpoint import Bundle, load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data import TrainData
+from recinc_cli.early_stop import early_stopped_fit
 from recinc_cli.errors import CheckpointError, UsageError
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
@@ -53,7 +54,14 @@ def create_bundle(
         item_pop=torch.zeros(len(items)),
         pop_time_ms=0,
     )
-    stats = _train_and_fold(bundle, events, train_cfg.epochs, gen, None, reporter)
+    cut = round(events.height * (1 - train_cfg.valid_fraction))
+    stopped = early_stopped_fit(bundle, events[:cut], events[cut:], gen, reporter) if cut < events.height else None
+    if stopped is None:
+        stats = _train_and_fold(bundle, events, train_cfg.epochs, gen, None, reporter)
+    else:
+        stats = _train_and_fold(bundle, events[cut:], train_cfg.update_epochs, gen, bundle.optimizer, reporter)
+        stats = {**stats, **stopped, "events": events.height, "ts_min": _iso(_ms(events["timestamp"].min()))}
+        stats["train_seconds"] = round(stats["train_seconds"] + stopped["train_seconds"], 3)
     return bundle, {**stats, "new_users": len(users) - 1, "new_items": len(items) - 1}
 
 
@@ -101,16 +109,7 @@ def _train_and_fold(
     losses = trainer.fit(data, epochs, gen, on_batch)
     reporter.stop()
     bundle.optimizer = trainer.state_dict()
-    bundle.seen = bundle.seen.merge(data.user_idx, data.item_idx, len(bundle.users))
-    bundle.item_pop, bundle.pop_time_ms = decayed_popularity(
-        bundle.item_pop,
-        bundle.pop_time_ms,
-        data.item_idx,
-        data.weight,
-        data.ts_ms,
-        len(bundle.items),
-        bundle.train_cfg.pop_half_life_s,
-    )
+    fold_events(bundle, data)
     seconds = time.perf_counter() - start
     return {
         "events": len(data),
@@ -121,6 +120,20 @@ def _train_and_fold(
         "ts_min": _iso(int(data.ts_ms.min())),
         "ts_max": _iso(int(data.ts_ms.max())),
     }
+
+
+def fold_events(bundle: Bundle, data: TrainData) -> None:
+    """Add the events to the bundle's seen items and decayed popularity."""
+    bundle.seen = bundle.seen.merge(data.user_idx, data.item_idx, len(bundle.users))
+    bundle.item_pop, bundle.pop_time_ms = decayed_popularity(
+        bundle.item_pop,
+        bundle.pop_time_ms,
+        data.item_idx,
+        data.weight,
+        data.ts_ms,
+        len(bundle.items),
+        bundle.train_cfg.pop_half_life_s,
+    )
 
 
 def lineage_entry(
@@ -136,6 +149,7 @@ def lineage_entry(
         "data_sha256": data_sha256,
         "n_users": len(bundle.users) - 1,
         "n_items": len(bundle.items) - 1,
+        "valid_ndcg": None,
         **{k: v for k, v in stats.items() if k != "events_per_second"},
     }
 
@@ -163,6 +177,10 @@ def copy_pretrained(model: Recommender, users: Vocab, items: Vocab, path: Path) 
                 p[torch.from_numpy(rows)] = source[name][torch.from_numpy(old_idx[rows])]
             elif source[name].shape == p.shape:
                 p.copy_(source[name])
+
+
+def _ms(value: dt.datetime) -> int:
+    return int(value.timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:

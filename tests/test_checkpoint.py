@@ -21,6 +21,7 @@ from recinc_cli.errors import CheckpointError
 from recinc_cli.io import sha256_file
 
 LINEAGE_KEYS = {
+    "valid_ndcg",
     "command",
     "time",
     "recinc_version",

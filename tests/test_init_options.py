@@ -50,7 +50,7 @@ def test_pretrained_needs_the_same_architecture(pipeline) -> None:
 
 def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Path) -> None:
     out = tmp_path / "warm.pt"
-    flags = ("--epochs", "1", "--batch-size", "4096", "-q")
+    flags = ("--epochs", "1", "--batch-size", "4096", "--valid-fraction", "0", "-q")
     r = cli(
         "init", pipeline.events["day11"], "-o", out, "--dim", "8", "--init", f"pretrained:{pipeline.ckpt[10]}", *flags
     )

@@ -97,16 +97,14 @@ def test_update_checkpoint_continues_the_parent_adam_state(pipeline) -> None:
         assert dense_c["state"][k]["exp_avg_sq"].shape[0] == rows
     assert sparse_c["state"][0]["exp_avg"].shape == (n_users, 8)
 
-    # The step count went on from the parent's: update_epochs x batches of the slice.
+    # The step count went on from the parent's: at least one step per update epoch (users are
+    # packed into batches of about batch_size events, so the exact count depends on the shuffle).
     day11 = pl.read_parquet(pipeline.events["day11"]).height
     cfg = child["train_config"]
-    steps = cfg["update_epochs"] * math.ceil(day11 / cfg["batch_size"])
-    assert float(dense_c["state"][0]["step"]) == float(dense_p["state"][0]["step"]) + steps
-    assert float(sparse_c["state"][0]["step"]) == float(sparse_p["state"][0]["step"]) + steps
-    init_steps = parent["train_config"]["epochs"] * math.ceil(
-        pl.read_parquet(pipeline.events["base"]).height / cfg["batch_size"]
-    )
-    assert float(dense_p["state"][0]["step"]) == init_steps
+    added = float(dense_c["state"][0]["step"]) - float(dense_p["state"][0]["step"])
+    assert float(dense_p["state"][0]["step"]) >= parent["train_config"]["epochs"] > 0
+    assert cfg["update_epochs"] * math.ceil(day11 / cfg["batch_size"]) <= added <= cfg["update_epochs"] * day11
+    assert float(sparse_c["state"][0]["step"]) - float(sparse_p["state"][0]["step"]) == added
 
     # SparseAdam touches only the users of a batch: users absent from the slice keep their
     # moments (and rows) bit for bit, so the state was carried over, not reset.

@@ -1,0 +1,77 @@
+"""Choosing how long ``init`` trains: early stopping on the newest events of the log.
+
+A model fit too long to years of history ranks what was consumed then, not next week; a
+model fit too briefly has not learned tastes. Which one bites depends on the log, so ``init``
+measures it: train on the older events, score the newest ones with the next-slice protocol
+after each epoch, keep the best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from recinc_cli.data import TrainData
+from recinc_cli.evaluate import next_slice_truth, ranking_metrics
+from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.recommend import top_k
+from recinc_cli.seen import SeenItems
+from recinc_cli.train import Trainer
+
+if TYPE_CHECKING:
+    from recinc_cli.checkpoint import Bundle
+
+VALID_K = 10
+
+
+def early_stopped_fit(
+    bundle: Bundle,
+    older: pl.DataFrame,
+    newest: pl.DataFrame,
+    gen: torch.Generator,
+    reporter: Reporter | None = None,
+) -> dict[str, Any] | None:
+    """Train ``bundle.model`` on ``older`` for the epoch count that ranks ``newest`` best.
+
+    Restores the best epoch's weights and optimizer state (``bundle.optimizer``) and folds
+    ``older`` into seen items and popularity. Returns ``{"epochs", "valid_ndcg",
+    "train_seconds"}``, or None (nothing trained) when no user of ``older`` has new items in
+    ``newest``, so there is nothing to validate on.
+    """
+    from recinc_cli.lifecycle import fold_events  # lifecycle imports this module
+
+    reporter = reporter or NullReporter()
+    start = time.perf_counter()
+    cfg, model = bundle.train_cfg, bundle.model
+    data = TrainData.from_events(older, bundle.users, bundle.items)
+    seen = SeenItems.empty(len(bundle.users)).merge(data.user_idx, data.item_idx, len(bundle.users))
+    item_key = newest["item_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    users, row, truth = next_slice_truth(
+        bundle.users.lookup(newest["user_id"]), bundle.items.lookup(newest["item_id"]), item_key, seen.contains
+    )
+    if len(users) == 0:
+        return None
+    trainer = Trainer(model, cfg)
+    reporter.start(f"training {bundle.model_cfg.name} (early stopping)", cfg.epochs)
+    best: tuple[float, int, dict[str, Any], list[dict[str, Any]]] | None = None
+    for epoch in range(1, cfg.epochs + 1):
+        trainer.fit(data, 1, gen)
+        model.eval()
+        top, _ = top_k(model.score, users, seen, VALID_K)
+        ndcg = ranking_metrics(top, row, truth, VALID_K, len(bundle.items) - 1)["ndcg"]
+        reporter.advance(1, f"epoch {epoch} valid ndcg@{VALID_K} {ndcg:.4f}")
+        if best is None or ndcg > best[0]:
+            best = (ndcg, epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
+        elif epoch - best[1] >= cfg.patience:
+            break
+    reporter.stop()
+    assert best is not None  # the loop ran at least once (epochs >= 1)
+    model.load_state_dict(best[2])
+    bundle.optimizer = best[3]
+    fold_events(bundle, data)
+    return {"epochs": best[1], "valid_ndcg": round(best[0], 5), "train_seconds": time.perf_counter() - start}
