@@ -340,8 +340,26 @@ def evaluate(
 
 
 def main() -> None:
-    """Entry point of the ``recinc`` console script."""
-    app(prog_name="recinc")
+    """Entry point of the ``recinc`` console script.
+
+    Usage errors (unknown option, missing argument, bad value) become the same one-line
+    ``recinc: error:`` message as every other error, with exit code 2.
+    """
+    try:
+        code = app(prog_name="recinc", standalone_mode=False)
+    except typer.Abort:
+        raise _fail("interrupted; no output was written", 130) from None
+    except Exception as e:
+        # typer/click usage errors carry format_message() and exit_code; anything else is a bug.
+        if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":
+            print(e.ctx.get_help() if getattr(e, "ctx", None) else e.format_message())  # type: ignore[attr-defined]
+            sys.exit(0 if e.exit_code == 0 else 2)
+        ctx = getattr(e, "ctx", None)
+        where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+        raise SystemExit(_fail(f"{e.format_message().rstrip('.')}{where}", 2).exit_code) from None
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> typer.Exit:

@@ -39,6 +39,12 @@ class TrainingError(RecincError):
     exit_code = 5
 
 
+class OutputError(RecincError):
+    """An output file could not be written: no space, no permission (exit 7). Nothing was replaced."""
+
+    exit_code = 7
+
+
 #: Exit code -> short meaning (README "Exit codes" has the long form).
 EXIT_CODES: dict[int, str] = {
     0: "ok",
@@ -47,4 +53,5 @@ EXIT_CODES: dict[int, str] = {
     3: "bad input data",
     4: "bad or incompatible checkpoint",
     5: "training failed",
+    7: "cannot write output",
 }

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recinc_cli.errors import BadInputError
+from recinc_cli.errors import BadInputError, OutputError
 
 #: Columns of the events Parquet written by ``preprocess`` and read by every other command.
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
@@ -44,8 +44,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     On an exception the temp file is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise _cannot_write(target, e) from e
     os.close(fd)
     tmp = Path(name)
     # mkstemp creates 0600; give the result the permissions a plain open() would.
@@ -58,9 +61,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(target, e) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _cannot_write(target: Path, e: OSError) -> OutputError:
+    return OutputError(f"{target}: cannot write ({e.strerror or e}); check free space and permissions")
 
 
 def _fsync_dir(path: Path) -> None:

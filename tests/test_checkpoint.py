@@ -17,7 +17,7 @@ from conftest import only_files
 from recinc_cli import __version__, api
 from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.errors import CheckpointError
+from recinc_cli.errors import CheckpointError, OutputError
 from recinc_cli.io import sha256_file
 
 LINEAGE_KEYS = {
@@ -178,14 +178,14 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(pipeline, tmp_pa
     before = target.read_bytes()
     bundle = load_bundle(pipeline.ckpt[11])
     monkeypatch.setattr(torch, "save", fail_midway)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match=r"m\.pt: cannot write \(No space left on device\)"):
         save_bundle(bundle, target)
     assert target.read_bytes() == before
     assert only_files(tmp_path) == ["m.pt"]
     # The same through api.update writing over an existing output, and to a new path.
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError):
         api.update(pipeline.ckpt[10], pipeline.events["day11"], target)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError):
         api.update(pipeline.ckpt[10], pipeline.events["day11"], tmp_path / "new.pt")
     assert target.read_bytes() == before
     assert only_files(tmp_path) == ["m.pt"]

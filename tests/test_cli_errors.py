@@ -247,7 +247,7 @@ def test_diverging_update_writes_nothing(cli, expect_error, pipeline, tmp_path: 
     assert only_files(tmp_path) == []
 
 
-# --- unexpected failures (1) ----------------------------------------------------------------
+# --- output failures (7) -------------------------------------------------------------------
 
 
 def test_failed_write_is_one_line_and_leaves_no_file(cli, expect_error, pipeline, tmp_path: Path, monkeypatch) -> None:
@@ -257,7 +257,7 @@ def test_failed_write_is_one_line_and_leaves_no_file(cli, expect_error, pipeline
 
     monkeypatch.setattr(torch, "save", full_disk)
     r = cli("update", pipeline.ckpt[10], pipeline.events["day11"], "-o", tmp_path / "m.pt")
-    expect_error(r, 1, "internal error: OSError: [Errno 28] No space left on device (RECINC_DEBUG=1 shows a traceback)")
+    expect_error(r, 7, f"{tmp_path / 'm.pt'}: cannot write (No space left on device); check free space and permissions")
     assert only_files(tmp_path) == []
 
 
@@ -283,3 +283,21 @@ def test_real_process_error_is_one_stderr_line(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert proc.stderr == "recinc: error: nope.csv: no such file; check the path\n"
     assert only_files(tmp_path) == []
+
+
+# --- usage errors through the real entry point (main) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["init", "x.parquet", "--bogus"], "No such option: --bogus; see 'recinc init --help'"),
+        (["init"], "Missing argument 'events'; see 'recinc init --help'"),
+        (["frobnicate"], "No such command 'frobnicate'; see 'recinc --help'"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "recinc_cli", *args], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"recinc: error: {message}\n")
