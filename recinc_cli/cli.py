@@ -176,11 +176,13 @@ def init(
 
     Builds the user and item vocabularies (append-only, index 0 reserved), trains the model and
     writes a self-contained checkpoint (weights, optimizer state, vocabularies, seen items,
-    popularity, lineage).
+    popularity, lineage). By default the newest 10% of EVENTS choose the epoch count (early
+    stopping on next-slice NDCG@10), then are folded in as an update would.
 
     \b
     Example:
-      recinc init events.parquet -o m0.pt --model mf --dim 64 --epochs 20
+      recinc init events.parquet -o m0.pt --model mf --dim 64
+      recinc init events.parquet -o m0.pt --valid-fraction 0 --epochs 15
     """
     model_cfg = ModelConfig(name=model, dim=dim)
     if model not in MODELS:
@@ -202,7 +204,13 @@ def init(
     r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
     info(
         f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, "
-        f"{r['epochs']} epochs in {r['train_seconds']:.1f}s ({r['events_per_second']:,.0f} events/s), "
+        + (
+            f"{_epochs(r['epochs'])} chosen by early stopping (valid ndcg@10 {r['valid_ndcg']:.4f}) "
+            f"+ {_epochs(train_cfg.update_epochs)} on the held-out newest events"
+            if r["valid_ndcg"] is not None
+            else _epochs(r["epochs"])
+        )
+        + f" in {r['train_seconds']:.1f}s ({r['events_per_second']:,.0f} events/s), "
         f"loss {r['final_loss']:.4f} -> {output}",
         quiet,
     )
@@ -248,7 +256,7 @@ def update(
         return
     info(
         f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
-        f"(now {r['n_users']:,} / {r['n_items']:,}), {r['epochs']} epochs in {r['train_seconds']:.1f}s, "
+        f"(now {r['n_users']:,} / {r['n_items']:,}), {_epochs(r['epochs'])} in {r['train_seconds']:.1f}s, "
         f"loss {r['final_loss']:.4f} -> {output}",
         quiet,
     )
@@ -292,6 +300,10 @@ def recommend(
         + (f" -> {output}" if output else ""),
         quiet,
     )
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _user_list(users: str | None, users_file: Path | None) -> list[str]:

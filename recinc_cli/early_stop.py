@@ -40,8 +40,9 @@ def early_stopped_fit(
 
     Restores the best epoch's weights and optimizer state (``bundle.optimizer``) and folds
     ``older`` into seen items and popularity. Returns ``{"epochs", "valid_ndcg",
-    "train_seconds"}``, or None (nothing trained) when no user of ``older`` has new items in
-    ``newest``, so there is nothing to validate on.
+    "train_seconds", "events_trained"}`` (the best epoch, its NDCG@10, the work done), or None
+    (nothing trained) when no user of ``older`` has new items in ``newest``, so there is
+    nothing to validate on.
     """
     from recinc_cli.lifecycle import fold_events  # lifecycle imports this module
 
@@ -74,4 +75,9 @@ def early_stopped_fit(
     model.load_state_dict(best[2])
     bundle.optimizer = best[3]
     fold_events(bundle, data)
-    return {"epochs": best[1], "valid_ndcg": round(best[0], 5), "train_seconds": time.perf_counter() - start}
+    return {
+        "epochs": best[1],
+        "valid_ndcg": round(best[0], 5),
+        "train_seconds": time.perf_counter() - start,
+        "events_trained": len(data) * epoch,
+    }

@@ -60,8 +60,11 @@ def create_bundle(
         stats = _train_and_fold(bundle, events, train_cfg.epochs, gen, None, reporter)
     else:
         stats = _train_and_fold(bundle, events[cut:], train_cfg.update_epochs, gen, bundle.optimizer, reporter)
+        seconds = stats["train_seconds"] + stopped.pop("train_seconds")
+        trained = stats["events"] * stats["epochs"] + stopped.pop("events_trained")
         stats = {**stats, **stopped, "events": events.height, "ts_min": _iso(_ms(events["timestamp"].min()))}
-        stats["train_seconds"] = round(stats["train_seconds"] + stopped["train_seconds"], 3)
+        stats["train_seconds"] = round(seconds, 3)
+        stats["events_per_second"] = round(trained / max(seconds, 1e-9), 1)
     return bundle, {**stats, "new_users": len(users) - 1, "new_items": len(items) - 1}
 
 
