@@ -7,7 +7,9 @@ Strategies, each evaluated on slice s before it sees it:
 - ``mf-retrain``: ``recinc init`` from scratch on base + slices 1..s-1 before slice s;
 - ``pop-all``: most popular over everything before slice s;
 - ``pop-latest``: most popular in the previous slice (for slice 1: the last slice-sized
-  window of the base).
+  window of the base);
+- ``pop-decayed (model)``: the checkpoint's own decayed popularity (``--pop-half-life``), the
+  baseline ``recinc evaluate`` prints and the cold-start fallback of ``recommend``.
 
 Model metrics come from ``recinc evaluate --json``; the popularity baselines are computed here
 with the same metric code and the same eligibility rules. Seconds are the wall time of the
@@ -42,7 +44,7 @@ DATASETS = {
 }
 N_SLICES = 5
 K = 10
-console = Console(width=150)
+console = Console(width=200)
 
 
 def recinc(*args: str) -> tuple[str, float]:
@@ -127,7 +129,8 @@ def run_dataset(name: str, path: Path, out: Path, models: list[str]) -> dict[str
             m_next = work / f"{model}-inc-{s}.pt"
             _, secs = recinc("update", str(m_prev), str(files[s]), "-o", str(m_next))
             record(f"{model}-incremental", ev["model"], secs)
-            record(f"{model}-own-popular", ev["popular"], None)
+            if model == models[0]:  # the same for every model: it depends on the data only
+                record("pop-decayed (model)", ev["popular"], None)
             ev_r = json.loads(recinc("evaluate", str(r_prev), str(files[s]), "--json")[0])
             r_next = work / f"{model}-re-{s}.pt"
             _, secs_r = _retrain(files[: s + 1], r_next, model, work, s)
@@ -154,23 +157,25 @@ def _retrain(files: list[Path], out: Path, model: str, work: Path, s: int) -> tu
 
 
 def show(name: str, report: dict[str, Any]) -> None:
-    table = Table(title=f"{name}: streaming protocol, {report['events']:,} events, NDCG@{K} per slice")
+    """One table per log: each slice's NDCG / Recall / HR @K, their means, mean update seconds."""
+    table = Table(
+        title=f"{name}: streaming protocol, {report['events']:,} events; cells: NDCG@{K} / Recall@{K} / HR@{K}"
+    )
     table.add_column("strategy")
     for s in range(1, N_SLICES + 1):
-        table.add_column(f"s{s}", justify="right")
-    for col in (f"NDCG@{K}", f"Recall@{K}", f"HR@{K}", "update s"):
+        table.add_column(f"slice {s}", justify="right")
+    for col in ("mean", "update s"):
         table.add_column(col, justify="right")
     for strategy, r in report["results"].items():
+        cells = [
+            f"{n:.3f} / {rc:.3f} / {h:.2f}" for n, rc, h in zip(r["ndcg"], r["recall"], r["hit_rate"], strict=True)
+        ]
+        mean = f"{np.mean(r['ndcg']):.3f} / {np.mean(r['recall']):.3f} / {np.mean(r['hit_rate']):.2f}"
         secs = f"{np.mean(r['seconds']):.1f}" if r["seconds"] else "-"
-        table.add_row(
-            strategy,
-            *(f"{v:.3f}" for v in r["ndcg"]),
-            f"{np.mean(r['ndcg']):.3f}",
-            f"{np.mean(r['recall']):.3f}",
-            f"{np.mean(r['hit_rate']):.3f}",
-            secs,
-        )
+        table.add_row(strategy, *cells, mean, secs)
     console.print(table)
+    if report.get("base_seconds"):
+        console.print("base fit seconds: " + ", ".join(f"{m} {s:.1f}" for m, s in report["base_seconds"].items()))
 
 
 def main() -> None:
@@ -179,7 +184,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--models", default="mf")
+    parser.add_argument("--show", type=Path, help="only print the tables of an earlier quality.json")
     args = parser.parse_args()
+    if args.show:
+        for name, report in json.loads(args.show.read_text()).items():
+            show(name, report)
+        return
     if not args.data_dir.is_dir():
         sys.exit(f"{args.data_dir}: shared data not found; pass --data-dir")
     reports = {}
