@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recinc_cli.checkpoint import load_bundle, save_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.errors import BadInputError
 from recinc_cli.evaluate import latency_ms, next_slice_truth, ranking_metrics
 from recinc_cli.io import read_events, sha256_file
-from recinc_cli.lifecycle import create_bundle, lineage_entry, update_bundle
 from recinc_cli.preprocess import preprocess
 from recinc_cli.progress import NullReporter, Reporter
-from recinc_cli.recommend import popularity_scorer, top_k
+
+# The modules below import torch (about 2 s); they are imported inside the functions that need
+# them so that `recinc preprocess` and `--help` start fast.
 
 __all__ = ["evaluate", "init", "preprocess", "recommend", "update"]
 
@@ -41,6 +41,9 @@ def init(
 
     Returns the lineage entry of the new checkpoint (counts, loss, seconds, sha256).
     """
+    from recinc_cli.checkpoint import save_bundle
+    from recinc_cli.lifecycle import create_bundle, lineage_entry
+
     model_cfg, train_cfg = model_cfg or ModelConfig(), train_cfg or TrainConfig()
     df = read_events(events)
     data_sha = sha256_file(events)
@@ -64,6 +67,9 @@ def update(
     When this lineage already applied the same data (by sha256) nothing is trained or written,
     unless ``force``; the result then has ``skipped=True``.
     """
+    from recinc_cli.checkpoint import load_bundle, save_bundle
+    from recinc_cli.lifecycle import lineage_entry, update_bundle
+
     bundle = load_bundle(checkpoint)
     df = read_events(events)  # validates the slice before it is hashed
     data_sha = sha256_file(events)
@@ -93,6 +99,9 @@ def recommend(
     Users unknown to the model get the decayed most-popular items (``source="popular"``).
     Returns columns ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
+    from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.recommend import popularity_scorer, top_k
+
     reporter = reporter or NullReporter()
     bundle = load_bundle(checkpoint)
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
@@ -134,6 +143,9 @@ def evaluate(
     with the metrics of :func:`~recinc_cli.evaluate.ranking_metrics` for each scorer. Raises
     :class:`BadInputError` when no user is eligible (the metrics would be undefined).
     """
+    from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.recommend import popularity_scorer, top_k
+
     reporter = reporter or NullReporter()
     bundle = load_bundle(checkpoint)
     df = read_events(events)

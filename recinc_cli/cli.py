@@ -19,6 +19,7 @@ import typer
 from recinc_cli import __version__, api
 from recinc_cli.config import (
     DEFAULT_EVENT_WEIGHTS,
+    MODEL_NAMES,
     ModelConfig,
     PreprocessConfig,
     TrainConfig,
@@ -28,7 +29,6 @@ from recinc_cli.config import (
 from recinc_cli.console import info, metrics_table, reporter, stdout
 from recinc_cli.errors import EXIT_CODES, BadInputError, RecincError, UsageError
 from recinc_cli.io import write_table
-from recinc_cli.models import MODELS
 
 app = typer.Typer(
     name="recinc",
@@ -145,7 +145,7 @@ def preprocess(
 def init(
     events: Annotated[Path, typer.Argument(help="Events Parquet from `recinc preprocess`.", show_default=False)],
     output: Out,
-    model: Annotated[str, typer.Option(help=f"Model: {', '.join(sorted(MODELS))}.")] = "mf",
+    model: Annotated[str, typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}.")] = "mf",
     dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = TrainConfig.epochs,
     update_epochs: Annotated[int, typer.Option(help="Default epochs of later updates.")] = TrainConfig.update_epochs,
@@ -185,8 +185,6 @@ def init(
       recinc init events.parquet -o m0.pt --valid-fraction 0 --epochs 15
     """
     model_cfg = ModelConfig(name=model, dim=dim)
-    if model not in MODELS:
-        raise UsageError(f"--model {model!r} is unknown; choose one of {', '.join(sorted(MODELS))}")
     train_cfg = TrainConfig(
         epochs=epochs,
         update_epochs=update_epochs,

@@ -61,6 +61,11 @@ class PreprocessConfig:
             raise UsageError(f"--time-unit must be one of auto, s, ms, us, iso (got {self.time_unit!r})")
 
 
+#: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
+#: Kept here so validating a name does not import torch.
+MODEL_NAMES: tuple[str, ...] = ("mf",)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a model; locked once a model is created.
@@ -72,6 +77,8 @@ class ModelConfig:
     dim: int = 64
 
     def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise UsageError(f"--model {self.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
         if self.dim < 1:
             raise UsageError(f"--dim must be a positive integer (got {self.dim})")
 

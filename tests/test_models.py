@@ -171,3 +171,10 @@ def test_training_is_reproducible(name: str) -> None:
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         assert torch.equal(a, b)
+
+
+def test_model_names_known_to_config_match_the_registry() -> None:
+    from recinc_cli.config import MODEL_NAMES
+    from recinc_cli.models import MODELS
+
+    assert sorted(MODEL_NAMES) == sorted(MODELS)
