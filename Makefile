@@ -46,7 +46,7 @@ demo: $(STAMP)
 bench-quality: $(STAMP)
 	$(BIN)/python bench/quality.py --out bench_out
 
-bench: bench-quality
+bench: bench-quality  # all benchmarks; today the quality one
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data
