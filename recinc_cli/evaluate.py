@@ -13,6 +13,9 @@ count in the ground truth (they cannot be hit, as in production).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -69,7 +72,10 @@ def ranking_metrics(
 
 
 def next_slice_truth(
-    user_idx: np.ndarray, item_idx: np.ndarray, item_key: np.ndarray, seen_contains: object
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    item_key: np.ndarray,
+    seen_contains: Callable[[np.ndarray, np.ndarray], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eligible users and their ground truth for the next-slice protocol.
 
@@ -88,20 +94,18 @@ def next_slice_truth(
     pairs = np.unique(np.stack([user_idx[known], item_key[known]], 1), axis=0, return_index=True)[1]
     u = user_idx[known][pairs]
     i = item_idx[known][pairs]
-    new = ~seen_contains(u, i)  # type: ignore[operator]
+    new = ~seen_contains(u, i)
     u, i = u[new], i[new]
     users, row = np.unique(u, return_inverse=True)
     return users, row, i
 
 
-def latency_ms(score_one: object, user_idx: np.ndarray, n: int = 200) -> dict[str, float]:
+def latency_ms(score_one: Callable[[np.ndarray], object], user_idx: np.ndarray, n: int = 200) -> dict[str, float]:
     """p50/p99 milliseconds to answer one user at a time, over up to ``n`` users."""
-    import time
-
     times = []
     for u in user_idx[:n]:
         t0 = time.perf_counter()
-        score_one(np.array([u]))  # type: ignore[operator]
+        score_one(np.array([u]))
         times.append((time.perf_counter() - t0) * 1000)
     if not times:
         return {"p50": 0.0, "p99": 0.0}

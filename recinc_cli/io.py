@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recinc_cli.errors import BadInputError, OutputError
+from recinc_cli.errors import BadInputError, OutputError, UsageError
 
 #: Columns of the events Parquet written by ``preprocess`` and read by every other command.
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
@@ -173,8 +173,6 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
         ".ndjson": df.write_ndjson,
     }
     if suffix not in writers:
-        from recinc_cli.errors import UsageError
-
         raise UsageError(f"{path}: unknown output format; end the name in .csv, .parquet or .jsonl")
     with atomic_path(path) as tmp:
         writers[suffix](tmp)

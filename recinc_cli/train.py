@@ -75,7 +75,7 @@ class Trainer:
                 if not math.isfinite(value):
                     raise TrainingError(
                         f"loss became {value} in epoch {epoch + 1}, batch {b + 1}; "
-                        "lower --lr (now {:g}) or check the event weights".format(self.cfg.lr)
+                        f"lower --lr (now {self.cfg.lr:g}) or check the event weights"
                     )
                 loss.backward()
                 for opt in self.optimizers:
