@@ -66,7 +66,7 @@ def _errors_to_exit(fn: F) -> F:
 
 def command(fn: F) -> F:
     """Register ``fn`` as a subcommand with error mapping."""
-    return app.command()(_errors_to_exit(fn))  # type: ignore[return-value]
+    return app.command()(_errors_to_exit(fn))
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary line.")]
@@ -365,7 +365,7 @@ def main() -> None:
             raise
         if type(e).__name__ == "NoArgsIsHelpError":
             print(e.ctx.get_help() if getattr(e, "ctx", None) else e.format_message())  # type: ignore[attr-defined]
-            sys.exit(0 if e.exit_code == 0 else 2)
+            sys.exit(0 if getattr(e, "exit_code", 2) == 0 else 2)
         ctx = getattr(e, "ctx", None)
         where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
         raise SystemExit(_fail(f"{e.format_message().rstrip('.')}{where}", 2).exit_code) from None

@@ -19,7 +19,7 @@ import glob
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -166,7 +166,7 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
     """Write ``df`` atomically as CSV, Parquet or JSON lines, chosen by the file suffix."""
     path = Path(path)
     suffix = path.suffix.lower()
-    writers = {
+    writers: dict[str, Callable[[Path], object]] = {
         ".csv": df.write_csv,
         ".parquet": df.write_parquet,
         ".jsonl": df.write_ndjson,

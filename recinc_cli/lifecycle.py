@@ -62,7 +62,12 @@ def create_bundle(
         stats = _train_and_fold(bundle, events[cut:], train_cfg.update_epochs, gen, bundle.optimizer, reporter)
         seconds = stats["train_seconds"] + stopped.pop("train_seconds")
         trained = stats["events"] * stats["epochs"] + stopped.pop("events_trained")
-        stats = {**stats, **stopped, "events": events.height, "ts_min": _iso(_ms(events["timestamp"].min()))}
+        stats = {
+            **stats,
+            **stopped,
+            "events": events.height,
+            "ts_min": _iso(int(events["timestamp"].dt.epoch("ms").to_numpy().min())),
+        }
         stats["train_seconds"] = round(seconds, 3)
         stats["events_per_second"] = round(trained / max(seconds, 1e-9), 1)
     return bundle, {**stats, "new_users": len(users) - 1, "new_items": len(items) - 1}
@@ -180,10 +185,6 @@ def copy_pretrained(model: Recommender, users: Vocab, items: Vocab, path: Path) 
                 p[torch.from_numpy(rows)] = source[name][torch.from_numpy(old_idx[rows])]
             elif source[name].shape == p.shape:
                 p.copy_(source[name])
-
-
-def _ms(value: dt.datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:
