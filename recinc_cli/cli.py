@@ -219,9 +219,9 @@ def update(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to update.", show_default=False)],
     events: Annotated[Path, typer.Argument(help="New slice: events Parquet.", show_default=False)],
     output: Out,
-    epochs: Annotated[int | None, typer.Option(help="Epochs on this slice [default: stored].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate [default: stored].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: stored].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs on this slice, this run only [default: stored].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate, this run only [default: stored].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Events per batch, this run only [default: stored].")] = None,
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
     quiet: Quiet = False,
 ) -> None:

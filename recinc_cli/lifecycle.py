@@ -57,9 +57,11 @@ def create_bundle(
     cut = round(events.height * (1 - train_cfg.valid_fraction))
     stopped = early_stopped_fit(bundle, events[:cut], events[cut:], gen, reporter) if cut < events.height else None
     if stopped is None:
-        stats = _train_and_fold(bundle, events, train_cfg.epochs, gen, None, reporter)
+        stats = _train_and_fold(bundle, events, train_cfg, train_cfg.epochs, gen, None, reporter)
     else:
-        stats = _train_and_fold(bundle, events[cut:], train_cfg.update_epochs, gen, bundle.optimizer, reporter)
+        stats = _train_and_fold(
+            bundle, events[cut:], train_cfg, train_cfg.update_epochs, gen, bundle.optimizer, reporter
+        )
         seconds = stats["train_seconds"] + stopped.pop("train_seconds")
         trained = stats["events"] * stats["epochs"] + stopped.pop("events_trained")
         stats = {
@@ -79,20 +81,24 @@ def update_bundle(
     train_cfg: TrainConfig,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Grow ``bundle`` for the new ids in ``events`` and train on them, in place."""
+    """Grow ``bundle`` for the new ids in ``events`` and train on them with ``train_cfg``, in place.
+
+    ``train_cfg`` applies to this run only: the checkpoint keeps its stored training settings,
+    so a one-off ``--epochs`` does not change every later nightly update.
+    """
     gen = seeded_generator(train_cfg.seed, len(bundle.lineage))
     new_users = bundle.users.extend(events["user_id"])
     new_items = bundle.items.extend(events["item_id"])
     init = "zero" if train_cfg.init == "zero" else "random"
     bundle.model.grow(len(bundle.users), len(bundle.items), init, gen)
-    bundle.train_cfg = train_cfg
-    stats = _train_and_fold(bundle, events, train_cfg.update_epochs, gen, bundle.optimizer, reporter)
+    stats = _train_and_fold(bundle, events, train_cfg, train_cfg.update_epochs, gen, bundle.optimizer, reporter)
     return {**stats, "new_users": new_users, "new_items": new_items}
 
 
 def _train_and_fold(
     bundle: Bundle,
     events: pl.DataFrame,
+    cfg: TrainConfig,
     epochs: int,
     gen: torch.Generator,
     optimizer_state: list[dict[str, Any]] | None,
@@ -102,13 +108,13 @@ def _train_and_fold(
     reporter = reporter or NullReporter()
     start = time.perf_counter()
     data = TrainData.from_events(events, bundle.users, bundle.items)
-    trainer = Trainer(bundle.model, bundle.train_cfg)
+    trainer = Trainer(bundle.model, cfg)
     if optimizer_state:
         try:
             trainer.load_state_dict(optimizer_state)
         except (ValueError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"optimizer state does not fit the model ({e})") from e
-    n_batches = -(-len(data) // bundle.train_cfg.batch_size)
+    n_batches = -(-len(data) // cfg.batch_size)
     reporter.start(f"training {bundle.model_cfg.name}", epochs * n_batches)
 
     def on_batch(epoch: int, n_epochs: int, b: int, nb: int, loss: float) -> None:
@@ -122,6 +128,7 @@ def _train_and_fold(
     return {
         "events": len(data),
         "epochs": epochs,
+        "lr": cfg.lr,
         "final_loss": losses[-1],
         "train_seconds": round(seconds, 3),
         "events_per_second": round(len(data) * epochs / max(seconds, 1e-9), 1),

@@ -21,6 +21,7 @@ from recinc_cli.errors import CheckpointError, OutputError
 from recinc_cli.io import sha256_file
 
 LINEAGE_KEYS = {
+    "lr",
     "valid_ndcg",
     "command",
     "time",

@@ -87,7 +87,7 @@ def test_force_applies_the_slice_again(cli, pipeline, tmp_path: Path) -> None:
     assert not torch.equal(torch.load(out, weights_only=True)["weights"]["item_emb"], before)
 
 
-def test_update_overrides_apply_to_this_run_and_are_stored(cli, pipeline, tmp_path: Path) -> None:
+def test_update_overrides_apply_to_this_run_only(cli, pipeline, tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
     r = cli(
         "update",
@@ -105,11 +105,12 @@ def test_update_overrides_apply_to_this_run_and_are_stored(cli, pipeline, tmp_pa
     )
     assert (r.exit_code, r.stderr) == (0, "")
     raw = torch.load(out, weights_only=True)
-    assert raw["lineage"][-1]["epochs"] == 2
-    assert raw["train_config"]["update_epochs"] == 2
-    assert raw["train_config"]["batch_size"] == 1000 and raw["train_config"]["lr"] == 0.001
+    parent = torch.load(pipeline.ckpt[11], weights_only=True)
+    assert (raw["lineage"][-1]["epochs"], raw["lineage"][-1]["lr"]) == (2, 0.001)
+    # A one-off override does not become the default of every later update.
+    assert raw["train_config"] == parent["train_config"]
     assert raw["model_config"] == {"name": "mf", "dim": 8}  # architecture stays locked
     day12 = pl.read_parquet(pipeline.events["day12"]).height
-    parent_steps = torch.load(pipeline.ckpt[11], weights_only=True)["optimizer"][0]["state"][0]
-    steps = raw["optimizer"][0]["state"][0]["step"]
-    assert float(steps) == float(parent_steps["step"]) + 2 * -(-day12 // 1000)
+    steps = float(raw["optimizer"][0]["state"][0]["step"]) - float(parent["optimizer"][0]["state"][0]["step"])
+    # Users are packed into batches of about 1000 events: at least ceil(n / 1000) per epoch.
+    assert 2 * -(-day12 // 1000) <= steps <= 2 * day12
