@@ -62,7 +62,12 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
     """
     cfg = cfg or PreprocessConfig()
     out = Path(out)
-    files = expand_inputs(inputs)
+    rejects_path, manifest_path = sidecar_paths(out)
+    # A directory or glob input may also match our own outputs from an earlier run.
+    own = {p.resolve() for p in (out, rejects_path, manifest_path)}
+    files = [f for f in expand_inputs(inputs) if f.resolve() not in own]
+    if not files:
+        raise BadInputError(f"{', '.join(map(str, inputs))}: no input besides this command's own output files")
     frames = [_scan_normalised(f, i, cfg) for i, f in enumerate(files)]
     tagged = _tag_rejects(pl.concat(frames, how="diagonal_relaxed"), cfg)
     extras = [c for c in tagged.collect_schema() if not c.startswith("_") and c not in _CORE]
@@ -80,7 +85,6 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
         pl.col("_ts_raw").alias("timestamp_raw"),
         "event_type",
     )
-    rejects_path, manifest_path = sidecar_paths(out)
     with atomic_path(out) as tmp_out, atomic_path(rejects_path) as tmp_rej:
         try:
             pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True)])

@@ -437,3 +437,11 @@ def test_inputs_that_match_nothing(tmp_path: Path, inputs: list[str], message: s
 def test_config_rejects_unknown_time_unit() -> None:
     with pytest.raises(UsageError):
         PreprocessConfig(time_unit="days")
+
+
+def test_rerun_on_a_directory_ignores_its_own_outputs(tmp_path: Path) -> None:
+    write_csv(tmp_path / "log.csv", HEADER, [("u1", "i1", "1", "view"), ("u2", "i2", "2", "cart")])
+    first = preprocess([tmp_path], tmp_path / "events.parquet")
+    second = preprocess([tmp_path], tmp_path / "events.parquet")
+    assert first["inputs"] == second["inputs"] == [str(tmp_path / "log.csv")]
+    assert second["rows_kept"] == 2 and second["sha256"] == first["sha256"]
