@@ -28,7 +28,7 @@ from recinc_cli.config import (
 )
 from recinc_cli.console import info, metrics_table, reporter, stdout
 from recinc_cli.errors import EXIT_CODES, BadInputError, RecincError, UsageError
-from recinc_cli.io import write_table
+from recinc_cli.io import read_user_ids, write_table
 
 app = typer.Typer(
     name="recinc",
@@ -264,7 +264,9 @@ def update(
 def recommend(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint.", show_default=False)],
     users: Annotated[str | None, typer.Option(help="Comma-separated user ids.")] = None,
-    users_file: Annotated[Path | None, typer.Option(help="File with one user id per line.")] = None,
+    users_file: Annotated[
+        Path | None, typer.Option(help="One user id per line, or a CSV/Parquet file with a user_id column.")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every user the model knows.")] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Items per user.")] = 10,
     output: Annotated[
@@ -305,17 +307,7 @@ def _epochs(n: int) -> str:
 
 
 def _user_list(users: str | None, users_file: Path | None) -> list[str]:
-    if users is not None:
-        ids = [u.strip() for u in users.split(",") if u.strip()]
-    else:
-        assert users_file is not None  # guaranteed by the caller's one-of check
-        try:
-            lines = users_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise BadInputError(f"{users_file}: cannot read user ids ({e})") from e
-        ids = [line.strip() for line in lines if line.strip()]
-        if ids and ids[0] == "user_id":
-            ids = ids[1:]
+    ids = [u.strip() for u in users.split(",") if u.strip()] if users is not None else read_user_ids(users_file or "")
     if not ids:
         raise BadInputError(f"{users_file or '--users'}: no user ids given")
     return ids

@@ -176,3 +176,31 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
         raise UsageError(f"{path}: unknown output format; end the name in .csv, .parquet or .jsonl")
     with atomic_path(path) as tmp:
         writers[suffix](tmp)
+
+
+def read_user_ids(path: str | Path) -> list[str]:
+    """User ids for ``recommend --users-file``, in file order.
+
+    Accepts a Parquet file or a CSV with a ``user_id`` column (e.g. an earlier recommendations
+    file), or plain text with one id per line (a ``user_id`` header line is skipped).
+    Raises :class:`BadInputError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file; check the path")
+    try:
+        if is_parquet(path):
+            frame = pl.read_parquet(path)
+        else:
+            with path.open(encoding="utf-8") as fh:
+                first = fh.readline()
+            fields = [f.strip() for f in first.split(",")]
+            if len(fields) < 2:
+                lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+                return [x for x in lines if x][1 if lines[:1] == ["user_id"] else 0 :]
+            frame = pl.read_csv(path, infer_schema=False)
+    except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as e:
+        raise BadInputError(f"{path}: cannot read user ids ({_first_line(e)})") from e
+    if "user_id" not in frame.columns:
+        raise BadInputError(f"{path}: no user_id column (columns: {', '.join(frame.columns)})")
+    return frame["user_id"].cast(pl.String).drop_nulls().unique(maintain_order=True).to_list()

@@ -177,7 +177,10 @@ def test_recommend_bad_k_and_output_format(cli, expect_error, pipeline, tmp_path
 
 def test_recommend_users_file_problems(cli, expect_error, pipeline, tmp_path: Path) -> None:
     r = cli("recommend", pipeline.ckpt[10], "--users-file", tmp_path / "none.txt")
-    expect_error(r, 3, pattern=rf"{tmp_path / 'none.txt'}: cannot read user ids \(.*No such file.*\)")
+    expect_error(r, 3, f"{tmp_path / 'none.txt'}: no such file; check the path")
+    (tmp_path / "cols.csv").write_text("uid,x\nu1,2\n")
+    r = cli("recommend", pipeline.ckpt[10], "--users-file", tmp_path / "cols.csv")
+    expect_error(r, 3, f"{tmp_path / 'cols.csv'}: no user_id column (columns: uid, x)")
     (tmp_path / "blank.txt").write_text("user_id\n\n  \n")
     r = cli("recommend", pipeline.ckpt[10], "--users-file", tmp_path / "blank.txt")
     expect_error(r, 3, f"{tmp_path / 'blank.txt'}: no user ids given")

@@ -152,3 +152,14 @@ def test_real_process_keeps_stdout_for_data(pipeline, tmp_path: Path) -> None:
     assert lines[0] == ",".join(COLUMNS) and len(lines) == 5
     assert [line.split(",")[0] for line in lines[1:]] == ["u00001", "u00001", "nobody", "nobody"]
     assert proc.stderr == "recommend: 2 users (1 cold-start), 4 rows\n"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_users_file_can_be_an_earlier_recommendations_file(cli, pipeline, tmp_path: Path, suffix: str) -> None:
+    recs = tmp_path / f"recs{suffix}"
+    r = cli("recommend", pipeline.ckpt[13], "--users", "u00005,nobody,u00003", "-k", "2", "-o", recs, "-q")
+    assert r.exit_code == 0, r.stderr
+    r = cli("recommend", pipeline.ckpt[13], "--users-file", recs, "-k", "1", "-q")
+    assert r.exit_code == 0, r.stderr
+    df = read_stdout_csv(r.stdout)
+    assert df["user_id"].to_list() == ["u00005", "nobody", "u00003"]
