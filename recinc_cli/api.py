@@ -112,13 +112,11 @@ def recommend(
     scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
     reporter.start("scoring users", len(raw))
     items[known], scores[known] = top_k(model.score, idx[known], bundle.seen, k, progress=reporter.advance)
-    items[~known], scores[~known] = top_k(
-        popularity_scorer(bundle.item_pop),
-        np.zeros((~known).sum(), np.int64),
-        bundle.seen,
-        k,
-        progress=reporter.advance,
-    )
+    if not known.all():
+        # Every cold-start user gets the same list: rank once, then broadcast.
+        cold_items, cold_scores = top_k(popularity_scorer(bundle.item_pop), np.zeros(1, np.int64), bundle.seen, k)
+        items[~known], scores[~known] = cold_items, cold_scores
+        reporter.advance(int((~known).sum()))
     reporter.stop()
     item_ids = pl.Series(bundle.items.ids, dtype=pl.String)
     flat = items.reshape(-1)
