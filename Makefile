@@ -43,9 +43,11 @@ demo: $(STAMP)
 	$(RECINC) recommend $(DEMO)/m14.pt --all -k 10 -o $(DEMO)/recs.csv
 	$(RECINC) recommend $(DEMO)/m14.pt --users u00001,u00002,new-visitor -k 5
 
-# Streaming benchmark of shared/PROTOCOL.md on ../shared/data (minutes; not part of the tests).
+# Streaming benchmark of shared/PROTOCOL.md on ../shared/data, then the speed guides
+# (about 12 minutes on 2 cores; not part of the tests).
 bench-quality: $(STAMP)
 	$(BIN)/python bench/quality.py --out bench_out
+	$(BIN)/python bench/speed.py --out bench_out
 
 bench: bench-quality  # all benchmarks; today the quality one
 
