@@ -19,7 +19,7 @@ import polars as pl
 
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.errors import BadInputError
-from recinc_cli.evaluate import latency_ms, next_slice_truth, ranking_metrics
+from recinc_cli.evaluate import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.io import read_events, sha256_file
 from recinc_cli.preprocess import preprocess
 from recinc_cli.progress import NullReporter, Reporter
@@ -147,10 +147,7 @@ def evaluate(
     reporter = reporter or NullReporter()
     bundle = load_bundle(checkpoint)
     df = read_events(events)
-    user_idx = bundle.users.lookup(df["user_id"])
-    item_idx = bundle.items.lookup(df["item_id"])
-    item_key = df["item_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    users, row, truth = next_slice_truth(user_idx, item_idx, item_key, bundle.seen.contains)
+    users, row, truth = slice_truth(df, bundle.users, bundle.items, bundle.seen.contains)
     if len(users) == 0:
         raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
     result: dict[str, Any] = {

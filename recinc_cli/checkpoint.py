@@ -24,10 +24,12 @@ import torch
 
 from recinc_cli import __version__
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.data import TrainData
 from recinc_cli.errors import CheckpointError, UsageError
 from recinc_cli.io import _first_line, atomic_path
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
+from recinc_cli.popularity import decayed_popularity
 from recinc_cli.seen import SeenItems
 from recinc_cli.vocab import Vocab
 
@@ -62,6 +64,19 @@ class Bundle:
     pop_time_ms: int
     optimizer: list[dict[str, Any]] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)
+
+    def fold(self, data: TrainData) -> None:
+        """Add trained-on events to the seen items and the decayed popularity."""
+        self.seen = self.seen.merge(data.user_idx, data.item_idx, len(self.users))
+        self.item_pop, self.pop_time_ms = decayed_popularity(
+            self.item_pop,
+            self.pop_time_ms,
+            data.item_idx,
+            data.weight,
+            data.ts_ms,
+            len(self.items),
+            self.train_cfg.pop_half_life_s,
+        )
 
     def applied_data(self) -> set[str]:
         """sha256 of every data file this lineage has been trained on."""

@@ -130,6 +130,11 @@ class TrainConfig:
         if not (self.init in ("random", "zero") or self.init.startswith("pretrained:")):
             raise UsageError(f"--init must be random, zero or pretrained:PATH (got {self.init!r})")
 
+    @property
+    def row_init(self) -> str:
+        """How new table rows start: ``zero`` or ``random`` (``pretrained:`` rows start random)."""
+        return "zero" if self.init == "zero" else "random"
+
     def replace(self, **changes: Any) -> TrainConfig:
         """Copy with the non-``None`` values of ``changes`` applied."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -12,12 +12,11 @@ import copy
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
 import torch
 
 from recinc_cli.data import TrainData
-from recinc_cli.evaluate import next_slice_truth, ranking_metrics
+from recinc_cli.evaluate import ranking_metrics, slice_truth
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.recommend import top_k
 from recinc_cli.seen import SeenItems
@@ -44,17 +43,12 @@ def early_stopped_fit(
     (nothing trained) when no user of ``older`` has new items in ``newest``, so there is
     nothing to validate on.
     """
-    from recinc_cli.lifecycle import fold_events  # lifecycle imports this module
-
     reporter = reporter or NullReporter()
     start = time.perf_counter()
     cfg, model = bundle.train_cfg, bundle.model
     data = TrainData.from_events(older, bundle.users, bundle.items)
     seen = SeenItems.empty(len(bundle.users)).merge(data.user_idx, data.item_idx, len(bundle.users))
-    item_key = newest["item_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    users, row, truth = next_slice_truth(
-        bundle.users.lookup(newest["user_id"]), bundle.items.lookup(newest["item_id"]), item_key, seen.contains
-    )
+    users, row, truth = slice_truth(newest, bundle.users, bundle.items, seen.contains)
     if len(users) == 0:
         return None
     trainer = Trainer(model, cfg)
@@ -74,7 +68,7 @@ def early_stopped_fit(
     assert best is not None  # the loop ran at least once (epochs >= 1)
     model.load_state_dict(best[2])
     bundle.optimizer = best[3]
-    fold_events(bundle, data)
+    bundle.fold(data)
     return {
         "epochs": best[1],
         "valid_ndcg": round(best[0], 5),

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import polars as pl
+
+from recinc_cli.vocab import Vocab
 
 
 def ranking_metrics(
@@ -98,6 +101,14 @@ def next_slice_truth(
     u, i = u[new], i[new]
     users, row = np.unique(u, return_inverse=True)
     return users, row, i
+
+
+def slice_truth(
+    events: pl.DataFrame, users: Vocab, items: Vocab, seen_contains: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`next_slice_truth` of an events DataFrame under a model's vocabularies."""
+    item_key = events["item_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    return next_slice_truth(users.lookup(events["user_id"]), items.lookup(events["item_id"]), item_key, seen_contains)
 
 
 def latency_ms(score_one: Callable[[np.ndarray], object], user_idx: np.ndarray, n: int = 200) -> dict[str, float]:

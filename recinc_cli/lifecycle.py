@@ -22,7 +22,6 @@ from recinc_cli.early_stop import early_stopped_fit
 from recinc_cli.errors import CheckpointError, UsageError
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
-from recinc_cli.popularity import decayed_popularity
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.seen import SeenItems
 from recinc_cli.train import Trainer, seeded_generator
@@ -41,7 +40,7 @@ def create_bundle(
     items.extend(events["item_id"])
     model = build_model(model_cfg, len(users), len(items))
     gen = seeded_generator(train_cfg.seed, 0)
-    model.reset_parameters("zero" if train_cfg.init == "zero" else "random", gen)
+    model.reset_parameters(train_cfg.row_init, gen)
     if train_cfg.init.startswith("pretrained:"):
         copy_pretrained(model, users, items, Path(train_cfg.init.removeprefix("pretrained:")))
     bundle = Bundle(
@@ -89,8 +88,7 @@ def update_bundle(
     gen = seeded_generator(train_cfg.seed, len(bundle.lineage))
     new_users = bundle.users.extend(events["user_id"])
     new_items = bundle.items.extend(events["item_id"])
-    init = "zero" if train_cfg.init == "zero" else "random"
-    bundle.model.grow(len(bundle.users), len(bundle.items), init, gen)
+    bundle.model.grow(len(bundle.users), len(bundle.items), train_cfg.row_init, gen)
     stats = _train_and_fold(bundle, events, train_cfg, train_cfg.update_epochs, gen, bundle.optimizer, reporter)
     return {**stats, "new_users": new_users, "new_items": new_items}
 
@@ -123,7 +121,7 @@ def _train_and_fold(
     losses = trainer.fit(data, epochs, gen, on_batch)
     reporter.stop()
     bundle.optimizer = trainer.state_dict()
-    fold_events(bundle, data)
+    bundle.fold(data)
     seconds = time.perf_counter() - start
     return {
         "events": len(data),
@@ -135,20 +133,6 @@ def _train_and_fold(
         "ts_min": _iso(int(data.ts_ms.min())),
         "ts_max": _iso(int(data.ts_ms.max())),
     }
-
-
-def fold_events(bundle: Bundle, data: TrainData) -> None:
-    """Add the events to the bundle's seen items and decayed popularity."""
-    bundle.seen = bundle.seen.merge(data.user_idx, data.item_idx, len(bundle.users))
-    bundle.item_pop, bundle.pop_time_ms = decayed_popularity(
-        bundle.item_pop,
-        bundle.pop_time_ms,
-        data.item_idx,
-        data.weight,
-        data.ts_ms,
-        len(bundle.items),
-        bundle.train_cfg.pop_half_life_s,
-    )
 
 
 def lineage_entry(
