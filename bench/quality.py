@@ -47,13 +47,15 @@ K = 10
 console = Console(width=200)
 
 
-def recinc(*args: str) -> tuple[str, float]:
-    """Run a recinc command; return its stdout and wall seconds. Exit on failure."""
+def recinc(*args: str, quiet: bool = True) -> tuple[str, float]:
+    """Run a recinc command; return its stdout (and, unless ``quiet``, its summary line from
+    stderr) and wall seconds. Exit on failure."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "recinc_cli", *args, "-q"], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "recinc_cli", *args, *(["-q"] if quiet else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"recinc {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout, time.perf_counter() - t0
+    return proc.stdout + ("" if quiet else proc.stderr), time.perf_counter() - t0
 
 
 def split(log: pl.DataFrame) -> list[pl.DataFrame]:

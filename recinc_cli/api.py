@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,16 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.errors import BadInputError
+from recinc_cli.errors import BadInputError, UsageError
 from recinc_cli.evaluate import latency_ms, ranking_metrics, slice_truth
-from recinc_cli.io import read_events, sha256_file
+from recinc_cli.io import read_events, sha256_file, write_table
 from recinc_cli.preprocess import preprocess
 from recinc_cli.progress import NullReporter, Reporter
 
 # The modules below import torch (about 2 s); they are imported inside the functions that need
 # them so that `recinc preprocess` and `--help` start fast.
 
-__all__ = ["evaluate", "init", "preprocess", "recommend", "update"]
+__all__ = ["evaluate", "init", "preprocess", "recommend", "split", "update"]
 
 
 def init(
@@ -42,10 +44,14 @@ def init(
     Returns the lineage entry of the new checkpoint (counts, loss, seconds, sha256).
     """
     from recinc_cli.checkpoint import save_bundle
+    from recinc_cli.growth import check_feature_columns
     from recinc_cli.lifecycle import create_bundle, lineage_entry
 
-    model_cfg, train_cfg = model_cfg or ModelConfig(), train_cfg or TrainConfig()
+    model_cfg = model_cfg or ModelConfig()
+    train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
+    use_all_threads()
     df = read_events(events)
+    check_feature_columns(df, model_cfg.item_features, events)
     data_sha = sha256_file(events)
     bundle, stats = create_bundle(df, model_cfg, train_cfg, reporter)
     entry = lineage_entry("init", data_sha, str(events), None, bundle, stats)
@@ -68,10 +74,13 @@ def update(
     unless ``force``; the result then has ``skipped=True``.
     """
     from recinc_cli.checkpoint import load_bundle, save_bundle
+    from recinc_cli.growth import check_feature_columns
     from recinc_cli.lifecycle import lineage_entry, update_bundle
 
+    use_all_threads()
     bundle = load_bundle(checkpoint)
     df = read_events(events)  # validates the slice before it is hashed
+    check_feature_columns(df, bundle.model_cfg.item_features, events)
     data_sha = sha256_file(events)
     if data_sha in bundle.applied_data() and not force:
         return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
@@ -93,76 +102,167 @@ def recommend(
     users: Sequence[str] | None = None,
     k: int = 10,
     reporter: Reporter | None = None,
+    history: str | Path | None = None,
 ) -> pl.DataFrame:
     """Top-``k`` unseen items per user; ``users=None`` means every user the model knows.
 
-    Users unknown to the model get the decayed most-popular items (``source="popular"``).
-    Returns columns ``user_id, rank, item_id, score, source`` in the order of ``users``.
+    ``history``: an events Parquet of fresh events (not trained on). They extend each user's
+    context and seen items in memory; a sequential model then recommends for users it has
+    never seen from those events alone (``source="history"``). Other users unknown to the
+    model get the decayed most-popular items (``source="popular"``). Returns columns
+    ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.history import ServingState, with_history
     from recinc_cli.recommend import popularity_scorer, top_k
 
     reporter = reporter or NullReporter()
+    use_all_threads()
     bundle = load_bundle(checkpoint)
+    if history is None:
+        state = ServingState(len(bundle.users), [], bundle.context, bundle.seen)
+    else:
+        hist = read_events(history)
+        state = with_history(
+            hist, bundle.users, bundle.items, bundle.types, bundle.seen, bundle.context, bundle.model_cfg.max_len
+        )
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
-    idx = bundle.users.lookup(raw)
+    idx = state.lookup(bundle.users, raw)
     known = idx > 0
-    model = bundle.model.eval()
+    by_model = known & (idx < state.n_known)
+    if state.context is not None:
+        by_model |= known & (state.context.lengths()[np.minimum(idx, state.context.n_users - 1)] > 0)
     items = np.zeros((len(raw), k), dtype=np.int64)
     scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
     reporter.start("scoring users", len(raw))
-    items[known], scores[known] = top_k(model.score, idx[known], bundle.seen, k, progress=reporter.advance)
-    if not known.all():
+    scorer = bundle.scorer(state.context)
+    items[by_model], scores[by_model] = top_k(scorer, idx[by_model], state.seen, k, progress=reporter.advance)
+    popular = popularity_scorer(bundle.item_pop)
+    masked = ~by_model & known  # popular items minus what these users' history shows they have seen
+    items[masked], scores[masked] = top_k(popular, idx[masked], state.seen, k, progress=reporter.advance)
+    cold = ~known
+    if cold.any():
         # Every cold-start user gets the same list: rank once, then broadcast.
-        cold_items, cold_scores = top_k(popularity_scorer(bundle.item_pop), np.zeros(1, np.int64), bundle.seen, k)
-        items[~known], scores[~known] = cold_items, cold_scores
-        reporter.advance(int((~known).sum()))
+        cold_items, cold_scores = top_k(popular, np.zeros(1, np.int64), state.seen, k)
+        items[cold], scores[cold] = cold_items, cold_scores
+        reporter.advance(int(cold.sum()))
     reporter.stop()
     item_ids = pl.Series(bundle.items.ids, dtype=pl.String)
     flat = items.reshape(-1)
+    source = np.where(by_model, np.where(idx < state.n_known, "model", "history"), "popular")
     frame = pl.DataFrame(
         {
             "user_id": np.repeat(raw.to_numpy(), k),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(raw)),
             "item_id": item_ids.gather(flat),
             "score": scores.reshape(-1),
-            "source": np.repeat(np.where(known, "model", "popular"), k),
+            "source": np.repeat(source, k),
         }
     )
     return frame.filter(pl.Series(flat > 0))
 
 
-def evaluate(
-    checkpoint: str | Path, events: str | Path, k: int = 10, reporter: Reporter | None = None
-) -> dict[str, Any]:
-    """Next-slice evaluation of the model and of its most-popular baseline on ``events``.
+PROTOCOLS = ("next", "loo")
 
-    Returns ``{"k", "users", "model": {...}, "popular": {...}, "latency_ms": {"p50", "p99"}}``
-    with the metrics of :func:`~recinc_cli.evaluate.ranking_metrics` for each scorer. Raises
-    :class:`BadInputError` when no user is eligible (the metrics would be undefined).
+
+def evaluate(
+    checkpoint: str | Path,
+    events: str | Path,
+    k: int = 10,
+    reporter: Reporter | None = None,
+    protocol: str = "next",
+) -> dict[str, Any]:
+    """Evaluate the model and its most-popular baseline on the test events ``events``.
+
+    ``protocol="next"``: next-slice (shared/PROTOCOL.md 3a): users known to the model with
+    items new to them in ``events``; ground truth = those items. ``protocol="loo"``:
+    leave-one-out: each user's last event in ``events`` is the target; their earlier events
+    there (if any) are first appended to their context and seen items, as ``--history`` does.
+    Either way the full catalogue minus each user's seen items is ranked.
+
+    Returns ``{"k", "protocol", "users", "model": {...}, "popular": {...}, "latency_ms":
+    {"p50", "p99"}, ...}`` with the metrics of :func:`~recinc_cli.evaluate.ranking_metrics`
+    for each scorer. Raises :class:`BadInputError` when no user is eligible.
     """
     from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.history import ServingState, with_history
     from recinc_cli.recommend import popularity_scorer, top_k
+    from recinc_cli.split import split_last
 
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     reporter = reporter or NullReporter()
+    use_all_threads()
     bundle = load_bundle(checkpoint)
     df = read_events(events)
-    users, row, truth = slice_truth(df, bundle.users, bundle.items, bundle.seen.contains)
+    state = ServingState(len(bundle.users), [], bundle.context, bundle.seen)
+    if protocol == "loo":
+        before, df = split_last(df, 1, min_left=0)
+        if before.height:
+            state = with_history(
+                before, bundle.users, bundle.items, bundle.types, bundle.seen, bundle.context, bundle.model_cfg.max_len
+            )
+    users, row, truth = slice_truth(df, bundle.users, bundle.items, state.seen.contains)
     if len(users) == 0:
         raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
     result: dict[str, Any] = {
         "k": k,
+        "protocol": protocol,
         "users": len(users),
         "test_events": df.height,
         "catalogue": len(bundle.items) - 1,
         "checkpoint": str(checkpoint),
     }
-    model = bundle.model.eval()
-    scorers = {"model": model.score, "popular": popularity_scorer(bundle.item_pop)}
+    model_fn = bundle.scorer(state.context)
+    scorers = {"model": model_fn, "popular": popularity_scorer(bundle.item_pop)}
     reporter.start("evaluating", 2 * len(users))
     for name, fn in scorers.items():
-        top, _ = top_k(fn, users, bundle.seen, k, progress=reporter.advance)
+        top, _ = top_k(fn, users, state.seen, k, progress=reporter.advance)
         result[name] = ranking_metrics(top, row, truth, k, len(bundle.items) - 1)
     reporter.stop()
-    result["latency_ms"] = latency_ms(lambda u: top_k(model.score, u, bundle.seen, k), users)
+    result["latency_ms"] = latency_ms(lambda u: top_k(model_fn, u, state.seen, k), users)
     return result
+
+
+def split(
+    events: str | Path,
+    train_out: str | Path,
+    test_out: str | Path,
+    last: int | None = None,
+    at: dt.datetime | None = None,
+) -> dict[str, int]:
+    """Split an events Parquet into train and test files: each user's ``last`` events, or
+    every event at or after time ``at``, go to ``test_out``. Returns the row counts.
+
+    With ``last``, users with ``last`` events or fewer stay wholly in train (nothing would
+    predict their held-out events).
+    """
+    from recinc_cli.split import split_at, split_last
+
+    if (last is None) == (at is None):
+        raise UsageError("give exactly one of --last or --at")
+    if last is not None and last < 1:
+        raise UsageError("--last must be at least 1")
+    df = read_events(events)
+    train, test = split_last(df, last) if last is not None else split_at(df, at)  # type: ignore[arg-type]
+    for part, name in ((train, "train"), (test, "test")):
+        if part.height == 0:
+            raise BadInputError(f"{events}: the {name} part would be empty; change --last / --at")
+    write_table(train, train_out)
+    write_table(test, test_out)
+    return {"events": df.height, "train": train.height, "test": test.height, "test_users": test["user_id"].n_unique()}
+
+
+def use_all_threads() -> None:
+    """Let torch use every core this process may run on (``RECINC_THREADS`` overrides).
+
+    torch's default can count the host's cores rather than the container's share.
+    """
+    import torch
+
+    env = os.environ.get("RECINC_THREADS")
+    try:
+        n = int(env) if env else len(os.sched_getaffinity(0))
+    except (ValueError, AttributeError):
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))

@@ -8,7 +8,11 @@ A checkpoint is a plain dict of tensors and Python scalars/lists/dicts, so it lo
 ``optimizer`` (list of optimizer state_dicts), ``users`` / ``items`` (raw id of each index,
 index 0 reserved), ``seen_indptr`` / ``seen_indices`` (CSR of each user's seen items),
 ``item_pop`` (decayed item popularity, float32 per item index), ``pop_time_ms`` (the clock of
-that decay), ``lineage`` (one dict per init/update).
+that decay), ``lineage`` (one dict per init/update). Since format 2 also ``event_types`` (raw
+event type of each type index), ``features`` (item feature name -> raw value of each index)
+and, for sequential models, ``context_indptr`` / ``context_items`` / ``context_types`` /
+``context_ts_ms`` (each user's newest ``max_len`` events, see :mod:`recinc_cli.context`).
+Format 1 files (mf only) load with empty event types and features.
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ import torch
 
 from recinc_cli import __version__
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import CheckpointError, UsageError
 from recinc_cli.io import _first_line, atomic_path
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
 from recinc_cli.popularity import decayed_popularity
+from recinc_cli.recommend import ScoreFn, model_scorer
 from recinc_cli.seen import SeenItems
 from recinc_cli.vocab import Vocab
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_CONTEXT_KEYS = ("context_indptr", "context_items", "context_types", "context_ts_ms")
 _REQUIRED = (
     "format_version",
     "model_config",
@@ -64,10 +71,34 @@ class Bundle:
     pop_time_ms: int
     optimizer: list[dict[str, Any]] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    types: Vocab = field(default_factory=Vocab.empty)
+    features: dict[str, Vocab] = field(default_factory=dict)
+    #: each user's newest events; None for models that do not read them.
+    context: Context | None = None
+
+    def sizes(self) -> dict[str, int]:
+        """Rows of every growing table axis (see :class:`~recinc_cli.models.base.Recommender`)."""
+        return {
+            "user": len(self.users),
+            "item": len(self.items),
+            "type": len(self.types),
+            **{f"feat:{name}": len(v) for name, v in self.features.items()},
+        }
+
+    def scorer(self, context: Context | None = None) -> ScoreFn:
+        """Score function of user indices for :func:`~recinc_cli.recommend.top_k`.
+
+        Sequential models read each user's events from ``context`` (default: the stored one).
+        """
+        return model_scorer(self.model.eval(), context if context is not None else self.context)
 
     def fold(self, data: TrainData) -> None:
-        """Add trained-on events to the seen items and the decayed popularity."""
+        """Add trained-on events to the seen items, the context and the decayed popularity."""
         self.seen = self.seen.merge(data.user_idx, data.item_idx, len(self.users))
+        if self.context is not None:
+            self.context = self.context.extend(
+                data.user_idx, data.item_idx, data.types(), data.ts_ms, len(self.users), self.model_cfg.max_len
+            )
         self.item_pop, self.pop_time_ms = decayed_popularity(
             self.item_pop,
             self.pop_time_ms,
@@ -97,6 +128,19 @@ class Bundle:
             "item_pop": self.item_pop,
             "pop_time_ms": int(self.pop_time_ms),
             "lineage": self.lineage,
+            "event_types": list(self.types.ids),
+            "features": {name: list(v.ids) for name, v in self.features.items()},
+            **(
+                {}
+                if self.context is None
+                else dict(
+                    zip(
+                        _CONTEXT_KEYS,
+                        (self.context.indptr, self.context.items, self.context.types, self.context.ts_ms),
+                        strict=True,
+                    )
+                )
+            ),
         }
 
 
@@ -142,12 +186,26 @@ def load_bundle(path: str | Path) -> Bundle:
 def _from_dict(raw: dict[str, Any]) -> Bundle:
     model_cfg = ModelConfig(**raw["model_config"])
     users, items = Vocab(list(raw["users"])), Vocab(list(raw["items"]))
-    model = build_model(model_cfg, len(users), len(items))
+    types = Vocab(list(raw.get("event_types", [""])))
+    features = {name: Vocab(list(ids)) for name, ids in raw.get("features", {}).items()}
+    if sorted(features) != sorted(model_cfg.item_features):
+        raise ValueError("item feature vocabularies disagree with the model config")
+    context = None
+    if model_cfg.sequential:
+        context = Context(*(raw[k] for k in _CONTEXT_KEYS))
+        if context.n_users != len(users):
+            raise ValueError("context size disagrees with the user vocabulary")
+    sizes = {"user": len(users), "item": len(items), "type": len(types)}
+    sizes.update({f"feat:{name}": len(v) for name, v in features.items()})
+    model = build_model(model_cfg, sizes)
     model.load_state_dict(raw["weights"])
     seen = SeenItems(raw["seen_indptr"], raw["seen_indices"])
     if seen.n_users != len(users) or len(raw["item_pop"]) != len(items):
         raise ValueError("vocabulary sizes disagree with the stored tables")
     return Bundle(
+        types=types,
+        features=features,
+        context=context,
         model=model,
         model_cfg=model_cfg,
         train_cfg=TrainConfig.from_dict(raw["train_config"]),

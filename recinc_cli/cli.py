@@ -6,6 +6,7 @@ on stderr and their exit code; nothing else is printed on failure.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
@@ -141,22 +142,42 @@ def preprocess(
     )
 
 
+def _per_model(field: str) -> str:
+    """Help suffix listing each model's default of a TrainConfig field."""
+    values = {name: getattr(TrainConfig.for_model(name), field) for name in MODEL_NAMES}
+    return "[default: " + ", ".join(f"{n} {v:g}" for n, v in values.items()) + "]"
+
+
 @command
 def init(
     events: Annotated[Path, typer.Argument(help="Events Parquet from `recinc preprocess`.", show_default=False)],
     output: Out,
     model: Annotated[str, typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}.")] = "mf",
     dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = TrainConfig.epochs,
-    update_epochs: Annotated[int, typer.Option(help="Default epochs of later updates.")] = TrainConfig.update_epochs,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = TrainConfig.lr,
-    batch_size: Annotated[int, typer.Option(help="Events per batch.")] = TrainConfig.batch_size,
-    l2: Annotated[float, typer.Option(help="L2 penalty on the embeddings a batch touches.")] = TrainConfig.l2,
+    max_len: Annotated[
+        int, typer.Option(help="sasrec: events of each user's context the model reads.")
+    ] = ModelConfig.max_len,
+    blocks: Annotated[int, typer.Option(help="sasrec: transformer blocks.")] = ModelConfig.blocks,
+    heads: Annotated[int, typer.Option(help="sasrec: attention heads (must divide --dim).")] = ModelConfig.heads,
+    dropout: Annotated[float, typer.Option(help="sasrec: dropout rate.")] = ModelConfig.dropout,
+    item_features: Annotated[
+        str | None,
+        typer.Option(help="sasrec: comma-separated item attribute columns of EVENTS to embed, e.g. category."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Most training epochs (early stopping picks fewer). " + _per_model("epochs"))
+    ] = None,
+    update_epochs: Annotated[
+        int | None, typer.Option(help="Default epochs of later updates. " + _per_model("update_epochs"))
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate. " + _per_model("lr"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Events per batch. " + _per_model("batch_size"))] = None,
+    l2: Annotated[float, typer.Option(help="mf: L2 penalty on the embeddings a batch touches.")] = TrainConfig.l2,
     negatives: Annotated[
         int, typer.Option(help="Sampled negatives per batch for catalogues above --full-softmax-max-items.")
     ] = TrainConfig.n_negatives,
     full_softmax_max_items: Annotated[
-        int, typer.Option(help="Largest catalogue trained with the exact softmax.")
+        int, typer.Option(help="Largest catalogue trained with the exact softmax over every item.")
     ] = TrainConfig.full_softmax_max_items,
     pop_half_life: Annotated[
         str, typer.Option(help="Half-life of the decayed popularity used for cold start, e.g. 14d.")
@@ -165,9 +186,17 @@ def init(
         float,
         typer.Option(help="Newest share of EVENTS held out to pick the epoch count (early stopping); 0 = off."),
     ] = TrainConfig.valid_fraction,
+    valid_last: Annotated[
+        bool,
+        typer.Option(
+            "--valid-last",
+            help="Early-stop on each user's last event instead (leave-one-out); it becomes context, untrained.",
+        ),
+    ] = False,
     patience: Annotated[
-        int, typer.Option(help="Stop after this many epochs without a better validation NDCG@10.")
-    ] = TrainConfig.patience,
+        int | None,
+        typer.Option(help="Stop after this many epochs without a better validation NDCG@10. " + _per_model("patience")),
+    ] = None,
     init_: Annotated[str, typer.Option("--init", help="random, zero or pretrained:PATH.")] = "random",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
     quiet: Quiet = False,
@@ -176,16 +205,22 @@ def init(
 
     Builds the user and item vocabularies (append-only, index 0 reserved), trains the model and
     writes a self-contained checkpoint (weights, optimizer state, vocabularies, seen items,
-    popularity, lineage). By default the newest 10% of EVENTS choose the epoch count (early
-    stopping on next-slice NDCG@10), then are folded in as an update would.
+    each user's recent events for sasrec, popularity, lineage). By default the newest 10% of
+    EVENTS choose the epoch count (early stopping on next-slice NDCG@10), then are folded in
+    as an update would.
 
     \b
     Example:
       recinc init events.parquet -o m0.pt --model mf --dim 64
-      recinc init events.parquet -o m0.pt --valid-fraction 0 --epochs 15
+      recinc init events.parquet -o m0.pt --model sasrec --item-features category
+      recinc init train.parquet -o m0.pt --model sasrec --valid-last
     """
-    model_cfg = ModelConfig(name=model, dim=dim)
-    train_cfg = TrainConfig(
+    features = tuple(f.strip() for f in (item_features or "").split(",") if f.strip())
+    model_cfg = ModelConfig(
+        name=model, dim=dim, max_len=max_len, blocks=blocks, heads=heads, dropout=dropout, item_features=features
+    )
+    train_cfg = TrainConfig.for_model(
+        model,
         epochs=epochs,
         update_epochs=update_epochs,
         lr=lr,
@@ -197,19 +232,23 @@ def init(
         seed=seed,
         pop_half_life_s=parse_duration(pop_half_life),
         valid_fraction=valid_fraction,
+        valid_last=valid_last,
         patience=patience,
     )
     r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
-    info(
-        f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, "
-        + (
+    if r["valid_ndcg"] is None:
+        how = _epochs(r["epochs"])
+    elif valid_last:
+        how = f"{_epochs(r['epochs'])} chosen by early stopping (valid ndcg@10 {r['valid_ndcg']:.4f}, leave-one-out)"
+    else:
+        how = (
             f"{_epochs(r['epochs'])} chosen by early stopping (valid ndcg@10 {r['valid_ndcg']:.4f}) "
             f"+ {_epochs(train_cfg.update_epochs)} on the held-out newest events"
-            if r["valid_ndcg"] is not None
-            else _epochs(r["epochs"])
         )
-        + f" in {r['train_seconds']:.1f}s ({r['events_per_second']:,.0f} events/s), "
-        f"loss {r['final_loss']:.4f} -> {output}",
+    info(
+        f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, {how} "
+        f"in {r['train_seconds']:.1f}s ({r['epoch_seconds']:.1f}s per epoch, {r['events_per_second']:,.0f} events/s, "
+        f"peak memory {r['peak_memory_mb']:,.0f} MiB), loss {r['final_loss']:.4f} -> {output}",
         quiet,
     )
 
@@ -272,31 +311,42 @@ def recommend(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write .csv, .parquet or .jsonl instead of CSV on stdout.")
     ] = None,
+    history: Annotated[
+        Path | None,
+        typer.Option(help="Events Parquet of fresh events to recommend from (not trained on, nothing saved)."),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Top-k unseen items per user.
 
-    Users unknown to the model get the recently most popular items (source=popular).
-    Output columns: user_id, rank, item_id, score, source.
+    Output columns: user_id, rank, item_id, score, source. source is model (a user the model
+    knows), history (a user only --history knows, scored by a sequential model from those
+    events: session-based cold start) or popular (the recently most popular items).
+    With --history, known users' newer events there are read too, and every user's history
+    items are not recommended again.
 
     \b
     Example:
       recinc recommend m1.pt --users u00001,u00002 -k 10
       recinc recommend m1.pt --all -k 20 -o recs.parquet
+      recinc recommend m1.pt --users-file new_visitors.csv --history today.parquet
     """
     if sum([users is not None, users_file is not None, all_]) != 1:
         raise UsageError("give exactly one of --users, --users-file or --all")
     if k < 1:
         raise UsageError("-k must be at least 1")
     ids = None if all_ else _user_list(users, users_file)
-    df = api.recommend(checkpoint, ids, k=k, reporter=reporter(quiet))
+    df = api.recommend(checkpoint, ids, k=k, reporter=reporter(quiet), history=history)
     if output is None:
         sys.stdout.write(df.write_csv())
     else:
         write_table(df, output)
     n_pop = df.filter(df["source"] == "popular")["user_id"].n_unique()
+    n_hist = df.filter(df["source"] == "history")["user_id"].n_unique()
     info(
-        f"recommend: {df['user_id'].n_unique():,} users ({n_pop:,} cold-start), {df.height:,} rows"
+        f"recommend: {df['user_id'].n_unique():,} users ({n_pop:,} popular fallback"
+        + (f", {n_hist:,} from --history" if history else "")
+        + f"), {df.height:,} rows"
         + (f" -> {output}" if output else ""),
         quiet,
     )
@@ -318,27 +368,71 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint.", show_default=False)],
     events: Annotated[Path, typer.Argument(help="Test events Parquet (the next slice).", show_default=False)],
     k: Annotated[int, typer.Option("-k", "--k", help="Cut-off of the metrics.")] = 10,
+    protocol: Annotated[
+        str, typer.Option(help="next (next slice, test-then-train) or loo (each user's last event).")
+    ] = "next",
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Evaluate a model on the next slice, beside its most-popular baseline.
+    """Evaluate a model on test events, beside its most-popular baseline.
 
-    Users known to the model with items new to them in EVENTS are scored over the full
-    catalogue minus their seen items (test-then-train, see PROTOCOL.md). Reports Recall,
-    Precision, F1, NDCG, MRR, HitRate @k, coverage and ms per user.
+    --protocol next: users known to the model with items new to them in EVENTS; ground truth
+    = those items (test-then-train, PROTOCOL.md). --protocol loo: leave-one-out, each user's
+    last event in EVENTS is the target (their earlier events there become context first);
+    split a log with `recinc split --last 1`. Either way the full catalogue minus each user's
+    seen items is ranked. Reports Recall, Precision, F1, NDCG, MRR, HitRate @k, coverage
+    and ms per user.
 
     \b
     Example:
       recinc evaluate m1.pt day12.parquet -k 10
       recinc evaluate m1.pt day12.parquet --json | jq .model.ndcg
+      recinc evaluate m0.pt test.parquet --protocol loo
     """
     if k < 1:
         raise UsageError("-k must be at least 1")
-    r = api.evaluate(checkpoint, events, k=k, reporter=reporter(quiet or json_))
+    r = api.evaluate(checkpoint, events, k=k, reporter=reporter(quiet or json_), protocol=protocol)
     if json_:
         sys.stdout.write(json.dumps(r) + "\n")
         return
     stdout.print(metrics_table(r))
+
+
+@command
+def split(
+    events: Annotated[Path, typer.Argument(help="Events Parquet from `recinc preprocess`.", show_default=False)],
+    train: Annotated[Path, typer.Option(help="Train part to write (atomically).", show_default=False)],
+    test: Annotated[Path, typer.Option(help="Test part to write (atomically).", show_default=False)],
+    last: Annotated[int | None, typer.Option(help="Each user's last N events go to the test part.")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Events at or after this time (ISO 8601, UTC) go to the test part.")
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Split an events Parquet into train and test parts, per user or by time.
+
+    --last N holds out each user's last N events (leave-one-out with N=1; users with N events
+    or fewer stay wholly in train). --at TIME holds out everything from TIME on.
+
+    \b
+    Example:
+      recinc split events.parquet --last 1 --train train.parquet --test test.parquet
+      recinc split events.parquet --at 2026-03-01 --train past.parquet --test future.parquet
+    """
+    r = api.split(events, train, test, last=last, at=_parse_time(at) if at is not None else None)
+    info(
+        f"split: {r['events']:,} events -> {r['train']:,} in {train}, {r['test']:,} "
+        f"({r['test_users']:,} users) in {test}",
+        quiet,
+    )
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at: cannot read time {text!r}; use ISO 8601 like 2026-03-01 or 2026-03-01T12:00") from None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 
 def main() -> None:

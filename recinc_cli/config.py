@@ -63,24 +63,58 @@ class PreprocessConfig:
 
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
 #: Kept here so validating a name does not import torch.
-MODEL_NAMES: tuple[str, ...] = ("mf",)
+MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec")
+#: Models that read each user's recent events, and so accept the sequence settings below.
+SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec"})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a model; locked once a model is created.
 
-    ``name`` selects the model from :data:`recinc_cli.models.MODELS`.
+    ``name`` selects the model from :data:`recinc_cli.models.MODELS`. The sequence settings
+    (``max_len`` events of context, ``blocks`` transformer blocks of ``heads`` heads,
+    ``dropout``, ``item_features`` event columns embedded with each item) apply to
+    sequential models (:data:`SEQUENTIAL_MODELS`) only.
     """
 
     name: str = "mf"
     dim: int = 64
+    max_len: int = 200
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    item_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "item_features", tuple(self.item_features))
         if self.name not in MODEL_NAMES:
             raise UsageError(f"--model {self.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
-        if self.dim < 1:
-            raise UsageError(f"--dim must be a positive integer (got {self.dim})")
+        checks = {
+            "--dim must be a positive integer": self.dim >= 1,
+            "--max-len must be a positive integer": self.max_len >= 1,
+            "--blocks must be a positive integer": self.blocks >= 1,
+            "--heads must be a positive integer": self.heads >= 1,
+            "--dropout must be in [0, 1)": 0 <= self.dropout < 1,
+            "--dim must be a multiple of --heads": self.dim % max(self.heads, 1) == 0,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise UsageError(
+                    f"{message} (got dim={self.dim}, max_len={self.max_len}, blocks={self.blocks}, "
+                    f"heads={self.heads}, dropout={self.dropout})"
+                )
+        if self.item_features and self.name not in SEQUENTIAL_MODELS:
+            raise UsageError(f"--item-features needs a sequential model ({', '.join(sorted(SEQUENTIAL_MODELS))})")
+        reserved = {"user_id", "item_id", "timestamp", "event_type", "weight"}
+        bad = sorted(set(self.item_features) & reserved)
+        if bad:
+            raise UsageError(f"--item-features {bad[0]!r} is a core column, not an item feature")
+
+    @property
+    def sequential(self) -> bool:
+        """True when the model reads each user's recent events."""
+        return self.name in SEQUENTIAL_MODELS
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,6 +128,10 @@ class TrainConfig:
     events, stops once NDCG@10 on them has not improved for ``patience`` epochs, keeps the best
     epoch, then folds the held-out events in like an ``update`` (``update_epochs`` passes).
     Logs differ widely in how much training serves the near future best; this picks it per log.
+
+    ``valid_last``: hold out each user's last event instead (leave-one-out validation, as in
+    published sequential-recommendation results); those events then become input context
+    and seen items without being trained on.
 
     ``full_softmax_max_items``: catalogues up to this size train with the exact softmax over
     every item; larger ones with ``n_negatives`` uniformly sampled negatives per batch.
@@ -110,6 +148,7 @@ class TrainConfig:
     seed: int = 0
     pop_half_life_s: float = 14 * 86400.0
     valid_fraction: float = 0.1
+    valid_last: bool = False
     patience: int = 2
 
     def __post_init__(self) -> None:
@@ -135,6 +174,16 @@ class TrainConfig:
         """How new table rows start: ``zero`` or ``random`` (``pretrained:`` rows start random)."""
         return "zero" if self.init == "zero" else "random"
 
+    @classmethod
+    def for_model(cls, name: str, **changes: Any) -> TrainConfig:
+        """Defaults tuned for model ``name`` (:data:`MODEL_TRAIN_DEFAULTS`), with ``changes``
+        (``None`` values ignored) applied.
+
+        >>> TrainConfig.for_model("sasrec", seed=3).lr, TrainConfig.for_model("mf").lr
+        (0.003, 0.002)
+        """
+        return cls(**MODEL_TRAIN_DEFAULTS.get(name, {})).replace(**changes)
+
     def replace(self, **changes: Any) -> TrainConfig:
         """Copy with the non-``None`` values of ``changes`` applied."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -146,6 +195,14 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+#: Training defaults that differ per model. A transformer wants a smaller step, larger batches
+#: (in events: whole sequences) and more patience than matrix factorisation; see README "Models".
+MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mf": {},
+    "sasrec": {"lr": 3e-3, "batch_size": 4096, "epochs": 30, "update_epochs": 3, "patience": 5},
+}
 
 
 def parse_event_weights(text: str) -> dict[str, float]:

@@ -66,7 +66,8 @@ METRICS = ("ndcg", "recall", "precision", "f1", "mrr", "hit_rate", "coverage")
 def metrics_table(result: dict[str, Any]) -> Table:
     """Model beside its most-popular baseline, with the lift, for ``evaluate``."""
     k = result["k"]
-    table = Table(title=f"next-slice evaluation @ {k}: {result['users']} users, catalogue {result['catalogue']}")
+    protocol = {"next": "next-slice", "loo": "leave-one-out"}[result.get("protocol", "next")]
+    table = Table(title=f"{protocol} evaluation @ {k}: {result['users']} users, catalogue {result['catalogue']}")
     for col in ("metric", "model", "popular", "lift"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for m in METRICS:

@@ -27,23 +27,39 @@ class TrainData:
 
     ``user_idx``/``item_idx`` int64 dense indices (never 0: unknown ids are added to the
     vocabularies before this is built); ``weight`` float32 event weights; ``ts_ms`` int64
-    unix milliseconds.
+    unix milliseconds; ``type_idx`` int64 event-type indices (all 0 when not given).
     """
 
     user_idx: np.ndarray
     item_idx: np.ndarray
     weight: np.ndarray
     ts_ms: np.ndarray
+    type_idx: np.ndarray | None = None
+
+    def types(self) -> np.ndarray:
+        """``type_idx``, or zeros when the data has no event types."""
+        return self.type_idx if self.type_idx is not None else np.zeros(len(self), np.int64)
 
     def __len__(self) -> int:
         return len(self.user_idx)
 
     @classmethod
-    def from_events(cls, events: pl.DataFrame, users: Vocab, items: Vocab) -> TrainData:
+    def from_events(cls, events: pl.DataFrame, users: Vocab, items: Vocab, types: Vocab | None = None) -> TrainData:
         """Map raw ids to indices; ``events`` must already be sorted by time."""
         return cls(
             user_idx=users.lookup(events["user_id"]),
             item_idx=items.lookup(events["item_id"]),
             weight=events["weight"].cast(pl.Float32).to_numpy(),
             ts_ms=events["timestamp"].dt.epoch("ms").to_numpy().astype(np.int64, copy=False),
+            type_idx=types.lookup(events["event_type"]) if types is not None else None,
+        )
+
+    def subset(self, mask: np.ndarray) -> TrainData:
+        """The events where ``mask`` (n,) bool is true, in the same order."""
+        return TrainData(
+            self.user_idx[mask],
+            self.item_idx[mask],
+            self.weight[mask],
+            self.ts_ms[mask],
+            None if self.type_idx is None else self.type_idx[mask],
         )

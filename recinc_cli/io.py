@@ -130,8 +130,8 @@ def is_parquet(path: Path) -> bool:
 def read_events(path: str | Path) -> pl.DataFrame:
     """Read an events Parquet written by ``recinc preprocess``.
 
-    Returns a DataFrame with at least the :data:`EVENTS_SCHEMA` columns, in file order
-    (preprocess writes it sorted by time). Raises :class:`BadInputError` naming the file.
+    Returns a DataFrame with at least the :data:`EVENTS_SCHEMA` columns, sorted by time (file
+    order among equal times; preprocess writes it sorted already). Raises :class:`BadInputError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -154,6 +154,9 @@ def read_events(path: str | Path) -> pl.DataFrame:
         raise BadInputError(f"{path}: events columns have the wrong types ({_first_line(e)})") from e
     if df.height == 0:
         raise BadInputError(f"{path}: holds no events")
+    if not df["timestamp"].is_sorted():
+        # Sequences and "newest" depend on time order; a file not from preprocess may lack it.
+        df = df.sort("timestamp", maintain_order=True)
     return df
 
 

@@ -6,6 +6,7 @@ Both run the same :class:`~recinc_cli.train.Trainer` and record one lineage entr
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ import torch
 from recinc_cli import __version__
 from recinc_cli.checkpoint import Bundle, load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.early_stop import early_stopped_fit
 from recinc_cli.errors import CheckpointError, UsageError
+from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.models import build_model
-from recinc_cli.models.base import Recommender
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.seen import SeenItems
 from recinc_cli.train import Trainer, seeded_generator
@@ -34,15 +36,20 @@ def create_bundle(
     train_cfg: TrainConfig,
     reporter: Reporter | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
-    """Build vocabularies and a fresh model, train it on ``events``; return it and its lineage stats."""
-    users, items = Vocab.empty(), Vocab.empty()
-    users.extend(events["user_id"])
-    items.extend(events["item_id"])
-    model = build_model(model_cfg, len(users), len(items))
+    """Build vocabularies and a fresh model, train it on ``events``; return it and its lineage stats.
+
+    Validation (early stopping) holds out each user's last event with ``valid_last``, else the
+    newest ``valid_fraction`` of the events, else nothing.
+    """
+    users, items, types = Vocab.empty(), Vocab.empty(), Vocab.empty()
+    features = {name: Vocab.empty() for name in model_cfg.item_features}
+    grow_vocabularies(events, users, items, types, features)
+    sizes = {"user": len(users), "item": len(items), "type": len(types)}
+    sizes.update({f"feat:{name}": len(v) for name, v in features.items()})
+    model = build_model(model_cfg, sizes)
     gen = seeded_generator(train_cfg.seed, 0)
     model.reset_parameters(train_cfg.row_init, gen)
-    if train_cfg.init.startswith("pretrained:"):
-        copy_pretrained(model, users, items, Path(train_cfg.init.removeprefix("pretrained:")))
+    apply_item_features(model, events, items, features)
     bundle = Bundle(
         model=model,
         model_cfg=model_cfg,
@@ -52,26 +59,62 @@ def create_bundle(
         seen=SeenItems.empty(len(users)),
         item_pop=torch.zeros(len(items)),
         pop_time_ms=0,
+        types=types,
+        features=features,
+        context=Context.empty(len(users)) if model_cfg.sequential else None,
     )
-    cut = round(events.height * (1 - train_cfg.valid_fraction))
-    stopped = early_stopped_fit(bundle, events[:cut], events[cut:], gen, reporter) if cut < events.height else None
-    if stopped is None:
-        stats = _train_and_fold(bundle, events, train_cfg, train_cfg.epochs, gen, None, reporter)
+    if train_cfg.init.startswith("pretrained:"):
+        copy_pretrained(bundle, Path(train_cfg.init.removeprefix("pretrained:")))
+    start = time.perf_counter()
+    stats = _fit_new(bundle, events, gen, reporter)
+    stats.update(
+        events=events.height,
+        ts_min=_iso(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
+        ts_max=_iso(int(events["timestamp"].dt.epoch("ms").max())),  # type: ignore[arg-type]
+        train_seconds=round(time.perf_counter() - start, 3),
+        new_users=len(users) - 1,
+        new_items=len(items) - 1,
+        peak_memory_mb=peak_memory_mb(),
+    )
+    stats["events_per_second"] = round(stats.pop("events_trained") / max(stats["train_seconds"], 1e-9), 1)
+    return bundle, stats
+
+
+def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None) -> dict[str, Any]:
+    """Train a fresh bundle on ``events``, choosing the epoch count on held-out events if asked."""
+    cfg = bundle.train_cfg
+    if cfg.valid_last:
+        older, held = split_last(events)
     else:
-        stats = _train_and_fold(
-            bundle, events[cut:], train_cfg, train_cfg.update_epochs, gen, bundle.optimizer, reporter
-        )
-        seconds = stats["train_seconds"] + stopped.pop("train_seconds")
-        trained = stats["events"] * stats["epochs"] + stopped.pop("events_trained")
-        stats = {
-            **stats,
-            **stopped,
-            "events": events.height,
-            "ts_min": _iso(int(events["timestamp"].dt.epoch("ms").to_numpy().min())),
-        }
-        stats["train_seconds"] = round(seconds, 3)
-        stats["events_per_second"] = round(trained / max(seconds, 1e-9), 1)
-    return bundle, {**stats, "new_users": len(users) - 1, "new_items": len(items) - 1}
+        cut = round(events.height * (1 - cfg.valid_fraction))
+        older, held = events[:cut], events[cut:]
+    stopped = early_stopped_fit(bundle, older, held, gen, reporter) if held.height else None
+    if stopped is None:
+        stats = _train_and_fold(bundle, events, cfg, cfg.epochs, gen, None, reporter)
+        return {**stats, "events_trained": stats["events"] * stats["epochs"], "valid_ndcg": None}
+    if cfg.valid_last:
+        # As in the published leave-one-out protocol: the validation events become input
+        # context (and seen items) without being trained on.
+        bundle.fold(TrainData.from_events(held, bundle.users, bundle.items, bundle.types))
+        return {**stopped, "final_loss": stopped["final_loss"], "held_out_trained": False}
+    tail = _train_and_fold(bundle, held, cfg, cfg.update_epochs, gen, bundle.optimizer, reporter)
+    return {
+        **stopped,
+        "final_loss": tail["final_loss"],
+        "events_trained": stopped["events_trained"] + tail["events"] * tail["epochs"],
+    }
+
+
+def split_last(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(everything else, each user's last event) of time-sorted ``events``.
+
+    Users with a single event keep it on the first side: nothing would predict it.
+    """
+    ranked = events.with_row_index("_row")
+    last = (pl.col("_row") == pl.col("_row").max().over("user_id")) & (pl.len().over("user_id") > 1)
+    flagged = ranked.with_columns(last.alias("_last"))
+    pick = flagged["_last"]
+    return events.filter(~pick), events.filter(pick)
 
 
 def update_bundle(
@@ -86,9 +129,9 @@ def update_bundle(
     so a one-off ``--epochs`` does not change every later nightly update.
     """
     gen = seeded_generator(train_cfg.seed, len(bundle.lineage))
-    new_users = bundle.users.extend(events["user_id"])
-    new_items = bundle.items.extend(events["item_id"])
-    bundle.model.grow(len(bundle.users), len(bundle.items), train_cfg.row_init, gen)
+    new_users, new_items = grow_vocabularies(events, bundle.users, bundle.items, bundle.types, bundle.features)
+    bundle.model.grow(bundle.sizes(), train_cfg.row_init, gen)
+    apply_item_features(bundle.model, events, bundle.items, bundle.features)
     stats = _train_and_fold(bundle, events, train_cfg, train_cfg.update_epochs, gen, bundle.optimizer, reporter)
     return {**stats, "new_users": new_users, "new_items": new_items}
 
@@ -105,20 +148,20 @@ def _train_and_fold(
     """Train on ``events``, then fold them into seen items and popularity."""
     reporter = reporter or NullReporter()
     start = time.perf_counter()
-    data = TrainData.from_events(events, bundle.users, bundle.items)
+    data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
     trainer = Trainer(bundle.model, cfg)
     if optimizer_state:
         try:
             trainer.load_state_dict(optimizer_state)
         except (ValueError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"optimizer state does not fit the model ({e})") from e
-    n_batches = -(-len(data) // cfg.batch_size)
+    n_batches = bundle.model.n_batches(data, bundle.context, cfg)
     reporter.start(f"training {bundle.model_cfg.name}", epochs * n_batches)
 
     def on_batch(epoch: int, n_epochs: int, b: int, nb: int, loss: float) -> None:
         reporter.advance(1, f"epoch {epoch + 1}/{n_epochs} loss {loss:.4f}")
 
-    losses = trainer.fit(data, epochs, gen, on_batch)
+    losses = trainer.fit(data, epochs, gen, on_batch, prior=bundle.context)
     reporter.stop()
     bundle.optimizer = trainer.state_dict()
     bundle.fold(data)
@@ -129,6 +172,7 @@ def _train_and_fold(
         "lr": cfg.lr,
         "final_loss": losses[-1],
         "train_seconds": round(seconds, 3),
+        "epoch_seconds": round(seconds / epochs, 3),
         "events_per_second": round(len(data) * epochs / max(seconds, 1e-9), 1),
         "ts_min": _iso(int(data.ts_ms.min())),
         "ts_max": _iso(int(data.ts_ms.max())),
@@ -153,29 +197,42 @@ def lineage_entry(
     }
 
 
-def copy_pretrained(model: Recommender, users: Vocab, items: Vocab, path: Path) -> None:
-    """Copy the rows of ids known to the checkpoint at ``path`` into ``model``'s tables.
+def copy_pretrained(bundle: Bundle, path: Path) -> None:
+    """Copy the rows of ids known to the checkpoint at ``path`` into ``bundle.model``'s tables.
 
     Non-table parameters with equal shapes are copied whole. Raises :class:`UsageError` when
     the architectures differ.
     """
     pre = load_bundle(path)
+    model = bundle.model
     if pre.model_cfg.to_dict() != model.cfg.to_dict():
         raise UsageError(
             f"--init pretrained:{path}: its model ({pre.model_cfg}) differs from the requested "
-            f"one ({model.cfg}); use the same --model and --dim"
+            f"one ({model.cfg}); use the same --model and architecture options"
         )
-    vocab_of = {"user": (users, pre.users), "item": (items, pre.items)}
+    vocab_of = {"user": (bundle.users, pre.users), "item": (bundle.items, pre.items), "type": (bundle.types, pre.types)}
+    vocab_of.update({f"feat:{n}": (v, pre.features[n]) for n, v in bundle.features.items()})
     source = dict(pre.model.named_parameters())
+    tables = model.tables()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name in model.TABLES:
-                new_vocab, old_vocab = vocab_of[model.TABLES[name]]
+            if name in tables:
+                new_vocab, old_vocab = vocab_of[tables[name]]
                 old_idx = old_vocab.lookup(pl.Series(new_vocab.ids))
                 rows = np.flatnonzero(old_idx > 0)
                 p[torch.from_numpy(rows)] = source[name][torch.from_numpy(old_idx[rows])]
             elif source[name].shape == p.shape:
                 p.copy_(source[name])
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (0 where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0.0
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / (1 << 20 if sys.platform == "darwin" else 1024), 1)
 
 
 def _iso(ms: int) -> str:

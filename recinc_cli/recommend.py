@@ -14,6 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from recinc_cli.context import Context
+from recinc_cli.models.base import Recommender
 from recinc_cli.seen import SeenItems
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -61,6 +63,20 @@ def top_k(
             if progress:
                 progress(len(users))
     return out_items, out_scores
+
+
+def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
+    """A ScoreFn over ``model``; sequential models read each user's events from ``context``."""
+    if not model.CONTEXT:
+        return lambda users: model.score({"user": users})
+    if context is None:
+        raise ValueError(f"model {model.name} needs each user's recent events, and none are stored")
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        items, types = context.padded(users)
+        return model.score({"user": users, "seq_item": items, "seq_type": types})
+
+    return score
 
 
 def popularity_scorer(item_pop: torch.Tensor) -> ScoreFn:

@@ -7,7 +7,7 @@ update continues the same Adam trajectory instead of restarting it.
 >>> from recinc_cli.config import ModelConfig, TrainConfig
 >>> from recinc_cli.data import TrainData
 >>> from recinc_cli.models import build_model
->>> m = build_model(ModelConfig(dim=4), n_users=3, n_items=4)
+>>> m = build_model(ModelConfig(dim=4), {"user": 3, "item": 4})
 >>> g = torch.Generator().manual_seed(0)
 >>> m.reset_parameters("random", g)
 >>> d = TrainData(np.array([1, 2]), np.array([1, 3]), np.ones(2, np.float32), np.zeros(2, np.int64))
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from recinc_cli.config import TrainConfig
+from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import TrainingError
 from recinc_cli.models.base import Recommender
@@ -57,17 +58,24 @@ class Trainer:
         epochs: int,
         generator: torch.Generator,
         progress: ProgressFn | None = None,
+        prior: Context | None = None,
     ) -> list[float]:
         """Train ``epochs`` passes over ``data``; return the mean loss of each epoch.
 
+        ``prior``: each user's events before ``data`` (input for sequential models).
         Raises :class:`TrainingError` as soon as a loss is NaN or infinite.
         """
         self.model.train()
-        n_batches = math.ceil(len(data) / self.cfg.batch_size)
+        prior = prior if prior is not None else Context.empty(0)
+        n_batches = self.model.n_batches(data, prior, self.cfg)
+        if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules()):
+            # Dropout draws from torch's global generator: seed it from ours, so the same seed
+            # gives the same model.
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         history: list[float] = []
         for epoch in range(epochs):
             total, weight = 0.0, 0
-            for b, batch in enumerate(self.model.batches(data, self.cfg, generator)):
+            for b, batch in enumerate(self.model.batches(data, prior, self.cfg, generator)):
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
                 loss = self.model.loss(batch)

@@ -1,15 +1,16 @@
 """The model contract every recinc model implements, and the generic row growth.
 
 A model is a plain ``nn.Module`` over dense indices. Row 0 of every user and item table is
-padding/unknown. ``TABLES`` names the parameters whose first axis is indexed by users or items;
-:meth:`Recommender.grow` appends rows to exactly those, so old rows keep their index and values.
+padding/unknown. :meth:`Recommender.tables` names the parameters (and integer buffers) whose
+first axis is indexed by users, items, event types or feature values; :meth:`Recommender.grow`
+appends rows to exactly those, so old rows keep their index and values.
 Models import nothing from recinc but the config.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +20,9 @@ from torch import nn
 from recinc_cli.config import ModelConfig, TrainConfig
 
 Batch = dict[str, torch.Tensor]
+#: What :meth:`Recommender.score` reads: ``user`` (B,) int64 user indices and, for models with
+#: ``CONTEXT``, ``seq_item`` / ``seq_type`` (B, W) int64 each user's newest events, left-padded.
+Query = dict[str, torch.Tensor]
 
 
 class Recommender(nn.Module):
@@ -26,28 +30,43 @@ class Recommender(nn.Module):
 
     Parameters
     ----------
-    n_users, n_items:
-        Table sizes including the reserved row 0.
+    sizes:
+        Rows of each growing axis including the reserved row 0: ``user``, ``item``, ``type``
+        (event types) and ``feat:NAME`` (values of item feature NAME); missing axes have 1 row.
     cfg:
         Architecture settings; locked for the model's lifetime.
     """
 
     name: ClassVar[str]
-    #: parameter name -> "user" | "item": the axis-0 tables that grow with the vocabularies.
-    TABLES: ClassVar[dict[str, str]]
     #: parameters trained with sparse gradients (rows touched by a batch only).
     SPARSE: ClassVar[frozenset[str]] = frozenset()
+    #: True when scores depend on each user's recent events (``seq_item``/``seq_type``).
+    CONTEXT: ClassVar[bool] = False
     INIT_STD: ClassVar[float] = 0.1
 
-    def __init__(self, n_users: int, n_items: int, cfg: ModelConfig) -> None:
+    def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.n_users = n_users
-        self.n_items = n_items
+        self.sizes = {"user": 1, "item": 1, "type": 1, **sizes}
+
+    @property
+    def n_users(self) -> int:
+        return self.sizes["user"]
+
+    @property
+    def n_items(self) -> int:
+        return self.sizes["item"]
 
     @abstractmethod
-    def score(self, user_idx: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for each user: ``(B,)`` int64 -> ``(B, n_items)`` float32.
+    def tables(self) -> dict[str, str]:
+        """Parameter or buffer name -> axis (a key of ``sizes``): the tables that grow.
+
+        Buffers (integer lookups such as an item's feature values) grow with zero rows.
+        """
+
+    @abstractmethod
+    def score(self, query: Query) -> torch.Tensor:
+        """Scores of every item for each user of ``query``: ``(B, n_items)`` float32.
 
         Column 0 (padding) is meaningless; callers mask it.
         """
@@ -57,38 +76,63 @@ class Recommender(nn.Module):
         """Scalar training loss of one batch from :meth:`batches`."""
 
     @abstractmethod
-    def batches(self, data: Any, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
-        """One epoch of shuffled training batches built from :class:`~recinc_cli.data.TrainData`."""
+    def batches(self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled batches from :class:`~recinc_cli.data.TrainData` ``data``.
+
+        ``prior`` is the :class:`~recinc_cli.context.Context` of the events before ``data``
+        (what sequential models read as input); other models ignore it.
+        """
+
+    def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
+        """Record item feature values (n, n_features) of items ``item_idx`` (n,); models
+        without item features have nothing to record."""
+
+    def n_batches(self, data: Any, prior: Any, cfg: TrainConfig) -> int:
+        """About how many batches :meth:`batches` yields (for progress bars)."""
+        return -(-len(data) // cfg.batch_size)
 
     def reset_parameters(self, init: str, generator: torch.Generator) -> None:
         """Fill every table: ``random`` draws N(0, INIT_STD) for 2-d tables and zeros for biases;
         ``zero`` also zeroes the user tables, so an untrained user scores items by bias alone."""
         with torch.no_grad():
-            for name, axis in self.TABLES.items():
-                p = self.get_parameter(name)
+            for name, axis in self.tables().items():
+                p = self._table(name)
+                if not p.is_floating_point():
+                    continue
                 p.copy_(self._new_rows(name, axis, p.shape[0], init, generator))
                 p[0].zero_()
 
-    def grow(self, n_users: int, n_items: int, init: str, generator: torch.Generator) -> None:
-        """Append rows so the tables hold ``n_users`` / ``n_items`` rows; old rows are kept."""
-        sizes = {"user": n_users, "item": n_items}
-        for name, axis in self.TABLES.items():
-            old = self.get_parameter(name)
+    def grow(self, sizes: Mapping[str, int], init: str, generator: torch.Generator) -> None:
+        """Append rows so each table has ``sizes[axis]`` rows; old rows are kept as they are."""
+        sizes = {**self.sizes, **sizes}
+        for name, axis in self.tables().items():
+            old = self._table(name)
             extra = sizes[axis] - old.shape[0]
             if extra < 0:
                 raise ValueError(f"cannot shrink {name} from {old.shape[0]} to {sizes[axis]} rows")
             if extra == 0:
                 continue
-            new_rows = self._new_rows(name, axis, extra, init, generator)
-            grown = nn.Parameter(torch.cat([old.detach(), new_rows.to(old.dtype)]))
+            new_rows = self._new_rows(name, axis, extra, init, generator).to(old.dtype)
+            grown = torch.cat([old.detach(), new_rows])
             module_name, _, attr = name.rpartition(".")
-            setattr(self.get_submodule(module_name) if module_name else self, attr, grown)
-        self.n_users, self.n_items = n_users, n_items
+            owner = self.get_submodule(module_name) if module_name else self
+            if isinstance(old, nn.Parameter):
+                setattr(owner, attr, nn.Parameter(grown))
+            else:
+                owner.register_buffer(attr, grown)
+        self.sizes = sizes
+
+    def _table(self, name: str) -> torch.Tensor:
+        try:
+            return self.get_parameter(name)
+        except AttributeError:
+            return self.get_buffer(name)
 
     def _new_rows(self, name: str, axis: str, n: int, init: str, generator: torch.Generator) -> torch.Tensor:
-        shape = (n, *self.get_parameter(name).shape[1:])
-        if len(shape) == 1 or (init == "zero" and axis == "user"):
-            return torch.zeros(shape)
+        table = self._table(name)
+        shape = (n, *table.shape[1:])
+        if not table.is_floating_point() or len(shape) == 1 or (init == "zero" and axis == "user"):
+            return torch.zeros(shape, dtype=table.dtype)
         return torch.randn(shape, generator=generator) * self.INIT_STD
 
 

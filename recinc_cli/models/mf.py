@@ -10,15 +10,15 @@ bias b_i it learns tracks what is being consumed now; in our streaming benchmark
 better than BPR (see README, "Where recinc stands").
 
 >>> from recinc_cli.config import ModelConfig
->>> m = MF(n_users=3, n_items=5, cfg=ModelConfig(dim=4))
->>> m.score(torch.tensor([1, 2])).shape
+>>> m = MF({"user": 3, "item": 5}, ModelConfig(dim=4))
+>>> m.score({"user": torch.tensor([1, 2])}).shape
 torch.Size([2, 5])
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -28,26 +28,29 @@ from torch import nn
 
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data import TrainData
-from recinc_cli.models.base import Batch, Recommender, shuffled_slices
+from recinc_cli.models.base import Batch, Query, Recommender, shuffled_slices
+from recinc_cli.models.losses import sampled_softmax_ce
 
 
 class MF(Recommender):
     """User and item embeddings (``dim``) plus an item bias."""
 
     name = "mf"
-    TABLES: ClassVar[dict[str, str]] = {"user_emb": "user", "item_emb": "item", "item_bias": "item"}
     SPARSE: ClassVar[frozenset[str]] = frozenset({"user_emb"})
 
-    def __init__(self, n_users: int, n_items: int, cfg: ModelConfig) -> None:
-        super().__init__(n_users, n_items, cfg)
-        self.user_emb = nn.Parameter(torch.zeros(n_users, cfg.dim))
-        self.item_emb = nn.Parameter(torch.zeros(n_items, cfg.dim))
-        self.item_bias = nn.Parameter(torch.zeros(n_items))
+    def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
+        super().__init__(sizes, cfg)
+        self.user_emb = nn.Parameter(torch.zeros(self.n_users, cfg.dim))
+        self.item_emb = nn.Parameter(torch.zeros(self.n_items, cfg.dim))
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items))
 
-    def score(self, user_idx: torch.Tensor) -> torch.Tensor:
-        return self.user_emb[user_idx] @ self.item_emb.T + self.item_bias
+    def tables(self) -> dict[str, str]:
+        return {"user_emb": "user", "item_emb": "item", "item_bias": "item"}
 
-    def batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+    def score(self, query: Query) -> torch.Tensor:
+        return self.user_emb[query["user"]] @ self.item_emb.T + self.item_bias
+
+    def batches(self, data: TrainData, prior: object, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
         if self.n_items - 1 > cfg.full_softmax_max_items:
             yield from self._event_batches(data, cfg, generator)
         else:
@@ -111,11 +114,10 @@ class MF(Recommender):
         if "neg" in batch:
             neg = batch["neg"]
             neg_logit = u @ self.item_emb[neg].T + self.item_bias[neg]
-            neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
-            lse = torch.logsumexp(torch.cat([pos_logit[:, None], neg_logit], dim=1), dim=1)
+            ce = sampled_softmax_ce(pos_logit, neg_logit, pos, neg)
         else:
             logits = u @ self.item_emb.T + self.item_bias
             logits[:, 0] = float("-inf")
-            lse = torch.logsumexp(logits, dim=1)[row]
+            ce = torch.logsumexp(logits, dim=1)[row] - pos_logit
         reg = batch["l2"] * ((u[row] ** 2).sum(-1) + (self.item_emb[pos] ** 2).sum(-1))
-        return (w * (lse - pos_logit + reg)).sum() / w.sum()
+        return (w * (ce + reg)).sum() / w.sum()

@@ -1,0 +1,71 @@
+"""Softmax losses shared by the models: full catalogue, chunked, and sampled with log-Q correction.
+
+>>> h, items = torch.randn(5, 4), torch.randn(9, 4)
+>>> target = torch.tensor([1, 2, 3, 4, 8])
+>>> full = full_softmax_ce(h, items, target)
+>>> chunked = full_softmax_ce(h, items, target, max_logits=20)
+>>> full.shape, bool(torch.allclose(full, chunked))
+(torch.Size([5]), True)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+#: Largest (events x items) logit matrix built at once; above it the loss is computed in
+#: chunks that are recomputed in the backward pass, so memory stays bounded.
+MAX_LOGITS = 1 << 25
+
+
+def _ce_chunk(
+    h: torch.Tensor, item_vecs: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor
+) -> torch.Tensor:
+    # The padding row is never a candidate; adding -inf (not writing it in place) keeps autograd happy.
+    mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype)
+    mask[0] = float("-inf")
+    logits = h @ item_vecs.T + (mask if bias is None else bias + mask)
+    return torch.logsumexp(logits, dim=1) - logits.gather(1, target[:, None]).squeeze(1)
+
+
+def full_softmax_ce(
+    h: torch.Tensor,
+    item_vecs: torch.Tensor,
+    target: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    max_logits: int = MAX_LOGITS,
+) -> torch.Tensor:
+    """Per-event cross-entropy over every item: ``(N, d)`` x ``(n_items, d)`` -> ``(N,)``.
+
+    ``target`` (N,) int64 item indices; ``bias`` optional (n_items,) added to every logit.
+    """
+    rows = max(1, max_logits // max(item_vecs.shape[0], 1))
+    if h.shape[0] <= rows:
+        return _ce_chunk(h, item_vecs, bias, target)
+    parts = [
+        checkpoint(_ce_chunk, h[s : s + rows], item_vecs, bias, target[s : s + rows], use_reentrant=False)
+        for s in range(0, h.shape[0], rows)
+    ]
+    return torch.cat(parts)
+
+
+def sampled_softmax_ce(
+    pos_logit: torch.Tensor,
+    neg_logit: torch.Tensor,
+    target: torch.Tensor,
+    neg: torch.Tensor,
+    log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-event cross-entropy over the positive and ``M`` shared sampled negatives.
+
+    ``pos_logit`` (N,), ``neg_logit`` (N, M), ``target`` (N,), ``neg`` (M,) item indices.
+    ``log_q`` (n_items,): log of each item's expected count among the negatives; subtracting it
+    from every logit (log-Q correction, Bengio & Senecal 2008) makes the sampled softmax an
+    unbiased stand-in for the full one under a non-uniform proposal. ``None`` = uniform.
+    A negative equal to the event's own target is masked out.
+    """
+    if log_q is not None:
+        pos_logit = pos_logit - log_q[target]
+        neg_logit = neg_logit - log_q[neg][None, :]
+    neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))
+    return torch.logsumexp(torch.cat([pos_logit[:, None], neg_logit], dim=1), dim=1) - pos_logit

@@ -1,0 +1,182 @@
+"""SASRec: a causal transformer over each user's newest events (Kang & McAuley, ICDM 2018).
+
+Input at each position: item vector + event-type embedding + learned position (counted from
+the newest event, so a sequence keeps its positions when older events are cut). Item vectors
+are the item row plus one embedding per item feature (``--item-features``), so an item first
+seen today starts from its category instead of a blank row. Input and output item vectors are
+tied: the score of item i after a sequence is ``<h_last, v_i>``.
+
+Loss ("SASRec+", Klenitskiy & Vasilev, RecSys 2023): cross-entropy over the full catalogue at
+every position, weighted by the target event's weight. Above
+``TrainConfig.full_softmax_max_items`` items it is a sampled softmax over ``n_negatives``
+negatives per batch drawn by item frequency, with log-Q correction.
+
+>>> from recinc_cli.config import ModelConfig
+>>> m = SASRec({"item": 6, "type": 2}, ModelConfig(name="sasrec", dim=8, max_len=4))
+>>> q = {"user": torch.tensor([1, 2]), "seq_item": torch.tensor([[0, 1, 2], [3, 4, 5]]),
+...      "seq_type": torch.tensor([[0, 1, 1], [1, 1, 1]])}
+>>> m.score(q).shape
+torch.Size([2, 6])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.context import Context
+from recinc_cli.data import TrainData
+from recinc_cli.models.base import Batch, Query, Recommender
+from recinc_cli.models.losses import full_softmax_ce, sampled_softmax_ce
+from recinc_cli.sequences import build_windows, length_batches
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: causal self-attention, then a position-wise feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ff = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, W, d); ``mask`` (B, 1, W, W) bool, True where a position may attend."""
+        b, w, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, w, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, w, d)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class SASRec(Recommender):
+    """Item, event-type, feature and position embeddings feeding ``blocks`` transformer blocks."""
+
+    name = "sasrec"
+    CONTEXT: ClassVar[bool] = True
+    INIT_STD: ClassVar[float] = 0.02
+    item_feat: torch.Tensor
+
+    def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
+        super().__init__(sizes, cfg)
+        d = cfg.dim
+        self.item_emb = nn.Parameter(torch.zeros(self.n_items, d))
+        self.type_emb = nn.Parameter(torch.zeros(self.sizes["type"], d))
+        self.pos_emb = nn.Parameter(torch.zeros(cfg.max_len, d))
+        self.feat_emb = nn.ParameterList(
+            [nn.Parameter(torch.zeros(self.sizes.get(f"feat:{f}", 1), d)) for f in cfg.item_features]
+        )
+        #: value index of each item feature, (n_items, n_features) int64; 0 = unknown.
+        self.register_buffer("item_feat", torch.zeros(self.n_items, len(cfg.item_features), dtype=torch.int64))
+        self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.dropout) for _ in range(cfg.blocks)])
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def tables(self) -> dict[str, str]:
+        out = {"item_emb": "item", "type_emb": "type", "item_feat": "item"}
+        out.update({f"feat_emb.{k}": f"feat:{f}" for k, f in enumerate(self.cfg.item_features)})
+        return out
+
+    def reset_parameters(self, init: str, generator: torch.Generator) -> None:
+        """Tables as in the base class; other weights N(0, 0.02), biases 0, norms 1 (nanoGPT)."""
+        super().reset_parameters(init, generator)
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
+                elif isinstance(module, nn.Linear):
+                    module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.02)
+                    module.bias.zero_()
+            self.pos_emb.copy_(torch.randn(self.pos_emb.shape, generator=generator) * 0.02)
+
+    # -- item vectors -------------------------------------------------------------------------
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of ``items`` (any shape, int64) -> ``(*shape, d)``; all items when None."""
+        idx = torch.arange(self.n_items) if items is None else items
+        vec = self.item_emb[idx]
+        for k, table in enumerate(self.feat_emb):
+            vec = vec + table[self.item_feat[idx, k]]
+        return vec
+
+    def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
+        """Record feature values ``values`` (n, n_features) int64 of items ``item_idx`` (n,)."""
+        self.item_feat[item_idx] = values
+
+    # -- encoder ------------------------------------------------------------------------------
+
+    def encode(self, items: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """Hidden state after each position: ``(B, W)`` int64 items/types -> ``(B, W, d)``."""
+        _, w = items.shape
+        if w > self.cfg.max_len:
+            items, types, w = items[:, -self.cfg.max_len :], types[:, -self.cfg.max_len :], self.cfg.max_len
+        valid = items > 0
+        x = self.item_vectors(items) * math.sqrt(self.cfg.dim) + self.type_emb[types]
+        x = (x + self.pos_emb[self.cfg.max_len - w :]) * valid[..., None]
+        x = self.drop(x)
+        causal = torch.ones(w, w, dtype=torch.bool).tril()
+        # Padding keys are hidden; each position still sees itself, so no row is all-masked.
+        mask = (causal & valid[:, None, :]) | torch.eye(w, dtype=torch.bool)
+        mask = mask[:, None]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+    def score(self, query: Query) -> torch.Tensor:
+        h = self.encode(query["seq_item"], query["seq_type"])[:, -1]
+        return h @ self.item_vectors().T
+
+    # -- training -----------------------------------------------------------------------------
+
+    def batches(self, data: TrainData, prior: Context, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+        win = build_windows(prior, data, self.cfg.max_len)
+        sampled = self.n_items - 1 > cfg.full_softmax_max_items
+        if sampled:
+            # Proposal: item frequency in this data, +1 so every item can be drawn.
+            counts = torch.bincount(torch.as_tensor(data.item_idx), minlength=self.n_items).double() + 1
+            counts[0] = 0
+            q = counts / counts.sum()
+            log_q = torch.log(q * cfg.n_negatives).float()
+        for idx in length_batches(win.lengths, cfg.batch_size, generator):
+            w = int(win.lengths[idx].max().clamp(min=1))
+            batch = {
+                "seq_item": win.items[idx, -w:],
+                "seq_type": win.types[idx, -w:],
+                "target": win.targets[idx, -w:],
+                "weight": win.weight[idx, -w:],
+            }
+            if sampled:
+                batch["neg"] = torch.multinomial(q, cfg.n_negatives, replacement=True, generator=generator)
+                batch["log_q"] = log_q
+            yield batch
+
+    def n_batches(self, data: TrainData, prior: Context, cfg: TrainConfig) -> int:
+        return max(1, -(-len(data) // cfg.batch_size))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Weighted cross-entropy of each target given the events before it.
+
+        ``seq_item``/``seq_type``/``target`` (B, W) int64, ``weight`` (B, W) float32 (0 where
+        there is no target); optional ``neg`` (M,) sampled negatives and ``log_q`` (n_items,).
+        """
+        h = self.encode(batch["seq_item"], batch["seq_type"])
+        at = batch["weight"] > 0
+        h, target, w = h[at], batch["target"][at], batch["weight"][at]
+        if "neg" in batch:
+            neg = batch["neg"]
+            pos_logit = (h * self.item_vectors(target)).sum(-1)
+            neg_logit = h @ self.item_vectors(neg).T
+            ce = sampled_softmax_ce(pos_logit, neg_logit, target, neg, batch["log_q"])
+        else:
+            ce = full_softmax_ce(h, self.item_vectors(), target)
+        return (w * ce).sum() / w.sum().clamp(min=1e-12)
