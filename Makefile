@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test lint demo bench bench-quality sample-data clean
+.PHONY: install test lint demo bench bench-quality bench-loo sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,14 +42,25 @@ demo: $(STAMP)
 	  prev=$$d; done
 	$(RECINC) recommend $(DEMO)/m14.pt --all -k 10 -o $(DEMO)/recs.csv
 	$(RECINC) recommend $(DEMO)/m14.pt --users u00001,u00002,new-visitor -k 5
+	@echo "== sasrec: the sequential model, with item categories, updated with day 11"
+	$(RECINC) init $(DEMO)/base.parquet -o $(DEMO)/s10.pt --model sasrec --item-features category
+	$(RECINC) update $(DEMO)/s10.pt $(DEMO)/day11.parquet -o $(DEMO)/s11.pt
+	$(RECINC) evaluate $(DEMO)/s11.pt $(DEMO)/day12.parquet
+	@echo "== session-based cold start: a visitor the model never saw, from their clicks so far"
+	$(RECINC) preprocess sample_data/visitor.csv -o $(DEMO)/visitor.parquet
+	$(RECINC) recommend $(DEMO)/s11.pt --users visitor -k 5 --history $(DEMO)/visitor.parquet
 
-# Streaming benchmark of shared/PROTOCOL.md on ../shared/data, then the speed guides
-# (about 12 minutes on 2 cores; not part of the tests).
+# Streaming benchmark of shared/PROTOCOL.md on ../shared/data (mf and sasrec, incremental and
+# retrained per slice, beside popularity baselines), then the speed guides. Not part of the tests.
 bench-quality: $(STAMP)
-	$(BIN)/python bench/quality.py --out bench_out
+	$(BIN)/python bench/quality.py --out bench_out --models mf,sasrec
 	$(BIN)/python bench/speed.py --out bench_out
 
-bench: bench-quality  # all benchmarks; today the quality one
+# Leave-one-out protocol (published-results comparison), mf and sasrec with default settings.
+bench-loo: $(STAMP)
+	$(BIN)/python bench/loo.py --out bench_out
+
+bench: bench-quality bench-loo  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data

@@ -98,6 +98,9 @@ class Context:
         ``width`` defaults to the longest row among ``user_idx``; users beyond the store are empty.
         """
         user_idx = user_idx.to(torch.int64)
+        if self.n_users == 0:
+            zeros = torch.zeros(len(user_idx), width or 0, dtype=torch.int64)
+            return zeros, zeros.clone()
         known = user_idx < self.n_users
         u = torch.where(known, user_idx, 0)
         ends = torch.where(known, self.indptr[u + 1], 0)

@@ -74,7 +74,7 @@ def with_history(
     ts_ms = events["timestamp"].dt.epoch("ms").to_numpy().astype(np.int64)
     keep = item_idx > 0
     if context is not None:
-        keep &= ts_ms > _last_time(context, user_idx)
+        keep &= _newer(context, user_idx, item_idx, ts_ms)
     n_users = n_known + len(extra_ids)
     u, i = user_idx[keep], item_idx[keep]
     if context is not None:
@@ -83,12 +83,28 @@ def with_history(
     return ServingState(n_known, extra_ids, context, seen.merge(u, i, n_users))
 
 
-def _last_time(context: Context, user_idx: np.ndarray) -> np.ndarray:
-    """Time of each user's newest stored event; int64 min for users with none."""
+def _newer(context: Context, user_idx: np.ndarray, item_idx: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
+    """Which events are not yet in ``context``: later than the user's newest stored event, or
+    at that same millisecond but not stored (logs with second resolution have many ties)."""
     lengths = context.lengths()
     known = user_idx < context.n_users
     u = np.where(known, user_idx, 0)
     has = known & (lengths[u] > 0)
+    if not has.any():
+        return np.ones(len(user_idx), dtype=bool)
     ends = context.indptr.numpy()[u + 1]
-    last = context.ts_ms.numpy()[np.maximum(ends - 1, 0)] if len(context.ts_ms) else np.zeros(len(u), np.int64)
-    return np.where(has, last, np.iinfo(np.int64).min)
+    last = np.where(has, context.ts_ms.numpy()[np.maximum(ends - 1, 0)], np.iinfo(np.int64).min)
+    newer = ts_ms > last
+    tie = np.flatnonzero(~newer & (ts_ms == last))
+    if len(tie):
+        stored = pl.DataFrame(
+            {
+                "u": np.repeat(np.arange(context.n_users, dtype=np.int64), lengths),
+                "i": context.items.numpy().astype(np.int64),
+                "t": context.ts_ms.numpy(),
+            }
+        )
+        probe = pl.DataFrame({"u": user_idx[tie], "i": item_idx[tie], "t": ts_ms[tie], "row": tie})
+        fresh = probe.join(stored, on=["u", "i", "t"], how="anti")["row"].to_numpy()
+        newer[fresh] = True
+    return newer

@@ -92,11 +92,12 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     if stopped is None:
         stats = _train_and_fold(bundle, events, cfg, cfg.epochs, gen, None, reporter)
         return {**stats, "events_trained": stats["events"] * stats["epochs"], "valid_ndcg": None}
+    stopped["lr"] = cfg.lr
     if cfg.valid_last:
         # As in the published leave-one-out protocol: the validation events become input
         # context (and seen items) without being trained on.
         bundle.fold(TrainData.from_events(held, bundle.users, bundle.items, bundle.types))
-        return {**stopped, "final_loss": stopped["final_loss"], "held_out_trained": False}
+        return stopped
     tail = _train_and_fold(bundle, held, cfg, cfg.update_epochs, gen, bundle.optimizer, reporter)
     return {
         **stopped,

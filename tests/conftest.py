@@ -1,8 +1,10 @@
 """Shared fixtures: the CLI runner, error checks, and the sample-data pipeline built once.
 
 The session-scoped :func:`pipeline` runs the real ``recinc`` commands on ``sample_data/`` with
-tiny training settings (preprocess base + days, init on base, update with days 11..13); tests
-read its files and never modify them (copy to ``tmp_path`` first).
+tiny training settings (preprocess base + days, init mf on base, update with days 11..13);
+:func:`sasrec_pipeline` does the same for a tiny sasrec with the ``category`` item feature
+(init on base, update with days 11 and 12). Tests read their files and never modify them
+(copy to ``tmp_path`` first).
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # recinc's tensors here are tiny: intra-op threads only add OpenMP barriers, and on a busy 2-core
 # box those spin-waits made the default-size init ~15x slower (114 s vs 6.5 s measured).
 torch.set_num_threads(1)
+os.environ["RECINC_THREADS"] = "1"  # the API sets torch threads from it
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
 DAYS = (11, 12, 13, 14)
 #: Tiny training for the shared pipeline: base has 19,157 events, so 5 batches per epoch.
 SMALL_INIT = ("--dim", "8", "--epochs", "2", "--update-epochs", "1", "--batch-size", "4096", "--seed", "7")
+#: Tiny sasrec architecture (one block, no dropout) for CLI tests.
+SASREC_ARCH = ("--model", "sasrec", "--dim", "8", "--max-len", "10", "--blocks", "1", "--heads", "2", "--dropout", "0")
+#: The sasrec pipeline: batches of 4096 events, so 5 per epoch on base.
+SASREC_INIT = (*SASREC_ARCH, "--item-features", "category", *SMALL_INIT[2:])
+SASREC_MAX_LEN = 10
 
 
 def run_cli(*args: object, env: dict[str, str] | None = None) -> Result:
@@ -109,6 +117,29 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     for d in DAYS[:-1]:
         p.ckpt[d] = p.dir / f"m{d}.pt"
         p.results[f"update {d}"] = run_cli("update", p.ckpt[d - 1], p.events[f"day{d}"], "-o", p.ckpt[d])
+    for name, r in p.results.items():
+        assert r.exit_code == 0, (name, r.stderr)
+    return p
+
+
+@dataclass
+class SeqPipeline:
+    """Checkpoints and command results of the sasrec run on the :func:`pipeline` events."""
+
+    events: dict[str, Path]
+    ckpt: dict[int, Path] = field(default_factory=dict)  # 10 = init on base, 11, 12 = updates
+    results: dict[str, Result] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def sasrec_pipeline(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> SeqPipeline:
+    d = tmp_path_factory.mktemp("sasrec")
+    p = SeqPipeline(pipeline.events)
+    p.ckpt[10] = d / "s10.pt"
+    p.results["init"] = run_cli("init", p.events["base"], "-o", p.ckpt[10], *SASREC_INIT)
+    for day in (11, 12):
+        p.ckpt[day] = d / f"s{day}.pt"
+        p.results[f"update {day}"] = run_cli("update", p.ckpt[day - 1], p.events[f"day{day}"], "-o", p.ckpt[day])
     for name, r in p.results.items():
         assert r.exit_code == 0, (name, r.stderr)
     return p

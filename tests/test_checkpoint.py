@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import only_files
+from conftest import SASREC_MAX_LEN, only_files
 
 from recinc_cli import __version__, api
 from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
@@ -20,8 +20,8 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.errors import CheckpointError, OutputError
 from recinc_cli.io import sha256_file
 
+#: Keys of every lineage entry; init adds its peak memory, update its learning rate.
 LINEAGE_KEYS = {
-    "lr",
     "valid_ndcg",
     "command",
     "time",
@@ -39,7 +39,11 @@ LINEAGE_KEYS = {
     "ts_max",
     "new_users",
     "new_items",
+    "epoch_seconds",
 }
+INIT_KEYS = LINEAGE_KEYS | {"peak_memory_mb", "lr"}
+UPDATE_KEYS = LINEAGE_KEYS | {"lr"}
+MF_CONFIG = {"name": "mf", "dim": 8, "max_len": 200, "blocks": 2, "heads": 1, "dropout": 0.2, "item_features": ()}
 TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
 
@@ -63,10 +67,12 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
         "item_pop",
         "pop_time_ms",
         "lineage",
+        "event_types",
+        "features",
     }
-    assert raw["format_version"] == FORMAT_VERSION == 1
+    assert raw["format_version"] == FORMAT_VERSION == 2
     assert raw["recinc_version"] == __version__
-    assert raw["model_config"] == {"name": "mf", "dim": 8}
+    assert raw["model_config"] == MF_CONFIG
     assert raw["train_config"]["seed"] == 7 and raw["train_config"]["epochs"] == 2
     base = pl.read_parquet(pipeline.events["base"])
     assert raw["users"][0] == "" and raw["items"][0] == ""
@@ -76,6 +82,61 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
     assert w["user_emb"].shape == (len(raw["users"]), 8)
     assert w["item_emb"].shape == (len(raw["items"]), 8) and w["item_bias"].shape == (len(raw["items"]),)
     assert raw["pop_time_ms"] == int(base["timestamp"].max().timestamp() * 1000)
+    assert raw["event_types"] == ["", *base["event_type"].unique(maintain_order=True).to_list()]
+    assert raw["features"] == {}
+
+
+def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipeline) -> None:
+    raw = torch.load(sasrec_pipeline.ckpt[10], weights_only=True)
+    assert set(raw) >= {"event_types", "features", "context_indptr", "context_items", "context_types", "context_ts_ms"}
+    assert raw["model_config"] == {
+        "name": "sasrec",
+        "dim": 8,
+        "max_len": SASREC_MAX_LEN,
+        "blocks": 1,
+        "heads": 2,
+        "dropout": 0.0,
+        "item_features": ("category",),
+    }
+    base = pl.read_parquet(sasrec_pipeline.events["base"])
+    assert raw["features"] == {"category": ["", *base["category"].unique(maintain_order=True).to_list()]}
+    assert raw["event_types"] == ["", *base["event_type"].unique(maintain_order=True).to_list()]
+    indptr = raw["context_indptr"]
+    assert indptr.dtype == torch.int64 and len(indptr) == len(raw["users"]) + 1
+    assert raw["context_items"].dtype == torch.int32 and raw["context_types"].dtype == torch.int16
+    assert raw["context_ts_ms"].dtype == torch.int64
+    assert int(indptr[-1]) == len(raw["context_items"]) == len(raw["context_types"]) == len(raw["context_ts_ms"])
+    assert int(torch.diff(indptr).max()) == SASREC_MAX_LEN
+    w = raw["weights"]
+    assert w["item_emb"].shape == (len(raw["items"]), 8)
+    assert w["type_emb"].shape == (len(raw["event_types"]), 8)
+    assert w["feat_emb.0"].shape == (len(raw["features"]["category"]), 8)
+    assert w["item_feat"].shape == (len(raw["items"]), 1) and w["item_feat"].dtype == torch.int64
+    # Every item of base has its category recorded (sample data: one category per item).
+    cats = dict(base.select("item_id", "category").unique().iter_rows())
+    got = [raw["features"]["category"][v] for v in w["item_feat"][1:, 0].tolist()]
+    assert got == [cats[i] for i in raw["items"][1:]]
+
+
+def test_format_1_mf_checkpoint_still_loads_and_updates(pipeline, tmp_path: Path) -> None:
+    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    old = {k: v for k, v in raw.items() if k not in ("event_types", "features")}
+    old.update(format_version=1, model_config={"name": "mf", "dim": 8})
+    torch.save(old, tmp_path / "v1.pt")
+    b = load_bundle(tmp_path / "v1.pt")
+    assert b.model_cfg == ModelConfig(name="mf", dim=8) and b.types.ids == [""] and b.features == {}
+    assert b.context is None
+    users = torch.arange(len(b.users))
+    with torch.no_grad():
+        assert torch.equal(b.scorer()(users), load_bundle(pipeline.ckpt[10]).scorer()(users))
+    r = api.update(tmp_path / "v1.pt", pipeline.events["day11"], tmp_path / "v2.pt")
+    assert not r["skipped"]
+    new = torch.load(tmp_path / "v2.pt", weights_only=True)
+    assert new["format_version"] == FORMAT_VERSION
+    assert new["event_types"] == [
+        "",
+        *pl.read_parquet(pipeline.events["day11"])["event_type"].unique(maintain_order=True),
+    ]
 
 
 def test_seen_csr_holds_exactly_the_distinct_pairs(pipeline) -> None:
@@ -116,7 +177,7 @@ def test_lineage_records_every_run(pipeline) -> None:
     for entry, name, parent in zip(
         lineage, ["base", "day11", "day12", "day13"], [None, *(pipeline.ckpt[d] for d in (10, 11, 12))], strict=True
     ):
-        assert set(entry) == LINEAGE_KEYS
+        assert set(entry) == (INIT_KEYS if entry["command"] == "init" else UPDATE_KEYS), entry["command"]
         path = pipeline.events[name]
         df = pl.read_parquet(path)
         assert entry["data_path"] == str(path)
@@ -136,18 +197,24 @@ def test_lineage_records_every_run(pipeline) -> None:
         assert cur["new_users"] > 0 and cur["new_items"] > 0
     raw = torch.load(pipeline.ckpt[13], weights_only=True)
     assert (lineage[-1]["n_users"], lineage[-1]["n_items"]) == (len(raw["users"]) - 1, len(raw["items"]) - 1)
+    assert all(e["epoch_seconds"] >= 0 for e in lineage) and lineage[0]["peak_memory_mb"] > 0
+
+
+def test_init_lineage_records_the_learning_rate(pipeline) -> None:
+    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    assert raw["lineage"][0]["lr"] == raw["train_config"]["lr"]
 
 
 def test_save_load_round_trip_gives_identical_scores(pipeline, tmp_path: Path) -> None:
     b = load_bundle(pipeline.ckpt[11])
     users = torch.arange(len(b.users))
     with torch.no_grad():
-        before = b.model.score(users)
+        before = b.scorer()(users)
     digest = save_bundle(b, tmp_path / "copy.pt")
     assert digest == sha256_file(tmp_path / "copy.pt")
     c = load_bundle(tmp_path / "copy.pt")
     with torch.no_grad():
-        assert torch.equal(c.model.score(users), before)
+        assert torch.equal(c.scorer()(users), before)
     assert c.users.ids == b.users.ids and c.items.ids == b.items.ids
     assert torch.equal(c.seen.indptr, b.seen.indptr) and torch.equal(c.seen.indices, b.seen.indices)
     assert torch.equal(c.item_pop, b.item_pop) and c.pop_time_ms == b.pop_time_ms

@@ -137,15 +137,56 @@ def test_pickle_that_would_run_code(cli, expect_error, pipeline, tmp_path: Path)
 
 
 def test_unknown_model(cli, expect_error, pipeline, tmp_path: Path) -> None:
-    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", "--model", "sasrec")
-    expect_error(r, 2, "--model 'sasrec' is unknown; choose one of mf")
+    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", "--model", "gru4rec")
+    expect_error(r, 2, "--model 'gru4rec' is unknown; choose one of mf, sasrec")
+    assert only_files(tmp_path) == []
+
+
+#: ModelConfig ends each message with the architecture it was given; these are the defaults.
+DEFAULT_ARCH = {"dim": 64, "max_len": 200, "blocks": 2, "heads": 1, "dropout": 0.2}
+
+
+def arch(**changes: object) -> str:
+    return "(got " + ", ".join(f"{k}={v}" for k, v in {**DEFAULT_ARCH, **changes}.items()) + ")"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--model", "sasrec", "--dim", "8", "--heads", "3"],
+            "--dim must be a multiple of --heads " + arch(dim=8, heads=3),
+        ),
+        (["--model", "sasrec", "--heads", "0"], "--heads must be a positive integer " + arch(heads=0)),
+        (
+            ["--model", "sasrec", "--dropout", "1"],
+            "--dropout must be in [0, 1) " + arch(dropout=1.0),
+        ),
+        (
+            ["--model", "sasrec", "--max-len", "0"],
+            "--max-len must be a positive integer " + arch(max_len=0),
+        ),
+        (
+            ["--model", "sasrec", "--blocks", "0"],
+            "--blocks must be a positive integer " + arch(blocks=0),
+        ),
+        (["--item-features", "category"], "--item-features needs a sequential model (sasrec)"),
+        (
+            ["--model", "sasrec", "--item-features", "category,item_id"],
+            "--item-features 'item_id' is a core column, not an item feature",
+        ),
+    ],
+)
+def test_model_config_errors(cli, expect_error, pipeline, tmp_path: Path, args: list[str], message: str) -> None:
+    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", *args)
+    expect_error(r, 2, message)
     assert only_files(tmp_path) == []
 
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--dim", "0", "--dim must be a positive integer (got 0)"),
+        ("--dim", "0", "--dim must be a positive integer " + arch(dim=0)),
         ("--epochs", "0", "--epochs is out of range; see `recinc init --help`"),
         ("--lr", "-1", "--lr is out of range; see `recinc init --help`"),
         ("--pop-half-life", "soon", "cannot read duration 'soon'; use e.g. 30m, 12h, 7d, 2w"),
@@ -294,7 +335,11 @@ def test_real_process_error_is_one_stderr_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["init", "x.parquet", "--bogus"], "No such option: --bogus; see 'recinc init --help'"),
+        (
+            ["init", "x.parquet", "--bogus"],
+            "No such option: --bogus (Possible options: --blocks); see 'recinc init --help'",
+        ),
+        (["init", "x.parquet", "--zzz"], "No such option: --zzz; see 'recinc init --help'"),
         (["init"], "Missing argument 'events'; see 'recinc init --help'"),
         (["frobnicate"], "No such command 'frobnicate'; see 'recinc --help'"),
     ],

@@ -24,8 +24,18 @@ def day14_json(pipeline) -> dict:
 
 def test_json_shape(day14_json: dict, pipeline) -> None:
     r = day14_json
-    assert set(r) == {"k", "users", "test_events", "catalogue", "checkpoint", "model", "popular", "latency_ms"}
-    assert r["k"] == 10 and r["checkpoint"] == str(pipeline.ckpt[13])
+    assert set(r) == {
+        "k",
+        "protocol",
+        "users",
+        "test_events",
+        "catalogue",
+        "checkpoint",
+        "model",
+        "popular",
+        "latency_ms",
+    }
+    assert r["k"] == 10 and r["protocol"] == "next" and r["checkpoint"] == str(pipeline.ckpt[13])
     assert r["test_events"] == pl.read_parquet(pipeline.events["day14"]).height
     assert r["catalogue"] == len(torch.load(pipeline.ckpt[13], weights_only=True)["items"]) - 1
     for scorer in ("model", "popular"):

@@ -25,7 +25,8 @@ def test_every_step_succeeded_with_a_one_line_summary(pipeline) -> None:
     assert re.fullmatch(
         r"init: mf on 19,157 events, 1,360 users, 762 items, [12] epochs? chosen by early stopping "
         r"\(valid ndcg@10 0\.\d{4}\) \+ 1 epoch on the held-out newest events in [\d.]+s "
-        rf"\([\d,]+ events/s\), loss [\d.]+ -> {re.escape(str(pipeline.ckpt[10]))}\n",
+        r"\([\d.]+s per epoch, [\d,]+ events/s, peak memory [\d,]+ MiB\), "
+        rf"loss [\d.]+ -> {re.escape(str(pipeline.ckpt[10]))}\n",
         init,
     )
     up = pipeline.results["update 11"].stderr
@@ -109,7 +110,8 @@ def test_update_overrides_apply_to_this_run_only(cli, pipeline, tmp_path: Path) 
     assert (raw["lineage"][-1]["epochs"], raw["lineage"][-1]["lr"]) == (2, 0.001)
     # A one-off override does not become the default of every later update.
     assert raw["train_config"] == parent["train_config"]
-    assert raw["model_config"] == {"name": "mf", "dim": 8}  # architecture stays locked
+    assert raw["model_config"] == parent["model_config"]  # architecture stays locked
+    assert raw["model_config"]["name"] == "mf" and raw["model_config"]["dim"] == 8
     day12 = pl.read_parquet(pipeline.events["day12"]).height
     steps = float(raw["optimizer"][0]["state"][0]["step"]) - float(parent["optimizer"][0]["state"][0]["step"])
     # Users are packed into batches of about 1000 events: at least ceil(n / 1000) per epoch.

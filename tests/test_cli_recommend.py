@@ -35,7 +35,7 @@ def brute_force_top(pipeline, user: str, k: int) -> list[str]:
     b = load_bundle(pipeline.ckpt[13])
     u = b.users.ids.index(user)
     with torch.no_grad():
-        scores = b.model.score(torch.tensor([u]))[0].clone()
+        scores = b.model.score({"user": torch.tensor([u])})[0].clone()
     seen = seen_items(pipeline, 13)[user]
     for j, item in enumerate(b.items.ids):
         if j == 0 or item in seen:
@@ -47,7 +47,7 @@ def test_users_flag_prints_only_csv_on_stdout(cli, pipeline) -> None:
     r = cli("recommend", pipeline.ckpt[13], "--users", "u00001, u00002,nobody", "-k", "5")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.splitlines()[0] == ",".join(COLUMNS)
-    assert r.stderr == "recommend: 3 users (1 cold-start), 15 rows\n"
+    assert r.stderr == "recommend: 3 users (1 popular fallback), 15 rows\n"
     df = read_stdout_csv(r.stdout)
     assert df.columns == COLUMNS and df.height == 15
     assert df["user_id"].to_list() == ["u00001"] * 5 + ["u00002"] * 5 + ["nobody"] * 5
@@ -83,7 +83,7 @@ def test_users_file_and_all(cli, pipeline, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     df = read_stdout_csv(r.stdout)
     assert df["user_id"].unique(maintain_order=True).to_list() == ["u00003", "u00004", "nobody"]
-    assert r.stderr == "recommend: 3 users (1 cold-start), 9 rows\n"
+    assert r.stderr == "recommend: 3 users (1 popular fallback), 9 rows\n"
 
     r = cli("recommend", pipeline.ckpt[13], "--all", "-k", "2", "-q")
     assert r.exit_code == 0, r.stderr
@@ -103,7 +103,7 @@ def test_output_files_match_stdout(cli, pipeline, tmp_path: Path, suffix: str) -
     r = cli(*args, "-o", out)
     assert r.exit_code == 0, r.stderr
     assert r.stdout == ""
-    assert r.stderr == f"recommend: 2 users (1 cold-start), 6 rows -> {out}\n"
+    assert r.stderr == f"recommend: 2 users (1 popular fallback), 6 rows -> {out}\n"
     readers = {
         ".csv": lambda: read_stdout_csv(out.read_text()),
         ".parquet": lambda: pl.read_parquet(out),
@@ -151,7 +151,7 @@ def test_real_process_keeps_stdout_for_data(pipeline, tmp_path: Path) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0] == ",".join(COLUMNS) and len(lines) == 5
     assert [line.split(",")[0] for line in lines[1:]] == ["u00001", "u00001", "nobody", "nobody"]
-    assert proc.stderr == "recommend: 2 users (1 cold-start), 4 rows\n"
+    assert proc.stderr == "recommend: 2 users (1 popular fallback), 4 rows\n"
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -9,13 +9,32 @@ import polars as pl
 import pytest
 import torch
 
-from recinc_cli.checkpoint import load_bundle
-from recinc_cli.config import ModelConfig
+from recinc_cli.checkpoint import Bundle, load_bundle
+from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.errors import UsageError
 from recinc_cli.lifecycle import copy_pretrained
 from recinc_cli.models import build_model
+from recinc_cli.seen import SeenItems
 from recinc_cli.train import seeded_generator
 from recinc_cli.vocab import Vocab
+
+
+def fresh_bundle(cfg: ModelConfig, users: Vocab, items: Vocab, **vocabs: object) -> Bundle:
+    """A randomly initialised bundle over the given vocabularies (``types``, ``features``)."""
+    b = Bundle(
+        model=build_model(cfg, {"user": len(users), "item": len(items)}),
+        model_cfg=cfg,
+        train_cfg=TrainConfig(),
+        users=users,
+        items=items,
+        seen=SeenItems.empty(len(users)),
+        item_pop=torch.zeros(len(items)),
+        pop_time_ms=0,
+        **vocabs,  # type: ignore[arg-type]
+    )
+    b.model = build_model(cfg, b.sizes())
+    b.model.reset_parameters("random", seeded_generator(1))
+    return b
 
 
 def test_pretrained_rows_follow_the_raw_ids(pipeline) -> None:
@@ -24,10 +43,10 @@ def test_pretrained_rows_follow_the_raw_ids(pipeline) -> None:
     users, items = Vocab.empty(), Vocab.empty()
     users.extend(pl.Series(["new-user", *reversed(pre.users.ids[1:50])]))
     items.extend(pl.Series(["new-item", *pre.items.ids[10:30]]))
-    model = build_model(ModelConfig(dim=8), len(users), len(items))
-    model.reset_parameters("random", seeded_generator(1))
+    bundle = fresh_bundle(ModelConfig(dim=8), users, items)
+    model = bundle.model
     fresh_user_row = model.user_emb[1].detach().clone()
-    copy_pretrained(model, users, items, pipeline.ckpt[10])
+    copy_pretrained(bundle, pipeline.ckpt[10])
     for j, raw in enumerate(users.ids[2:], start=2):
         assert torch.equal(model.user_emb[j], pre.model.user_emb[pre.users.ids.index(raw)])
     for j, raw in enumerate(items.ids[2:], start=2):
@@ -38,14 +57,38 @@ def test_pretrained_rows_follow_the_raw_ids(pipeline) -> None:
     assert torch.count_nonzero(model.user_emb[0]) == 0
 
 
+def test_sasrec_pretrained_rows_follow_the_raw_ids(sasrec_pipeline) -> None:
+    pre = load_bundle(sasrec_pipeline.ckpt[10])
+    users, items, types, cats = Vocab.empty(), Vocab.empty(), Vocab.empty(), Vocab.empty()
+    users.extend(pl.Series(["new-user", *pre.users.ids[1:5]]))
+    items.extend(pl.Series(["new-item", *reversed(pre.items.ids[1:40])]))
+    types.extend(pl.Series(["new-type", *reversed(pre.types.ids[1:])]))
+    cats.extend(pl.Series(["new-cat", *reversed(pre.features["category"].ids[1:])]))
+    bundle = fresh_bundle(pre.model_cfg, users, items, types=types, features={"category": cats})
+    model = bundle.model
+    fresh = {n: p.detach().clone() for n, p in model.named_parameters()}
+    copy_pretrained(bundle, sasrec_pipeline.ckpt[10])
+    tables = {"item_emb": (items, pre.items), "type_emb": (types, pre.types)}
+    tables["feat_emb.0"] = (cats, pre.features["category"])
+    for name, (new_vocab, old_vocab) in tables.items():
+        p, old = model.get_parameter(name), pre.model.get_parameter(name)
+        assert torch.equal(p[1], fresh[name][1]), name  # the unknown id keeps its fresh row
+        for j, raw in enumerate(new_vocab.ids[2:], start=2):
+            assert torch.equal(p[j], old[old_vocab.ids.index(raw)]), (name, raw)
+    # Weights that are not tables (transformer, positions, norms) are copied whole.
+    for name, p in model.named_parameters():
+        if name not in model.tables():
+            assert torch.equal(p, pre.model.get_parameter(name)), name
+
+
 def test_pretrained_needs_the_same_architecture(pipeline) -> None:
-    model = build_model(ModelConfig(dim=4), 3, 3)
+    bundle = fresh_bundle(ModelConfig(dim=4), Vocab.empty(), Vocab.empty())
     with pytest.raises(
         UsageError,
-        match=r"its model \(ModelConfig\(name='mf', dim=8\)\) differs "
-        r"from the requested one .*use the same --model and --dim",
+        match=r"its model \(ModelConfig\(name='mf', dim=8, .*\)\) differs from the requested one "
+        r"\(ModelConfig\(name='mf', dim=4, .*\)\); use the same --model and architecture options",
     ):
-        copy_pretrained(model, Vocab.empty(), Vocab.empty(), pipeline.ckpt[10])
+        copy_pretrained(bundle, pipeline.ckpt[10])
 
 
 def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Path) -> None:
@@ -86,10 +129,10 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
 
 
 def test_zero_init_scores_an_untrained_user_by_item_bias(tmp_path: Path) -> None:
-    model = build_model(ModelConfig(dim=4), 4, 6)
+    model = build_model(ModelConfig(dim=4), {"user": 4, "item": 6})
     model.reset_parameters("zero", seeded_generator(0))
     assert torch.count_nonzero(model.user_emb) == 0
     assert torch.count_nonzero(model.item_emb[1:]) > 0
     with torch.no_grad():
         model.item_bias.copy_(torch.arange(6, dtype=torch.float32))
-        assert np.array_equal(model.score(torch.tensor([2]))[0].numpy(), np.arange(6.0))
+        assert np.array_equal(model.score({"user": torch.tensor([2])})[0].numpy(), np.arange(6.0))

@@ -11,7 +11,7 @@ import torch
 
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data import TrainData
-from recinc_cli.models import build_model
+from recinc_cli.models import MODELS, build_model
 from recinc_cli.train import Trainer, grow_optimizer_state, seeded_generator
 
 
@@ -48,10 +48,23 @@ def test_grow_rejects_a_shrunk_or_reshaped_parameter(shapes: list[tuple[int, ...
         grow_optimizer_state(state, shapes)
 
 
-def test_trainer_restores_state_into_a_grown_model() -> None:
-    model = build_model(ModelConfig(dim=4), 4, 5)
+CONFIGS = {
+    "mf": ModelConfig(dim=4),
+    "sasrec": ModelConfig(name="sasrec", dim=4, max_len=4, blocks=1, dropout=0.0, item_features=("c",)),
+}
+
+
+def test_every_model_is_checked() -> None:
+    assert sorted(CONFIGS) == sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_trainer_restores_state_into_a_grown_model(name: str) -> None:
+    model = build_model(CONFIGS[name], {"user": 4, "item": 5, "type": 2, "feat:c": 3})
     model.reset_parameters("random", seeded_generator(0))
-    data = TrainData(np.array([1, 2, 3]), np.array([1, 2, 4]), np.ones(3, np.float32), np.arange(3, dtype=np.int64))
+    # Users with two events each, so a sequential model has targets too.
+    users, items = np.array([1, 2, 3, 1, 2, 3]), np.array([1, 2, 4, 2, 3, 1])
+    data = TrainData(users, items, np.ones(6, np.float32), np.arange(6, dtype=np.int64))
     trainer = Trainer(model, TrainConfig(lr=0.01))
     trainer.fit(data, epochs=2, generator=seeded_generator(0))
     saved = [
@@ -65,9 +78,11 @@ def test_trainer_restores_state_into_a_grown_model() -> None:
         for s in trainer.state_dict()
     ]
 
-    model.grow(6, 8, "random", seeded_generator(1))
+    model.grow({"user": 6, "item": 8, "type": 3, "feat:c": 5}, "random", seeded_generator(1))
+    grown_tables = [p for n, p in model.named_parameters() if n in model.tables()]
     fresh = Trainer(model, TrainConfig(lr=0.02))
     fresh.load_state_dict(saved)
+    padded = 0
     for opt, old in zip(fresh.optimizers, saved, strict=True):
         params = [p for g in opt.param_groups for p in g["params"]]
         assert opt.param_groups[0]["lr"] == 0.02  # this run's lr, not the stored one
@@ -78,6 +93,9 @@ def test_trainer_restores_state_into_a_grown_model() -> None:
             assert torch.equal(st["exp_avg"][:rows], prev["exp_avg"])
             assert torch.count_nonzero(st["exp_avg"][rows:]) == 0
             assert float(st["step"]) == float(prev["step"])
+            padded += any(p is t for t in grown_tables) and rows < p.shape[0]
+    assert padded == len(grown_tables)  # every grown table had its moments padded
+    fresh.fit(data, epochs=1, generator=seeded_generator(2))  # and training goes on from there
 
 
 def raw(path: object) -> dict:
@@ -120,3 +138,17 @@ def test_update_checkpoint_continues_the_parent_adam_state(pipeline) -> None:
     assert torch.equal(child["weights"]["user_emb"][idx], parent["weights"]["user_emb"][idx])
     t = torch.tensor(touched)
     assert not torch.equal(sparse_c["state"][0]["exp_avg"][t], sparse_p["state"][0]["exp_avg"][t])
+
+
+def test_sasrec_update_continues_the_parent_adam_state(sasrec_pipeline) -> None:
+    parent, child = raw(sasrec_pipeline.ckpt[10]), raw(sasrec_pipeline.ckpt[11])
+    (dense_p,), (dense_c,) = parent["optimizer"], child["optimizer"]  # sasrec has no sparse tables
+    names = list(child["weights"])
+    params = [n for n in names if n != "item_feat"]  # the one buffer
+    item_emb = params.index("item_emb")
+    assert len(child["items"]) > len(parent["items"])
+    for key in ("exp_avg", "exp_avg_sq"):
+        old, new = dense_p["state"][item_emb][key], dense_c["state"][item_emb][key]
+        assert new.shape == (len(child["items"]), 8) and old.shape == (len(parent["items"]), 8)
+    steps = [float(dense_c["state"][k]["step"]) - float(dense_p["state"][k]["step"]) for k in range(len(params))]
+    assert len(set(steps)) == 1 and steps[0] >= 1  # every parameter went on from the parent's step count

@@ -71,3 +71,25 @@ def test_taobao_event_types_get_their_weights(cli, tmp_path: Path) -> None:
     assert set(m["rows_rejected"]) <= {"exact duplicate"}
     weights = dict(pl.read_parquet(events).group_by("event_type").agg(pl.col("weight").first()).iter_rows())
     assert weights == {"pv": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
+
+
+def test_movielens_100k_sasrec_leave_one_out(cli, tmp_path: Path) -> None:
+    """split --last 1, a small sasrec, evaluate --protocol loo: it beats popularity clearly.
+
+    Measured with these settings: NDCG@10 about 1.8x popularity's (0.04); 1.3x leaves room.
+    """
+    src = need("ml-100k.parquet")
+    events, train, test = (tmp_path / f"{n}.parquet" for n in ("ml", "train", "test"))
+    assert cli("preprocess", src, "-o", events, "--time-unit", "s", "-q").exit_code == 0
+    r = cli("split", events, "--last", "1", "--train", train, "--test", test)
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == f"split: 100,000 events -> 99,057 in {train}, 943 (943 users) in {test}\n"
+    arch = ("--model", "sasrec", "--dim", "16", "--max-len", "20", "--blocks", "1", "--dropout", "0")
+    r = cli("init", train, "-o", tmp_path / "m.pt", *arch, "--epochs", "4", "--lr", "0.005", "--valid-fraction", "0")
+    assert r.exit_code == 0, r.stderr
+    assert "per epoch" in r.stderr and "peak memory" in r.stderr
+    r = cli("evaluate", tmp_path / "m.pt", test, "--protocol", "loo", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert (result["protocol"], result["users"], result["catalogue"]) == ("loo", 943, 1679)
+    assert result["model"]["ndcg"] > 1.3 * result["popular"]["ndcg"] > 0, result

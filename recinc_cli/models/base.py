@@ -105,11 +105,12 @@ class Recommender(nn.Module):
     def grow(self, sizes: Mapping[str, int], init: str, generator: torch.Generator) -> None:
         """Append rows so each table has ``sizes[axis]`` rows; old rows are kept as they are."""
         sizes = {**self.sizes, **sizes}
+        for name, axis in self.tables().items():  # check all first: never leave a half-grown model
+            if sizes[axis] < self._table(name).shape[0]:
+                raise ValueError(f"cannot shrink {name} from {self._table(name).shape[0]} to {sizes[axis]} rows")
         for name, axis in self.tables().items():
             old = self._table(name)
             extra = sizes[axis] - old.shape[0]
-            if extra < 0:
-                raise ValueError(f"cannot shrink {name} from {old.shape[0]} to {sizes[axis]} rows")
             if extra == 0:
                 continue
             new_rows = self._new_rows(name, axis, extra, init, generator).to(old.dtype)
