@@ -19,14 +19,12 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-from quality import DATASETS, console, recinc  # type: ignore[import-not-found]
+from common import console, recinc, run_main  # type: ignore[import-not-found]
 from rich.table import Table
 
 
@@ -82,27 +80,5 @@ def show(name: str, report: dict[str, Any]) -> None:
     console.print(table)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=Path("bench_out"))
-    parser.add_argument("--datasets", default="ml-1m,ml-100k")
-    parser.add_argument("--models", default="mf,sasrec")
-    parser.add_argument("--show", type=Path, help="only print the tables of an earlier loo.json")
-    args = parser.parse_args()
-    if args.show:
-        for name, report in json.loads(args.show.read_text()).items():
-            show(name, report)
-        return
-    if not args.data_dir.is_dir():
-        sys.exit(f"{args.data_dir}: shared data not found; pass --data-dir")
-    reports = {}
-    for name in args.datasets.split(","):
-        reports[name] = run_dataset(name, args.data_dir / DATASETS[name], args.out, args.models.split(","))
-        show(name, reports[name])
-        (args.out / "loo.json").write_text(json.dumps(reports, indent=2))
-    console.print(f"report: {args.out / 'loo.json'}")
-
-
 if __name__ == "__main__":
-    main()
+    run_main(__doc__, "loo.json", run_dataset, show, datasets="ml-1m,ml-100k", models="mf,sasrec")

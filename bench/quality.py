@@ -18,44 +18,24 @@ with the same metric code and the same eligibility rules. Seconds are the wall t
 Usage::
 
     python bench/quality.py [--data-dir ../shared/data] [--out bench_out] [--datasets ml-1m,ml-100k,taobao]
+        [--models mf,sasrec]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from rich.console import Console
+from common import console, recinc, run_main  # type: ignore[import-not-found]
 from rich.table import Table
 
 from recinc_cli.evaluate import ranking_metrics
 
-DATASETS = {
-    "ml-1m": "ml-1m-users1-1500.parquet",
-    "ml-100k": "ml-100k.parquet",
-    "taobao": "taobao-userbehavior-84k.parquet",
-}
 N_SLICES = 5
 K = 10
-console = Console(width=200)
-
-
-def recinc(*args: str, quiet: bool = True) -> tuple[str, float]:
-    """Run a recinc command; return its stdout (and, unless ``quiet``, its summary line from
-    stderr) and wall seconds. Exit on failure."""
-    t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "recinc_cli", *args, *(["-q"] if quiet else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"recinc {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout + ("" if quiet else proc.stderr), time.perf_counter() - t0
 
 
 def split(log: pl.DataFrame) -> list[pl.DataFrame]:
@@ -180,27 +160,5 @@ def show(name: str, report: dict[str, Any]) -> None:
         console.print("base fit seconds: " + ", ".join(f"{m} {s:.1f}" for m, s in report["base_seconds"].items()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=Path("bench_out"))
-    parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--models", default="mf")
-    parser.add_argument("--show", type=Path, help="only print the tables of an earlier quality.json")
-    args = parser.parse_args()
-    if args.show:
-        for name, report in json.loads(args.show.read_text()).items():
-            show(name, report)
-        return
-    if not args.data_dir.is_dir():
-        sys.exit(f"{args.data_dir}: shared data not found; pass --data-dir")
-    reports = {}
-    for name in args.datasets.split(","):
-        reports[name] = run_dataset(name, args.data_dir / DATASETS[name], args.out, args.models.split(","))
-        show(name, reports[name])
-    (args.out / "quality.json").write_text(json.dumps(reports, indent=2))
-    console.print(f"report: {args.out / 'quality.json'}")
-
-
 if __name__ == "__main__":
-    main()
+    run_main(__doc__, "quality.json", run_dataset, show, datasets="ml-1m,ml-100k,taobao", models="mf,sasrec")

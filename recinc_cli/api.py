@@ -84,7 +84,8 @@ def update(
     data_sha = sha256_file(events)
     if data_sha in bundle.applied_data() and not force:
         return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
-    train_cfg = bundle.train_cfg.replace(**overrides)
+    train_cfg = bundle.train_cfg.replace(**{k: v for k, v in overrides.items() if k != "lr"})
+    train_cfg = train_cfg.for_update(overrides.get("lr"))
     parent_sha = sha256_file(checkpoint)
     stats = update_bundle(bundle, df, train_cfg, reporter)
     entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, stats)

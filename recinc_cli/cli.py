@@ -171,6 +171,10 @@ def init(
         int | None, typer.Option(help="Default epochs of later updates. " + _per_model("update_epochs"))
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate. " + _per_model("lr"))] = None,
+    update_lr: Annotated[
+        float | None,
+        typer.Option(help="Default learning rate of later updates [default: mf the --lr, sasrec 0.001]."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Events per batch. " + _per_model("batch_size"))] = None,
     l2: Annotated[float, typer.Option(help="mf: L2 penalty on the embeddings a batch touches.")] = TrainConfig.l2,
     negatives: Annotated[
@@ -224,6 +228,7 @@ def init(
         epochs=epochs,
         update_epochs=update_epochs,
         lr=lr,
+        update_lr=update_lr,
         batch_size=batch_size,
         l2=l2,
         n_negatives=negatives,
@@ -259,7 +264,9 @@ def update(
     events: Annotated[Path, typer.Argument(help="New slice: events Parquet.", show_default=False)],
     output: Out,
     epochs: Annotated[int | None, typer.Option(help="Epochs on this slice, this run only [default: stored].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate, this run only [default: stored].")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate, this run only [default: the stored update lr].")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Events per batch, this run only [default: stored].")] = None,
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
     quiet: Quiet = False,

@@ -129,6 +129,10 @@ class TrainConfig:
     epoch, then folds the held-out events in like an ``update`` (``update_epochs`` passes).
     Logs differ widely in how much training serves the near future best; this picks it per log.
 
+    ``update_lr``: learning rate of ``update`` runs (and of ``init``'s pass over the held-out
+    newest events); ``None`` = ``lr``. A model that already fits the log wants gentle steps on
+    a new slice, as fine-tuning does, or it drifts towards the slice.
+
     ``valid_last``: hold out each user's last event instead (leave-one-out validation, as in
     published sequential-recommendation results); those events then become input context
     and seen items without being trained on.
@@ -140,6 +144,7 @@ class TrainConfig:
     epochs: int = 30
     update_epochs: int = 10
     lr: float = 2e-3
+    update_lr: float | None = None
     batch_size: int = 1024
     l2: float = 1e-6
     n_negatives: int = 4096
@@ -156,6 +161,7 @@ class TrainConfig:
             "--epochs": self.epochs >= 1,
             "--update-epochs": self.update_epochs >= 1,
             "--lr": self.lr > 0,
+            "--update-lr": self.update_lr is None or self.update_lr > 0,
             "--batch-size": self.batch_size >= 1,
             "--l2": self.l2 >= 0,
             "--negatives": self.n_negatives >= 1,
@@ -168,6 +174,10 @@ class TrainConfig:
                 raise UsageError(f"{flag} is out of range; see `recinc init --help`")
         if not (self.init in ("random", "zero") or self.init.startswith("pretrained:")):
             raise UsageError(f"--init must be random, zero or pretrained:PATH (got {self.init!r})")
+
+    def for_update(self, lr: float | None = None) -> TrainConfig:
+        """These settings with the learning rate of an update: ``lr`` if given, else ``update_lr``."""
+        return dataclasses.replace(self, lr=lr or self.update_lr or self.lr)
 
     @property
     def row_init(self) -> str:
@@ -201,7 +211,7 @@ class TrainConfig:
 #: (in events: whole sequences) and more patience than matrix factorisation; see README "Models".
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "mf": {},
-    "sasrec": {"lr": 3e-3, "batch_size": 4096, "epochs": 30, "update_epochs": 3, "patience": 5},
+    "sasrec": {"lr": 3e-3, "update_lr": 1e-3, "batch_size": 4096, "epochs": 30, "update_epochs": 1, "patience": 5},
 }
 
 

@@ -98,7 +98,7 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
         # context (and seen items) without being trained on.
         bundle.fold(TrainData.from_events(held, bundle.users, bundle.items, bundle.types))
         return stopped
-    tail = _train_and_fold(bundle, held, cfg, cfg.update_epochs, gen, bundle.optimizer, reporter)
+    tail = _train_and_fold(bundle, held, cfg.for_update(), cfg.update_epochs, gen, bundle.optimizer, reporter)
     return {
         **stopped,
         "final_loss": tail["final_loss"],

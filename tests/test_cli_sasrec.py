@@ -344,3 +344,15 @@ def test_split_errors(cli, expect_error, cycle_model, tmp_path: Path, args: list
     r = cli("split", events, "--train", tmp_path / "a.parquet", "--test", tmp_path / "b.parquet", *args)
     expect_error(r, code, message.format(events=events))
     assert only_files(tmp_path) == []
+
+
+def test_updates_use_the_gentler_update_lr_unless_overridden(cli, sasrec_pipeline, tmp_path: Path) -> None:
+    raw = torch.load(sasrec_pipeline.ckpt[12], weights_only=True)
+    cfg = raw["train_config"]
+    assert (cfg["lr"], cfg["update_lr"], cfg["update_epochs"]) == (0.003, 0.001, 1)  # sasrec defaults
+    assert [e["lr"] for e in raw["lineage"]] == [0.003, 0.001, 0.001]
+    out = tmp_path / "s13.pt"
+    r = cli("update", sasrec_pipeline.ckpt[12], sasrec_pipeline.events["day13"], "-o", out, "--lr", "0.002")
+    assert r.exit_code == 0, r.stderr
+    after = torch.load(out, weights_only=True)
+    assert after["lineage"][-1]["lr"] == 0.002 and after["train_config"]["update_lr"] == 0.001
