@@ -91,7 +91,9 @@ def _main(
 
 @command
 def preprocess(
-    inputs: Annotated[list[str], typer.Argument(help="CSV/Parquet files, directories or globs.", show_default=False)],
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUTS", help="CSV/Parquet files, directories or globs.", show_default=False)
+    ],
     output: Out,
     user_col: Annotated[str, typer.Option(help="Column with the user id.")] = "user_id",
     item_col: Annotated[str, typer.Option(help="Column with the item id.")] = "item_id",
@@ -150,7 +152,9 @@ def _per_model(field: str) -> str:
 
 @command
 def init(
-    events: Annotated[Path, typer.Argument(help="Events Parquet from `recinc preprocess`.", show_default=False)],
+    events: Annotated[
+        Path, typer.Argument(metavar="EVENTS", help="Events Parquet from `recinc preprocess`.", show_default=False)
+    ],
     output: Out,
     model: Annotated[str, typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}.")] = "mf",
     dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
@@ -260,8 +264,8 @@ def init(
 
 @command
 def update(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to update.", show_default=False)],
-    events: Annotated[Path, typer.Argument(help="New slice: events Parquet.", show_default=False)],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint to update.", show_default=False)],
+    events: Annotated[Path, typer.Argument(metavar="EVENTS", help="New slice: events Parquet.", show_default=False)],
     output: Out,
     epochs: Annotated[int | None, typer.Option(help="Epochs on this slice, this run only [default: stored].")] = None,
     lr: Annotated[
@@ -308,7 +312,7 @@ def update(
 
 @command
 def recommend(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint.", show_default=False)],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint.", show_default=False)],
     users: Annotated[str | None, typer.Option(help="Comma-separated user ids.")] = None,
     users_file: Annotated[
         Path | None, typer.Option(help="One user id per line, or a CSV/Parquet file with a user_id column.")
@@ -372,8 +376,10 @@ def _user_list(users: str | None, users_file: Path | None) -> list[str]:
 
 @command
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint.", show_default=False)],
-    events: Annotated[Path, typer.Argument(help="Test events Parquet (the next slice).", show_default=False)],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint.", show_default=False)],
+    events: Annotated[
+        Path, typer.Argument(metavar="EVENTS", help="Test events Parquet (the next slice).", show_default=False)
+    ],
     k: Annotated[int, typer.Option("-k", "--k", help="Cut-off of the metrics.")] = 10,
     protocol: Annotated[
         str, typer.Option(help="next (next slice, test-then-train) or loo (each user's last event).")
@@ -407,7 +413,9 @@ def evaluate(
 
 @command
 def split(
-    events: Annotated[Path, typer.Argument(help="Events Parquet from `recinc preprocess`.", show_default=False)],
+    events: Annotated[
+        Path, typer.Argument(metavar="EVENTS", help="Events Parquet from `recinc preprocess`.", show_default=False)
+    ],
     train: Annotated[Path, typer.Option(help="Train part to write (atomically).", show_default=False)],
     test: Annotated[Path, typer.Option(help="Test part to write (atomically).", show_default=False)],
     last: Annotated[int | None, typer.Option(help="Each user's last N events go to the test part.")] = None,

@@ -340,7 +340,7 @@ def test_real_process_error_is_one_stderr_line(tmp_path: Path) -> None:
             "No such option: --bogus (Possible options: --blocks); see 'recinc init --help'",
         ),
         (["init", "x.parquet", "--zzz"], "No such option: --zzz; see 'recinc init --help'"),
-        (["init"], "Missing argument 'events'; see 'recinc init --help'"),
+        (["init"], "Missing argument 'EVENTS'; see 'recinc init --help'"),
         (["frobnicate"], "No such command 'frobnicate'; see 'recinc --help'"),
     ],
 )
