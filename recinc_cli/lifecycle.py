@@ -26,6 +26,7 @@ from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.models import build_model
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.seen import SeenItems
+from recinc_cli.split import split_last
 from recinc_cli.train import Trainer, seeded_generator
 from recinc_cli.vocab import Vocab
 
@@ -84,7 +85,7 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     """Train a fresh bundle on ``events``, choosing the epoch count on held-out events if asked."""
     cfg = bundle.train_cfg
     if cfg.valid_last:
-        older, held = split_last(events)
+        older, held = split_last(events, 1)  # users with one event keep it: nothing predicts it
     else:
         cut = round(events.height * (1 - cfg.valid_fraction))
         older, held = events[:cut], events[cut:]
@@ -104,18 +105,6 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
         "final_loss": tail["final_loss"],
         "events_trained": stopped["events_trained"] + tail["events"] * tail["epochs"],
     }
-
-
-def split_last(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(everything else, each user's last event) of time-sorted ``events``.
-
-    Users with a single event keep it on the first side: nothing would predict it.
-    """
-    ranked = events.with_row_index("_row")
-    last = (pl.col("_row") == pl.col("_row").max().over("user_id")) & (pl.len().over("user_id") > 1)
-    flagged = ranked.with_columns(last.alias("_last"))
-    pick = flagged["_last"]
-    return events.filter(~pick), events.filter(pick)
 
 
 def update_bundle(
