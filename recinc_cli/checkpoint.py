@@ -57,6 +57,16 @@ _REQUIRED = (
 )
 
 
+def table_sizes(users: Vocab, items: Vocab, types: Vocab, features: dict[str, Vocab]) -> dict[str, int]:
+    """The ``sizes`` a model is built or grown with: one entry per vocabulary."""
+    return {
+        "user": len(users),
+        "item": len(items),
+        "type": len(types),
+        **{f"feat:{name}": len(v) for name, v in features.items()},
+    }
+
+
 @dataclass
 class Bundle:
     """A model with its vocabularies, optimizer state, history and serving state."""
@@ -78,12 +88,7 @@ class Bundle:
 
     def sizes(self) -> dict[str, int]:
         """Rows of every growing table axis (see :class:`~recinc_cli.models.base.Recommender`)."""
-        return {
-            "user": len(self.users),
-            "item": len(self.items),
-            "type": len(self.types),
-            **{f"feat:{name}": len(v) for name, v in self.features.items()},
-        }
+        return table_sizes(self.users, self.items, self.types, self.features)
 
     def scorer(self, context: Context | None = None) -> ScoreFn:
         """Score function of user indices for :func:`~recinc_cli.recommend.top_k`.
@@ -195,9 +200,7 @@ def _from_dict(raw: dict[str, Any]) -> Bundle:
         context = Context(*(raw[k] for k in _CONTEXT_KEYS))
         if context.n_users != len(users):
             raise ValueError("context size disagrees with the user vocabulary")
-    sizes = {"user": len(users), "item": len(items), "type": len(types)}
-    sizes.update({f"feat:{name}": len(v) for name, v in features.items()})
-    model = build_model(model_cfg, sizes)
+    model = build_model(model_cfg, table_sizes(users, items, types, features))
     model.load_state_dict(raw["weights"])
     seen = SeenItems(raw["seen_indptr"], raw["seen_indices"])
     if seen.n_users != len(users) or len(raw["item_pop"]) != len(items):

@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from recinc_cli import __version__
-from recinc_cli.checkpoint import Bundle, load_bundle
+from recinc_cli.checkpoint import Bundle, load_bundle, table_sizes
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
@@ -45,9 +45,7 @@ def create_bundle(
     users, items, types = Vocab.empty(), Vocab.empty(), Vocab.empty()
     features = {name: Vocab.empty() for name in model_cfg.item_features}
     grow_vocabularies(events, users, items, types, features)
-    sizes = {"user": len(users), "item": len(items), "type": len(types)}
-    sizes.update({f"feat:{name}": len(v) for name, v in features.items()})
-    model = build_model(model_cfg, sizes)
+    model = build_model(model_cfg, table_sizes(users, items, types, features))
     gen = seeded_generator(train_cfg.seed, 0)
     model.reset_parameters(train_cfg.row_init, gen)
     apply_item_features(model, events, items, features)
