@@ -114,19 +114,12 @@ def recommend(
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.history import ServingState, with_history
     from recinc_cli.recommend import popularity_scorer, top_k
 
     reporter = reporter or NullReporter()
     use_all_threads()
     bundle = load_bundle(checkpoint)
-    if history is None:
-        state = ServingState(len(bundle.users), [], bundle.context, bundle.seen)
-    else:
-        hist = read_events(history)
-        state = with_history(
-            hist, bundle.users, bundle.items, bundle.types, bundle.seen, bundle.context, bundle.model_cfg.max_len
-        )
+    state = bundle.serving_state(None if history is None else read_events(history))
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
     idx = state.lookup(bundle.users, raw)
     known = idx > 0
@@ -186,7 +179,6 @@ def evaluate(
     for each scorer. Raises :class:`BadInputError` when no user is eligible.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.history import ServingState, with_history
     from recinc_cli.recommend import popularity_scorer, top_k
     from recinc_cli.split import split_last
 
@@ -196,13 +188,10 @@ def evaluate(
     use_all_threads()
     bundle = load_bundle(checkpoint)
     df = read_events(events)
-    state = ServingState(len(bundle.users), [], bundle.context, bundle.seen)
+    before = None
     if protocol == "loo":
         before, df = split_last(df, 1, min_left=0)
-        if before.height:
-            state = with_history(
-                before, bundle.users, bundle.items, bundle.types, bundle.seen, bundle.context, bundle.model_cfg.max_len
-            )
+    state = bundle.serving_state(before if before is not None and before.height else None)
     users, row, truth = slice_truth(df, bundle.users, bundle.items, state.seen.contains)
     if len(users) == 0:
         raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 
 from recinc_cli import __version__
@@ -31,6 +32,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import CheckpointError, UsageError
+from recinc_cli.history import ServingState, with_history
 from recinc_cli.io import _first_line, atomic_path
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
@@ -96,6 +98,13 @@ class Bundle:
         Sequential models read each user's events from ``context`` (default: the stored one).
         """
         return model_scorer(self.model.eval(), context if context is not None else self.context)
+
+    def serving_state(self, events: pl.DataFrame | None = None) -> ServingState:
+        """Context and seen items to serve from, extended in memory with fresh ``events``
+        (:func:`~recinc_cli.history.with_history`); nothing in the bundle changes."""
+        if events is None:
+            return ServingState(len(self.users), [], self.context, self.seen)
+        return with_history(events, self.users, self.items, self.types, self.seen, self.context, self.model_cfg.max_len)
 
     def fold(self, data: TrainData) -> None:
         """Add trained-on events to the seen items, the context and the decayed popularity."""
