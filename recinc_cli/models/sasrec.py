@@ -160,9 +160,6 @@ class SASRec(Recommender):
                 batch["log_q"] = log_q
             yield batch
 
-    def n_batches(self, data: TrainData, prior: Context, cfg: TrainConfig) -> int:
-        return max(1, -(-len(data) // cfg.batch_size))
-
     def loss(self, batch: Batch) -> torch.Tensor:
         """Weighted cross-entropy of each target given the events before it.
 
