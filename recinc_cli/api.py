@@ -114,7 +114,7 @@ def recommend(
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.recommend import popularity_scorer, top_k
+    from recinc_cli.recommend import top_k
 
     reporter = reporter or NullReporter()
     use_all_threads()
@@ -131,7 +131,7 @@ def recommend(
     reporter.start("scoring users", len(raw))
     scorer = bundle.scorer(state.context)
     items[by_model], scores[by_model] = top_k(scorer, idx[by_model], state.seen, k, progress=reporter.advance)
-    popular = popularity_scorer(bundle.item_pop)
+    popular = bundle.popular_scorer()
     masked = ~by_model & known  # popular items minus what these users' history shows they have seen
     items[masked], scores[masked] = top_k(popular, idx[masked], state.seen, k, progress=reporter.advance)
     cold = ~known
@@ -179,7 +179,7 @@ def evaluate(
     for each scorer. Raises :class:`BadInputError` when no user is eligible.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.recommend import popularity_scorer, top_k
+    from recinc_cli.recommend import top_k
     from recinc_cli.split import split_last
 
     if protocol not in PROTOCOLS:
@@ -204,7 +204,7 @@ def evaluate(
         "checkpoint": str(checkpoint),
     }
     model_fn = bundle.scorer(state.context)
-    scorers = {"model": model_fn, "popular": popularity_scorer(bundle.item_pop)}
+    scorers = {"model": model_fn, "popular": bundle.popular_scorer()}
     reporter.start("evaluating", 2 * len(users))
     for name, fn in scorers.items():
         top, _ = top_k(fn, users, state.seen, k, progress=reporter.advance)

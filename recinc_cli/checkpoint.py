@@ -12,7 +12,14 @@ that decay), ``lineage`` (one dict per init/update). Since format 2 also ``event
 event type of each type index), ``features`` (item feature name -> raw value of each index)
 and, for sequential models, ``context_indptr`` / ``context_items`` / ``context_types`` /
 ``context_ts_ms`` (each user's newest ``max_len`` events, see :mod:`recinc_cli.context`).
-Format 1 files (mf only) load with empty event types and features.
+Since format 3 also ``item_last_ms`` (newest event time of each item, for ``--expire-after``),
+``pop_weight`` (the popularity logit adjustment chosen by the last update), the replay
+reservoir (``replay_user`` / ``replay_item`` / ``replay_type`` / ``replay_weight`` /
+``replay_ts_ms``, ``replay_size``, ``replay_seen``) and the admission counts
+(``pending_user_ids`` / ``pending_user_counts`` / ``pending_item_ids`` / ``pending_item_counts``).
+``pop_time_ms`` is the watermark: the newest event time applied.
+Format 1 files (mf only) load with empty event types and features; format 1 and 2 files load
+with an empty reservoir, no waiting ids and every item last seen at the watermark.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import polars as pl
 import torch
 
 from recinc_cli import __version__
+from recinc_cli.admission import Admission
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
@@ -37,11 +45,13 @@ from recinc_cli.io import _first_line, atomic_path
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
 from recinc_cli.popularity import decayed_popularity
-from recinc_cli.recommend import ScoreFn, model_scorer
+from recinc_cli.recommend import ScoreFn, adjusted_scorer, model_scorer
+from recinc_cli.reservoir import KEYS as RESERVOIR_KEYS
+from recinc_cli.reservoir import Reservoir
 from recinc_cli.seen import SeenItems
 from recinc_cli.vocab import Vocab
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _CONTEXT_KEYS = ("context_indptr", "context_items", "context_types", "context_ts_ms")
 _REQUIRED = (
     "format_version",
@@ -87,17 +97,50 @@ class Bundle:
     features: dict[str, Vocab] = field(default_factory=dict)
     #: each user's newest events; None for models that do not read them.
     context: Context | None = None
+    #: (n_items,) int64 newest event time of each item, unix ms (0 = never).
+    item_last_ms: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=torch.int64))
+    #: weight of log(1 + item_pop) added to the model's scores.
+    pop_weight: float = 0.0
+    reservoir: Reservoir = field(default_factory=lambda: Reservoir.empty(0))
+    admission: Admission = field(default_factory=Admission.empty)
+
+    def __post_init__(self) -> None:
+        if len(self.item_last_ms) < len(self.items):  # a bundle built by hand: items never seen
+            last = torch.zeros(len(self.items), dtype=torch.int64)
+            last[: len(self.item_last_ms)] = self.item_last_ms
+            self.item_last_ms = last
+
+    @property
+    def watermark_ms(self) -> int:
+        """Newest event time applied (unix ms); 0 before any."""
+        return int(self.pop_time_ms)
 
     def sizes(self) -> dict[str, int]:
         """Rows of every growing table axis (see :class:`~recinc_cli.models.base.Recommender`)."""
         return table_sizes(self.users, self.items, self.types, self.features)
 
-    def scorer(self, context: Context | None = None) -> ScoreFn:
-        """Score function of user indices for :func:`~recinc_cli.recommend.top_k`.
+    def scorer(self, context: Context | None = None, pop_weight: float | None = None) -> ScoreFn:
+        """Score function of user indices for :func:`~recinc_cli.recommend.top_k`: the model's
+        logits + ``pop_weight`` (default: the stored one) x log(1 + decayed popularity), with
+        expired items at -inf.
 
         Sequential models read each user's events from ``context`` (default: the stored one).
         """
-        return model_scorer(self.model.eval(), context if context is not None else self.context)
+        base = model_scorer(self.model.eval(), context if context is not None else self.context)
+        weight = self.pop_weight if pop_weight is None else pop_weight
+        return adjusted_scorer(base, torch.log1p(self.item_pop), weight, self.expired())
+
+    def popular_scorer(self) -> ScoreFn:
+        """Decayed popularity for every user, expired items at -inf (cold start, baseline)."""
+        return adjusted_scorer(None, self.item_pop, 1.0, self.expired())
+
+    def expired(self) -> torch.Tensor | None:
+        """(n_items,) bool: items not seen for ``expire_after_s`` before the watermark; None
+        when expiry is off."""
+        after = self.train_cfg.expire_after_s
+        if after <= 0:
+            return None
+        return self.item_last_ms < self.watermark_ms - int(after * 1000)
 
     def serving_state(self, events: pl.DataFrame | None = None) -> ServingState:
         """Context and seen items to serve from, extended in memory with fresh ``events``
@@ -113,6 +156,11 @@ class Bundle:
             self.context = self.context.extend(
                 data.user_idx, data.item_idx, data.types(), data.ts_ms, len(self.users), self.model_cfg.max_len
             )
+        last = torch.zeros(len(self.items), dtype=torch.int64)
+        last[: len(self.item_last_ms)] = self.item_last_ms
+        self.item_last_ms = last.scatter_reduce(
+            0, torch.as_tensor(data.item_idx.copy()), torch.as_tensor(data.ts_ms.copy()), reduce="amax"
+        )
         self.item_pop, self.pop_time_ms = decayed_popularity(
             self.item_pop,
             self.pop_time_ms,
@@ -144,6 +192,12 @@ class Bundle:
             "lineage": self.lineage,
             "event_types": list(self.types.ids),
             "features": {name: list(v.ids) for name, v in self.features.items()},
+            "item_last_ms": self.item_last_ms,
+            "pop_weight": float(self.pop_weight),
+            **{k: torch.from_numpy(a.copy()) for k, a in zip(RESERVOIR_KEYS, self.reservoir.arrays(), strict=True)},
+            "replay_size": int(self.reservoir.size),
+            "replay_seen": int(self.reservoir.n_seen),
+            **self.admission.to_dict(),
             **(
                 {}
                 if self.context is None
@@ -214,13 +268,24 @@ def _from_dict(raw: dict[str, Any]) -> Bundle:
     seen = SeenItems(raw["seen_indptr"], raw["seen_indices"])
     if seen.n_users != len(users) or len(raw["item_pop"]) != len(items):
         raise ValueError("vocabulary sizes disagree with the stored tables")
+    train_cfg = TrainConfig.from_dict(raw["train_config"])
+    if "item_last_ms" in raw:
+        item_last_ms = raw["item_last_ms"].to(torch.int64)
+        reservoir = Reservoir(
+            *(raw[k].numpy() for k in RESERVOIR_KEYS), size=int(raw["replay_size"]), n_seen=int(raw["replay_seen"])
+        )
+    else:  # format 1-2: nothing sampled yet; every item counts as seen at the watermark
+        item_last_ms = torch.full((len(items),), int(raw["pop_time_ms"]), dtype=torch.int64)
+        reservoir = Reservoir.empty(train_cfg.replay_size)
+    if len(item_last_ms) != len(items) or len({len(a) for a in reservoir.arrays()}) != 1:
+        raise ValueError("item times or replay arrays disagree with the vocabularies")
     return Bundle(
         types=types,
         features=features,
         context=context,
         model=model,
         model_cfg=model_cfg,
-        train_cfg=TrainConfig.from_dict(raw["train_config"]),
+        train_cfg=train_cfg,
         users=users,
         items=items,
         seen=seen,
@@ -228,4 +293,8 @@ def _from_dict(raw: dict[str, Any]) -> Bundle:
         pop_time_ms=int(raw["pop_time_ms"]),
         optimizer=raw["optimizer"],
         lineage=list(raw["lineage"]),
+        item_last_ms=item_last_ms,
+        pop_weight=float(raw.get("pop_weight", 0.0)),
+        reservoir=reservoir,
+        admission=Admission.from_dict(raw),
     )

@@ -120,6 +120,12 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
+#: What ``update`` does with events older than the watermark minus ``--allowed-lateness``.
+LATE_POLICIES: tuple[str, ...] = ("keep", "drop", "fail")
+#: Learning-rate schedules of one training run (after ``--warmup``).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings of one ``init`` or ``update`` run.
@@ -139,6 +145,23 @@ class TrainConfig:
 
     ``full_softmax_max_items``: catalogues up to this size train with the exact softmax over
     every item; larger ones with ``n_negatives`` uniformly sampled negatives per batch.
+
+    Incremental updates (:mod:`recinc_cli.incremental`):
+
+    - ``update_valid_fraction``: newest share of a slice held out to choose the update's epoch
+      count (at most ``update_epochs``) and ``pop_weight``; then trained on too. 0 = off.
+    - ``half_life_s``: sample weight x 2^(-(t_now - t) / half_life); 0 = no decay.
+    - ``replay_size`` / ``replay_ratio``: reservoir of past events kept in the checkpoint, and
+      how many of them (per slice event) each update mixes in.
+    - ``anchor_weight``: L2 pull towards the parent's weights; ``distill_weight``: KL to the
+      parent model's scores.
+    - ``pop_weight``: scores = model logits + pop_weight x log(1 + decayed popularity);
+      ``None`` = chosen on the held-out events.
+    - ``min_count``: sightings before a new user/item gets a row; ``expire_after_s``: items not
+      seen for this long are not recommended (0 = never); ``prune`` also drops their training state.
+    - ``allowed_lateness_s`` / ``late``: events older than watermark - lateness are kept,
+      dropped or refused.
+    - ``lr_schedule`` / ``warmup``: learning-rate schedule of each run (warm-up share of steps).
     """
 
     epochs: int = 30
@@ -155,6 +178,21 @@ class TrainConfig:
     valid_fraction: float = 0.1
     valid_last: bool = False
     patience: int = 2
+    # -- incremental updates (README "Incremental learning") --------------------------------
+    update_valid_fraction: float = 0.2
+    half_life_s: float = 0.0
+    replay_size: int = 20_000
+    replay_ratio: float = 0.0
+    anchor_weight: float = 0.0
+    distill_weight: float = 0.0
+    pop_weight: float | None = None
+    min_count: int = 1
+    expire_after_s: float = 0.0
+    prune: bool = False
+    allowed_lateness_s: float = 0.0
+    late: str = "keep"
+    lr_schedule: str = "constant"
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -168,10 +206,25 @@ class TrainConfig:
             "--pop-half-life": self.pop_half_life_s > 0,
             "--valid-fraction": 0 <= self.valid_fraction < 1,
             "--patience": self.patience >= 1,
+            "--update-valid-fraction": 0 <= self.update_valid_fraction < 1,
+            "--half-life": self.half_life_s >= 0,
+            "--replay-size": self.replay_size >= 0,
+            "--replay-ratio": 0 <= self.replay_ratio <= 10,
+            "--anchor-weight": self.anchor_weight >= 0,
+            "--distill-weight": self.distill_weight >= 0,
+            "--pop-weight": self.pop_weight is None or self.pop_weight >= 0,
+            "--min-count": self.min_count >= 1,
+            "--expire-after": self.expire_after_s >= 0,
+            "--allowed-lateness": self.allowed_lateness_s >= 0,
+            "--warmup": 0 <= self.warmup < 1,
         }
         for flag, ok in checks.items():
             if not ok:
                 raise UsageError(f"{flag} is out of range; see `recinc init --help`")
+        if self.late not in LATE_POLICIES:
+            raise UsageError(f"--late must be one of {', '.join(LATE_POLICIES)} (got {self.late!r})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         if not (self.init in ("random", "zero") or self.init.startswith("pretrained:")):
             raise UsageError(f"--init must be random, zero or pretrained:PATH (got {self.init!r})")
 

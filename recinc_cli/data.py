@@ -63,3 +63,31 @@ class TrainData:
             self.ts_ms[mask],
             None if self.type_idx is None else self.type_idx[mask],
         )
+
+    def concat(self, other: TrainData | None) -> TrainData:
+        """These events followed by ``other``'s (event types kept when both have them)."""
+        if other is None or len(other) == 0:
+            return self
+        types = (
+            None if self.type_idx is None or other.type_idx is None else np.concatenate([self.type_idx, other.type_idx])
+        )
+        return TrainData(
+            np.concatenate([self.user_idx, other.user_idx]),
+            np.concatenate([self.item_idx, other.item_idx]),
+            np.concatenate([self.weight, other.weight]),
+            np.concatenate([self.ts_ms, other.ts_ms]),
+            types,
+        )
+
+    def decayed(self, now_ms: int, half_life_s: float) -> TrainData:
+        """The events with weight x 2^(-(now - t) / half_life); unchanged when half_life is 0.
+
+        >>> d = TrainData(np.array([1]), np.array([1]), np.ones(1, np.float32), np.array([0]))
+        >>> d.decayed(2000, half_life_s=1.0).weight.tolist()
+        [0.25]
+        """
+        if half_life_s <= 0 or len(self) == 0:
+            return self
+        age_s = np.maximum(now_ms - self.ts_ms, 0).astype(np.float64) / 1000.0
+        weight = (self.weight * np.exp2(-age_s / half_life_s)).astype(np.float32)
+        return TrainData(self.user_idx, self.item_idx, weight, self.ts_ms, self.type_idx)

@@ -12,6 +12,7 @@ import copy
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -27,58 +28,78 @@ if TYPE_CHECKING:
 VALID_K = 10
 
 
+#: Candidate weights of the popularity logit adjustment (README "Recency"); the last one ranks
+#: by popularity with the model breaking ties.
+POP_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 1000.0)
+
+
 def early_stopped_fit(
     bundle: Bundle,
-    older: pl.DataFrame,
+    trainer: Trainer,
+    train: TrainData,
+    fold: TrainData,
     newest: pl.DataFrame,
+    max_epochs: int,
     gen: torch.Generator,
     reporter: Reporter | None = None,
+    replay: TrainData | None = None,
 ) -> dict[str, Any] | None:
-    """Train ``bundle.model`` on ``older`` for the epoch count that ranks ``newest`` best.
+    """Train ``bundle.model`` on ``train`` for the epoch count that ranks ``newest`` best.
 
+    ``train`` are the events before ``newest`` as trained on (weights possibly time-decayed),
+    ``fold`` the same events as logged; ``replay`` past events mixed into every epoch.
     ``newest`` is either the newest events (next-slice protocol) or each user's last event
     (leave-one-out); either way a user's ground truth is their items there that they had not
-    seen in ``older``. Restores the best epoch's weights and optimizer state
-    (``bundle.optimizer``) and folds ``older`` into seen items, context and popularity.
-    Returns ``{"epochs", "valid_ndcg", "final_loss", "epoch_seconds", "events_trained"}``
-    (the best epoch, its NDCG@10 and loss, mean training seconds per epoch without validation,
-    the events trained on in all), or None (nothing trained) when no user of ``older`` has new
-    items in ``newest``, so there is nothing to validate on.
+    seen before. Epochs are compared on the model's own ranking (or with the configured
+    ``pop_weight``), so popularity cannot mask an undertrained model; the best epoch then
+    chooses the popularity adjustment among :data:`POP_WEIGHTS`.
+    Restores the best epoch's weights and optimizer state (``bundle.optimizer``), sets
+    ``bundle.pop_weight`` and folds ``fold`` into seen items, context and popularity.
+    Returns ``{"epochs", "valid_ndcg", "pop_weight", "final_loss", "epoch_seconds",
+    "events_trained"}`` or None (nothing trained) when no user of ``fold`` has new items in
+    ``newest``, so there is nothing to validate on.
     """
     reporter = reporter or NullReporter()
-    cfg, model = bundle.train_cfg, bundle.model
-    data = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
-    seen = bundle.seen.merge(data.user_idx, data.item_idx, len(bundle.users))
+    cfg, model = trainer.cfg, bundle.model
+    seen = bundle.seen.merge(fold.user_idx, fold.item_idx, len(bundle.users))
     users, row, truth = slice_truth(newest, bundle.users, bundle.items, seen.contains)
     if len(users) == 0:
         return None
     prior = bundle.context
-    bundle.fold(data)
-    scorer = bundle.scorer()
-    trainer = Trainer(model, cfg)
-    reporter.start(f"training {bundle.model_cfg.name} (early stopping)", cfg.epochs)
-    best: tuple[float, int, float, dict[str, Any], list[dict[str, Any]]] | None = None
+    bundle.fold(fold)
+    fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
+    trainer.plan(max_epochs * model.n_batches(train, prior, cfg, replay))
+    reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
+    best: tuple[float, int, float, float, dict[str, Any], list[dict[str, Any]]] | None = None
     train_seconds = 0.0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
-        loss = trainer.fit(data, 1, gen, prior=prior)[0]
+        loss = trainer.fit(train, 1, gen, prior=prior, replay=replay)[0]
         train_seconds += time.perf_counter() - start
         model.eval()
-        top, _ = top_k(scorer, users, bundle.seen, VALID_K)
-        ndcg = ranking_metrics(top, row, truth, VALID_K, len(bundle.items) - 1)["ndcg"]
+        ndcg = _ndcg(bundle, fixed, users, row, truth)
         reporter.advance(1, f"epoch {epoch} loss {loss:.4f} valid ndcg@{VALID_K} {ndcg:.4f}")
         if best is None or ndcg > best[0]:
-            best = (ndcg, epoch, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
+            best = (ndcg, epoch, fixed, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
         elif epoch - best[1] >= cfg.patience:
             break
     reporter.stop()
-    assert best is not None  # the loop ran at least once (epochs >= 1)
-    model.load_state_dict(best[3])
-    bundle.optimizer = best[4]
+    assert best is not None  # the loop ran at least once (max_epochs >= 1)
+    model.load_state_dict(best[4])
+    bundle.optimizer = best[5]
+    valid_ndcg, bundle.pop_weight = best[0], fixed
+    if cfg.pop_weight is None:
+        valid_ndcg, bundle.pop_weight = max((_ndcg(bundle, w, users, row, truth), w) for w in POP_WEIGHTS)
     return {
         "epochs": best[1],
-        "valid_ndcg": round(best[0], 5),
-        "final_loss": best[2],
+        "valid_ndcg": round(valid_ndcg, 5),
+        "pop_weight": bundle.pop_weight,
+        "final_loss": best[3],
         "epoch_seconds": round(train_seconds / epoch, 3),
-        "events_trained": len(data) * epoch,
+        "events_trained": (len(train) + (len(replay) if replay is not None else 0)) * epoch,
     }
+
+
+def _ndcg(bundle: Bundle, pop_weight: float, users: np.ndarray, row: np.ndarray, truth: np.ndarray) -> float:
+    top, _ = top_k(bundle.scorer(pop_weight=pop_weight), users, bundle.seen, VALID_K)
+    return ranking_metrics(top, row, truth, VALID_K, len(bundle.items) - 1)["ndcg"]

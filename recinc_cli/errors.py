@@ -39,6 +39,13 @@ class TrainingError(RecincError):
     exit_code = 5
 
 
+class LateDataError(RecincError):
+    """Events older than the checkpoint's watermark minus ``--allowed-lateness`` under
+    ``--late fail`` (exit 8). Nothing was written."""
+
+    exit_code = 8
+
+
 class OutputError(RecincError):
     """An output file could not be written: no space, no permission (exit 7). Nothing was replaced."""
 
@@ -54,4 +61,5 @@ EXIT_CODES: dict[int, str] = {
     4: "bad or incompatible checkpoint",
     5: "training failed",
     7: "cannot write output",
+    8: "late events refused (--late fail)",
 }

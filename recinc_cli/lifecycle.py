@@ -5,6 +5,7 @@ Both run the same :class:`~recinc_cli.train.Trainer` and record one lineage entr
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import sys
 import time
@@ -16,15 +17,19 @@ import polars as pl
 import torch
 
 from recinc_cli import __version__
+from recinc_cli.admission import Admission
 from recinc_cli.checkpoint import Bundle, load_bundle, table_sizes
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.early_stop import early_stopped_fit
-from recinc_cli.errors import CheckpointError, UsageError
+from recinc_cli.errors import BadInputError, CheckpointError, UsageError
 from recinc_cli.growth import apply_item_features, grow_vocabularies
+from recinc_cli.incremental import late_events, parent_anchor, prune_expired
 from recinc_cli.models import build_model
+from recinc_cli.models.base import Recommender
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.reservoir import Reservoir
 from recinc_cli.seen import SeenItems
 from recinc_cli.split import split_last
 from recinc_cli.train import Trainer, seeded_generator
@@ -42,6 +47,11 @@ def create_bundle(
     Validation (early stopping) holds out each user's last event with ``valid_last``, else the
     newest ``valid_fraction`` of the events, else nothing.
     """
+    admission = Admission.empty()
+    n_events = events.height
+    events, admitted = admission.admit(events, Vocab.empty(), Vocab.empty(), train_cfg.min_count)
+    if events.height == 0:
+        raise BadInputError(f"no user and item pair is seen --min-count {train_cfg.min_count} times; lower it")
     users, items, types = Vocab.empty(), Vocab.empty(), Vocab.empty()
     features = {name: Vocab.empty() for name in model_cfg.item_features}
     grow_vocabularies(events, users, items, types, features)
@@ -61,19 +71,23 @@ def create_bundle(
         types=types,
         features=features,
         context=Context.empty(len(users)) if model_cfg.sequential else None,
+        reservoir=Reservoir.empty(train_cfg.replay_size),
+        admission=admission,
     )
     if train_cfg.init.startswith("pretrained:"):
         copy_pretrained(bundle, Path(train_cfg.init.removeprefix("pretrained:")))
     start = time.perf_counter()
     stats = _fit_new(bundle, events, gen, reporter)
+    bundle.reservoir = bundle.reservoir.add_data(TrainData.from_events(events, users, items, types), gen)
     stats.update(
-        events=events.height,
+        events=n_events,
         ts_min=_iso(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
         ts_max=_iso(int(events["timestamp"].dt.epoch("ms").max())),  # type: ignore[arg-type]
         train_seconds=round(time.perf_counter() - start, 3),
         new_users=len(users) - 1,
         new_items=len(items) - 1,
         peak_memory_mb=peak_memory_mb(),
+        **admitted,
     )
     stats["events_per_second"] = round(stats.pop("events_trained") / max(stats["train_seconds"], 1e-9), 1)
     return bundle, stats
@@ -82,14 +96,21 @@ def create_bundle(
 def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None) -> dict[str, Any]:
     """Train a fresh bundle on ``events``, choosing the epoch count on held-out events if asked."""
     cfg = bundle.train_cfg
+    now = int(events["timestamp"].dt.epoch("ms").max())  # type: ignore[arg-type]
     if cfg.valid_last:
         older, held = split_last(events, 1)  # users with one event keep it: nothing predicts it
     else:
         cut = round(events.height * (1 - cfg.valid_fraction))
         older, held = events[:cut], events[cut:]
-    stopped = early_stopped_fit(bundle, older, held, gen, reporter) if held.height else None
+    trainer = Trainer(bundle.model, cfg)
+    stopped = None
+    if held.height:
+        fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
+        stopped = early_stopped_fit(
+            bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
+        )
     if stopped is None:
-        stats = _train_and_fold(bundle, events, cfg, cfg.epochs, gen, None, reporter)
+        stats = _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
         return {**stats, "events_trained": stats["events"] * stats["epochs"], "valid_ndcg": None}
     stopped["lr"] = cfg.lr
     if cfg.valid_last:
@@ -97,7 +118,8 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
         # context (and seen items) without being trained on.
         bundle.fold(TrainData.from_events(held, bundle.users, bundle.items, bundle.types))
         return stopped
-    tail = _train_and_fold(bundle, held, cfg.for_update(), cfg.update_epochs, gen, bundle.optimizer, reporter)
+    tail_trainer = _trainer(bundle, cfg.for_update())
+    tail = _train_and_fold(bundle, held, tail_trainer, cfg.update_epochs, gen, reporter, now)
     return {
         **stopped,
         "final_loss": tail["final_loss"],
@@ -110,46 +132,143 @@ def update_bundle(
     events: pl.DataFrame,
     train_cfg: TrainConfig,
     reporter: Reporter | None = None,
+    source: str = "EVENTS",
 ) -> dict[str, Any]:
     """Grow ``bundle`` for the new ids in ``events`` and train on them with ``train_cfg``, in place.
 
     ``train_cfg`` applies to this run only: the checkpoint keeps its stored training settings,
-    so a one-off ``--epochs`` does not change every later nightly update.
+    so a one-off ``--epochs`` does not change every later nightly update. In order: late events
+    are kept, dropped or refused (:func:`~recinc_cli.incremental.late_events`), ids not yet
+    admitted are counted and their events set aside, the tables grow, then the model trains on
+    the slice plus ``replay_ratio`` x its size of reservoir events, choosing the epoch count and
+    the popularity weight on the newest ``update_valid_fraction`` of the slice
+    (:func:`~recinc_cli.early_stop.early_stopped_fit`), and the slice joins the reservoir.
+    ``source`` names the slice in error messages.
     """
-    gen = seeded_generator(train_cfg.seed, len(bundle.lineage))
+    cfg = train_cfg
+    gen = seeded_generator(cfg.seed, len(bundle.lineage))
+    n_events = events.height
+    events, n_late = late_events(events, bundle.watermark_ms, cfg, source)
+    events, admitted = bundle.admission.admit(events, bundle.users, bundle.items, cfg.min_count)
+    if bundle.reservoir.size != cfg.replay_size:
+        bundle.reservoir = bundle.reservoir.resized(cfg.replay_size, gen)
+    policy = {"events_in": n_events, "late_events": n_late, "late_policy": cfg.late, **admitted}
+    if events.height == 0:
+        return {**policy, **_nothing_trained(bundle, cfg)}
+    anchor = parent_anchor(bundle) if cfg.anchor_weight > 0 else None
+    teacher = copy.deepcopy(bundle.model) if cfg.distill_weight > 0 else None
     new_users, new_items = grow_vocabularies(events, bundle.users, bundle.items, bundle.types, bundle.features)
-    bundle.model.grow(bundle.sizes(), train_cfg.row_init, gen)
+    bundle.model.grow(bundle.sizes(), cfg.row_init, gen)
     apply_item_features(bundle.model, events, bundle.items, bundle.features)
-    stats = _train_and_fold(bundle, events, train_cfg, train_cfg.update_epochs, gen, bundle.optimizer, reporter)
-    return {**stats, "new_users": new_users, "new_items": new_items}
+    now = max(bundle.watermark_ms, int(events["timestamp"].dt.epoch("ms").max()))  # type: ignore[arg-type]
+    n_replay = round(cfg.replay_ratio * events.height)
+    replay = bundle.reservoir.sample(n_replay, gen).decayed(now, cfg.half_life_s) if n_replay else None
+    trainer = _trainer(bundle, cfg, anchor, teacher)
+    start = time.perf_counter()
+    cut = round(events.height * (1 - cfg.update_valid_fraction))
+    older, held = events[:cut], events[cut:]
+    stopped = None
+    if cfg.update_valid_fraction > 0 and older.height and held.height:
+        fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
+        train = fold.decayed(now, cfg.half_life_s)
+        stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
+    if stopped is None:
+        stats = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
+        stats["valid_ndcg"] = None
+    else:
+        trainer.load_state_dict(bundle.optimizer)
+        tail = _train_and_fold(bundle, held, trainer, stopped["epochs"], gen, reporter, now)
+        seconds = time.perf_counter() - start
+        stats = {
+            **tail,
+            "events": events.height,
+            "epochs": stopped["epochs"],
+            "valid_ndcg": stopped["valid_ndcg"],
+            "train_seconds": round(seconds, 3),
+            "epoch_seconds": stopped["epoch_seconds"],
+            "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
+            "ts_min": _iso(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
+        }
+    data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
+    bundle.reservoir = bundle.reservoir.add_data(data, gen)
+    pruned = prune_expired(bundle) if cfg.prune else 0
+    expired = bundle.expired()
+    return {
+        **stats,
+        **policy,
+        "replayed": 0 if replay is None else len(replay),
+        "pop_weight": bundle.pop_weight,
+        "expired_items": 0 if expired is None else int(expired.sum()),
+        "pruned_items": pruned,
+        "watermark": _iso(bundle.watermark_ms),
+        "new_users": new_users,
+        "new_items": new_items,
+    }
+
+
+def _nothing_trained(bundle: Bundle, cfg: TrainConfig) -> dict[str, Any]:
+    """Stats of an update whose events were all dropped or set aside."""
+    return {
+        "events": 0,
+        "epochs": 0,
+        "lr": cfg.lr,
+        "final_loss": float("nan"),
+        "train_seconds": 0.0,
+        "epoch_seconds": 0.0,
+        "events_per_second": 0.0,
+        "ts_min": None,
+        "ts_max": None,
+        "valid_ndcg": None,
+        "replayed": 0,
+        "pop_weight": bundle.pop_weight,
+        "expired_items": 0,
+        "pruned_items": 0,
+        "watermark": _iso(bundle.watermark_ms),
+        "new_users": 0,
+        "new_items": 0,
+    }
+
+
+def _trainer(
+    bundle: Bundle,
+    cfg: TrainConfig,
+    anchor: dict[str, torch.Tensor] | None = None,
+    teacher: Recommender | None = None,
+) -> Trainer:
+    """A trainer that continues the bundle's optimizer state (grown to the current tables)."""
+    trainer = Trainer(bundle.model, cfg, anchor, teacher)
+    if bundle.optimizer:
+        try:
+            trainer.load_state_dict(bundle.optimizer)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"optimizer state does not fit the model ({e})") from e
+    return trainer
 
 
 def _train_and_fold(
     bundle: Bundle,
     events: pl.DataFrame,
-    cfg: TrainConfig,
+    trainer: Trainer,
     epochs: int,
     gen: torch.Generator,
-    optimizer_state: list[dict[str, Any]] | None,
     reporter: Reporter | None,
+    now_ms: int,
+    replay: TrainData | None = None,
 ) -> dict[str, Any]:
-    """Train on ``events``, then fold them into seen items and popularity."""
+    """Train on ``events`` (weights decayed to ``now_ms``) plus ``replay``, then fold them into
+    seen items, context and popularity."""
     reporter = reporter or NullReporter()
+    cfg = trainer.cfg
     start = time.perf_counter()
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
-    trainer = Trainer(bundle.model, cfg)
-    if optimizer_state:
-        try:
-            trainer.load_state_dict(optimizer_state)
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise CheckpointError(f"optimizer state does not fit the model ({e})") from e
-    n_batches = bundle.model.n_batches(data, bundle.context, cfg)
+    n_batches = bundle.model.n_batches(data, bundle.context, cfg, replay)
+    trainer.plan(epochs * n_batches)
     reporter.start(f"training {bundle.model_cfg.name}", epochs * n_batches)
 
     def on_batch(epoch: int, n_epochs: int, b: int, nb: int, loss: float) -> None:
         reporter.advance(1, f"epoch {epoch + 1}/{n_epochs} loss {loss:.4f}")
 
-    losses = trainer.fit(data, epochs, gen, on_batch, prior=bundle.context)
+    losses = trainer.fit(data.decayed(now_ms, cfg.half_life_s), epochs, gen, on_batch, bundle.context, replay)
     reporter.stop()
     bundle.optimizer = trainer.state_dict()
     bundle.fold(data)

@@ -82,3 +82,35 @@ def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
 def popularity_scorer(item_pop: torch.Tensor) -> ScoreFn:
     """A ScoreFn that gives every user the same popularity scores."""
     return lambda users: item_pop[None, :].expand(len(users), -1)
+
+
+def adjusted_scorer(
+    base: ScoreFn | None, prior: torch.Tensor, weight: float, blocked: torch.Tensor | None = None
+) -> ScoreFn:
+    """``base(users) + weight * prior`` (``prior`` alone when ``base`` is None), with the items
+    of ``blocked`` at -inf.
+
+    ``prior`` (n_items,) float, e.g. log(1 + decayed popularity): a logit adjustment (Menon et
+    al., ICLR 2021) that tilts a softmax model towards what is consumed now; ``blocked``
+    (n_items,) bool, e.g. expired items.
+
+    >>> f = adjusted_scorer(lambda u: torch.zeros(len(u), 3), torch.tensor([0., 1., 2.]), 0.5,
+    ...     torch.tensor([False, False, True]))
+    >>> f(torch.tensor([1])).tolist()
+    [[0.0, 0.5, -inf]]
+    """
+    if base is None and blocked is None:
+        return popularity_scorer(prior * weight)
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        if base is None:
+            s = (prior * weight)[None, :].repeat(len(users), 1)
+        else:
+            s = base(users)
+            if weight:
+                s = s + weight * prior[: s.shape[1]]
+        if blocked is not None:
+            s[:, blocked[: s.shape[1]]] = float("-inf")
+        return s
+
+    return score

@@ -85,6 +85,48 @@ def build_windows(prior: Context, data: TrainData, max_len: int) -> Windows:
     )
 
 
+def replay_windows(prior: Context, replay: TrainData, max_len: int) -> Windows:
+    """Windows over the stored context of the users of ``replay`` whose only targets are the
+    replayed events, each predicted from the events that really preceded it.
+
+    Replayed events older than their user's stored context (the newest ``max_len``) have no
+    input left and are skipped. Windows with no target are dropped.
+    """
+    users = np.unique(replay.user_idx[replay.user_idx < prior.n_users])
+    indptr = prior.indptr.numpy()
+    n = indptr[users + 1] - indptr[users]
+    pos = np.repeat(indptr[users] - np.cumsum(n) + n, n) + np.arange(n.sum())
+    user = np.repeat(users, n)
+    item = prior.items.numpy()[pos].astype(np.int64)
+    ts = prior.ts_ms.numpy()[pos]
+    # Match replayed events to context events on (user, time, item).
+    ctx_key = np.stack([user, ts, item], 1)
+    rep_key = np.stack([replay.user_idx, replay.ts_ms, replay.item_idx], 1)
+    keys, inverse = np.unique(np.concatenate([ctx_key, rep_key]), axis=0, return_inverse=True)
+    weight_of = np.zeros(len(keys), np.float32)
+    weight_of[inverse.ravel()[len(ctx_key) :]] = replay.weight
+    data = TrainData(
+        user, item, weight_of[inverse.ravel()[: len(ctx_key)]], ts, prior.types.numpy()[pos].astype(np.int64)
+    )
+    win = build_windows(Context.empty(0), data, max_len)
+    keep = win.weight.sum(1) > 0
+    return Windows(win.items[keep], win.types[keep], win.targets[keep], win.weight[keep], win.lengths[keep])
+
+
+def concat_windows(a: Windows, b: Windows) -> Windows:
+    """All windows of ``a`` then ``b`` (same ``max_len``)."""
+    return Windows(
+        *(
+            torch.cat([x, y])
+            for x, y in zip(
+                (a.items, a.types, a.targets, a.weight, a.lengths),
+                (b.items, b.types, b.targets, b.weight, b.lengths),
+                strict=True,
+            )
+        )
+    )
+
+
 def length_batches(lengths: torch.Tensor, tokens: int, generator: torch.Generator) -> list[torch.Tensor]:
     """Window indices grouped into batches of about ``tokens`` input events, in random order.
 

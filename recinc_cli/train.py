@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recinc_cli.config import TrainConfig
 from recinc_cli.context import Context
@@ -36,12 +37,62 @@ ProgressFn = Callable[[int, int, int, int, float], None]
 
 
 class Trainer:
-    """Adam for dense parameters, SparseAdam for the sparse-gradient tables (``model.SPARSE``)."""
+    """Adam for dense parameters, SparseAdam for the sparse-gradient tables (``model.SPARSE``).
 
-    def __init__(self, model: Recommender, cfg: TrainConfig) -> None:
+    Optional anti-forgetting terms of an update, both against the parent checkpoint:
+    ``anchor`` (parameter name -> the parent's values, rows of the parent's tables only) adds
+    ``cfg.anchor_weight * sum ||theta[:rows] - anchor||^2`` (L2-SP, the cheap form of EWC);
+    ``teacher`` (the parent model) adds ``cfg.distill_weight * KL(teacher || model)`` over the
+    parent's items for the rows of each batch (knowledge distillation, as in IncCTR).
+    The learning rate follows ``cfg.lr_schedule`` after a linear ``cfg.warmup`` over the steps
+    planned with :meth:`plan` (default: the steps of each :meth:`fit` call).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        cfg: TrainConfig,
+        anchor: dict[str, torch.Tensor] | None = None,
+        teacher: Recommender | None = None,
+    ) -> None:
         self.model = model
         self.cfg = cfg
         self.optimizers = self._build()
+        self.anchor = anchor if anchor and cfg.anchor_weight > 0 else None
+        self.teacher = teacher.eval() if teacher is not None and cfg.distill_weight > 0 else None
+        self.step, self.total_steps = 0, 0
+
+    def plan(self, total_steps: int) -> None:
+        """Spread the learning-rate schedule over ``total_steps`` batches of later fit calls."""
+        self.step, self.total_steps = 0, max(total_steps, 1)
+
+    def _lr_factor(self, step: int, total: int) -> float:
+        """Warm-up then schedule, as a factor of ``cfg.lr`` (floor 0.1 so no step is wasted)."""
+        warm = self.cfg.warmup * total
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        progress = (step - warm) / max(total - warm, 1)
+        if self.cfg.lr_schedule == "linear":
+            return max(1.0 - progress, 0.1)
+        if self.cfg.lr_schedule == "cosine":
+            return max(0.5 * (1 + math.cos(math.pi * min(progress, 1.0))), 0.1)
+        return 1.0
+
+    def _extra_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        extra = None
+        if self.anchor is not None:
+            named = dict(self.model.named_parameters())
+            pull = sum(((named[n][: a.shape[0]] - a) ** 2).sum() for n, a in self.anchor.items())
+            extra = self.cfg.anchor_weight * pull
+        if self.teacher is not None:
+            query = {k: batch[k] for k in ("user", "seq_item", "seq_type") if k in batch}
+            n_old = self.teacher.n_items
+            with torch.no_grad():
+                target = torch.log_softmax(self.teacher.score(query)[:, 1:n_old], dim=1)
+            student = torch.log_softmax(self.model.score(query)[:, 1:n_old], dim=1)
+            kl = F.kl_div(student, target, log_target=True, reduction="batchmean")
+            extra = self.cfg.distill_weight * kl if extra is None else extra + self.cfg.distill_weight * kl
+        return extra
 
     def _build(self) -> list[torch.optim.Optimizer]:
         named = dict(self.model.named_parameters())
@@ -59,26 +110,37 @@ class Trainer:
         generator: torch.Generator,
         progress: ProgressFn | None = None,
         prior: Context | None = None,
+        replay: TrainData | None = None,
     ) -> list[float]:
         """Train ``epochs`` passes over ``data``; return the mean loss of each epoch.
 
-        ``prior``: each user's events before ``data`` (input for sequential models).
+        ``prior``: each user's events before ``data`` (input for sequential models);
+        ``replay``: past events mixed into every epoch (see :meth:`Recommender.batches`).
         Raises :class:`TrainingError` as soon as a loss is NaN or infinite.
         """
         self.model.train()
         prior = prior if prior is not None else Context.empty(0)
-        n_batches = self.model.n_batches(data, prior, self.cfg)
+        n_batches = self.model.n_batches(data, prior, self.cfg, replay)
         if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules()):
             # Dropout draws from torch's global generator: seed it from ours, so the same seed
             # gives the same model.
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         history: list[float] = []
+        total_steps = self.total_steps or epochs * n_batches
+        if not self.total_steps:
+            self.step = 0
         for epoch in range(epochs):
             total, weight = 0.0, 0
-            for b, batch in enumerate(self.model.batches(data, prior, self.cfg, generator)):
+            for b, batch in enumerate(self.model.batches(data, prior, self.cfg, generator, replay)):
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
+                if self.cfg.lr_schedule != "constant" or self.cfg.warmup > 0:
+                    self.set_lr(self.cfg.lr * self._lr_factor(self.step, total_steps))
+                self.step += 1
                 loss = self.model.loss(batch)
+                extra = self._extra_loss(batch)
+                if extra is not None:
+                    loss = loss + extra
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise TrainingError(

@@ -36,6 +36,7 @@ def brute_force_top(pipeline, user: str, k: int) -> list[str]:
     u = b.users.ids.index(user)
     with torch.no_grad():
         scores = b.model.score({"user": torch.tensor([u])})[0].clone()
+    scores += b.pop_weight * torch.log1p(b.item_pop)  # the stored popularity logit adjustment
     seen = seen_items(pipeline, 13)[user]
     for j, item in enumerate(b.items.ids):
         if j == 0 or item in seen:

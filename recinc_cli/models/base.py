@@ -76,20 +76,23 @@ class Recommender(nn.Module):
         """Scalar training loss of one batch from :meth:`batches`."""
 
     @abstractmethod
-    def batches(self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+    def batches(
+        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
+    ) -> Iterator[Batch]:
         """One epoch of shuffled batches from :class:`~recinc_cli.data.TrainData` ``data``.
 
         ``prior`` is the :class:`~recinc_cli.context.Context` of the events before ``data``
-        (what sequential models read as input); other models ignore it.
+        (what sequential models read as input); other models ignore it. ``replay`` (optional
+        TrainData) are past events trained on again alongside ``data``.
         """
 
     def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
         """Record item feature values (n, n_features) of items ``item_idx`` (n,); models
         without item features have nothing to record."""
 
-    def n_batches(self, data: Any, prior: Any, cfg: TrainConfig) -> int:
+    def n_batches(self, data: Any, prior: Any, cfg: TrainConfig, replay: Any = None) -> int:
         """About how many batches :meth:`batches` yields (for progress bars)."""
-        return -(-len(data) // cfg.batch_size)
+        return -(-(len(data) + (len(replay) if replay is not None else 0)) // cfg.batch_size)
 
     def reset_parameters(self, init: str, generator: torch.Generator) -> None:
         """Fill every table: ``random`` draws N(0, INIT_STD) for 2-d tables and zeros for biases;

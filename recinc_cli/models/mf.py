@@ -50,7 +50,15 @@ class MF(Recommender):
     def score(self, query: Query) -> torch.Tensor:
         return self.user_emb[query["user"]] @ self.item_emb.T + self.item_bias
 
-    def batches(self, data: TrainData, prior: object, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+    def batches(
+        self,
+        data: TrainData,
+        prior: object,
+        cfg: TrainConfig,
+        generator: torch.Generator,
+        replay: TrainData | None = None,
+    ) -> Iterator[Batch]:
+        data = data.concat(replay)  # order does not matter to mf: replayed events are more events
         if self.n_items - 1 > cfg.full_softmax_max_items:
             yield from self._event_batches(data, cfg, generator)
         else:

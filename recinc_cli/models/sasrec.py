@@ -34,7 +34,7 @@ from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.models.base import Batch, Query, Recommender
 from recinc_cli.models.losses import full_softmax_ce, sampled_softmax_ce
-from recinc_cli.sequences import build_windows, length_batches
+from recinc_cli.sequences import build_windows, concat_windows, length_batches, replay_windows
 
 
 class Block(nn.Module):
@@ -138,8 +138,17 @@ class SASRec(Recommender):
 
     # -- training -----------------------------------------------------------------------------
 
-    def batches(self, data: TrainData, prior: Context, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+    def batches(
+        self,
+        data: TrainData,
+        prior: Context,
+        cfg: TrainConfig,
+        generator: torch.Generator,
+        replay: TrainData | None = None,
+    ) -> Iterator[Batch]:
         win = build_windows(prior, data, self.cfg.max_len)
+        if replay is not None and len(replay):
+            win = concat_windows(win, replay_windows(prior, replay, self.cfg.max_len))
         sampled = self.n_items - 1 > cfg.full_softmax_max_items
         if sampled:
             # Proposal: item frequency in this data, +1 so every item can be drawn.
