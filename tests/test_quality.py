@@ -19,7 +19,7 @@ def test_mf_with_defaults_beats_popularity_on_day14(pipeline, tmp_path: Path) ->
     for d in (11, 12, 13):
         out = tmp_path / f"m{d}.pt"
         r = api.update(ckpt, pipeline.events[f"day{d}"], out)
-        assert not r["skipped"] and r["epochs"] == TrainConfig().update_epochs
+        assert not r["skipped"] and 1 <= r["epochs"] <= TrainConfig().update_epochs  # chosen on the newest part
         ckpt = out
     result = api.evaluate(ckpt, pipeline.events["day14"], k=10)
     model, popular = result["model"], result["popular"]
