@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import POLICY_FIELDS, ModelConfig, TrainConfig
 from recinc_cli.errors import BadInputError, UsageError
 from recinc_cli.evaluate import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.io import read_events, sha256_file, write_table
@@ -29,7 +29,7 @@ from recinc_cli.progress import NullReporter, Reporter
 # The modules below import torch (about 2 s); they are imported inside the functions that need
 # them so that `recinc preprocess` and `--help` start fast.
 
-__all__ = ["evaluate", "init", "preprocess", "recommend", "split", "update"]
+__all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "split", "update"]
 
 
 def init(
@@ -69,7 +69,10 @@ def update(
 ) -> dict[str, Any]:
     """Fold the events Parquet ``events`` into the model at ``checkpoint``; save to ``out``.
 
-    ``overrides`` are :class:`TrainConfig` fields for this run (``None`` = keep stored).
+    ``overrides`` are :class:`TrainConfig` fields (``None`` = keep stored). The incremental
+    policies (:data:`~recinc_cli.config.POLICY_FIELDS`: replay, anchoring, decay, admission,
+    expiry, lateness, schedule) are stored in the new checkpoint as the defaults of later
+    updates; the others (``update_epochs``, ``lr``, ``batch_size``) apply to this run only.
     When this lineage already applied the same data (by sha256) nothing is trained or written,
     unless ``force``; the result then has ``skipped=True``.
     """
@@ -84,10 +87,11 @@ def update(
     data_sha = sha256_file(events)
     if data_sha in bundle.applied_data() and not force:
         return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
-    train_cfg = bundle.train_cfg.replace(**{k: v for k, v in overrides.items() if k != "lr"})
-    train_cfg = train_cfg.for_update(overrides.get("lr"))
+    policies = {k: v for k, v in overrides.items() if k in POLICY_FIELDS}
+    bundle.train_cfg = update_config(bundle.train_cfg, policies, as_update=False)
+    train_cfg = update_config(bundle.train_cfg, {k: v for k, v in overrides.items() if k not in POLICY_FIELDS})
     parent_sha = sha256_file(checkpoint)
-    stats = update_bundle(bundle, df, train_cfg, reporter)
+    stats = update_bundle(bundle, df, train_cfg, reporter, source=str(events))
     entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, stats)
     bundle.lineage.append(entry)
     return {
@@ -241,6 +245,87 @@ def split(
     write_table(train, train_out)
     write_table(test, test_out)
     return {"events": df.height, "train": train.height, "test": test.height, "test_users": test["user_id"].n_unique()}
+
+
+def replay(
+    log: str | Path,
+    out_dir: str | Path,
+    model_cfg: ModelConfig | None = None,
+    train_cfg: TrainConfig | None = None,
+    strategies: Sequence[str] = ("frozen", "incremental", "retrain", "popular"),
+    n_slices: int = 5,
+    base_fraction: float = 0.5,
+    k: int = 10,
+    plot: str | Path | None = None,
+    reporter: Reporter | None = None,
+    on_step: Any = None,
+    **update_overrides: Any,
+) -> dict[str, Any]:
+    """Run the streaming benchmark (:mod:`recinc_cli.replay`) on ``log``; write
+    ``out_dir/report.json`` (and the PNG ``plot``); return the report.
+
+    ``log`` is an events Parquet from ``recinc preprocess`` or a raw CSV/Parquet log, which is
+    preprocessed with the default settings into ``out_dir/events.parquet`` first.
+    ``update_overrides`` are :class:`TrainConfig` fields of the incremental updates only
+    (e.g. ``replay_ratio=0``), so one run measures what an option buys.
+    """
+    import json
+
+    from recinc_cli.io import EVENTS_SCHEMA, atomic_path
+    from recinc_cli.plot import plot_report, require_matplotlib
+    from recinc_cli.replay import replay as run_replay
+
+    if plot is not None:
+        require_matplotlib()  # fail before the long run, not after it
+    out_dir = Path(out_dir)
+    log = Path(log)
+    use_all_threads()
+    if not log.exists():
+        raise BadInputError(f"{log}: no such file; check the path")
+    is_events = log.suffix in (".parquet", ".pq") and all(c in pl.read_parquet_schema(log) for c in EVENTS_SCHEMA)
+    events_path = log if is_events else out_dir / "events.parquet"
+    if not is_events:
+        preprocess([log], events_path)
+    model_cfg = model_cfg or ModelConfig()
+    train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
+    update_cfg = update_config(train_cfg, update_overrides)
+    report = run_replay(
+        read_events(events_path),
+        model_cfg,
+        train_cfg,
+        strategies,
+        n_slices,
+        base_fraction,
+        k,
+        update_cfg,
+        reporter,
+        on_step,
+    )
+    report = {"log": str(log), "data_sha256": sha256_file(events_path), **report}
+    with atomic_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if plot is not None:
+        plot_path = Path(plot)
+        plot_report(report, plot_path if plot_path.parent != Path() else out_dir / plot_path)
+    return report
+
+
+def update_config(stored: TrainConfig, overrides: dict[str, Any], as_update: bool = True) -> TrainConfig:
+    """The settings of one update: ``stored`` with the non-None ``overrides`` applied and (with
+    ``as_update``) the update learning rate (``lr`` overrides it). A ``pop_weight`` key applies
+    even when None (None = choose it on the newest events).
+
+    >>> update_config(TrainConfig(lr=0.01, update_lr=0.001), {"lr": None, "epochs": 2}).lr
+    0.001
+    """
+    import dataclasses
+
+    cfg = stored.replace(**{k: v for k, v in overrides.items() if k not in ("lr", "pop_weight")})
+    if as_update:
+        cfg = cfg.for_update(overrides.get("lr"))
+    if "pop_weight" in overrides:
+        cfg = dataclasses.replace(cfg, pop_weight=overrides["pop_weight"])
+    return cfg
 
 
 def use_all_threads() -> None:

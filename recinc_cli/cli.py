@@ -6,6 +6,7 @@ on stderr and their exit code; nothing else is printed on failure.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -72,6 +73,86 @@ def command(fn: F) -> F:
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary line.")]
 Out = Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")]
+
+
+# -- incremental policies: shared by init (stored defaults), update (stored) and replay ----------
+UpdateValidFraction = Annotated[
+    float | None,
+    typer.Option(help="Newest share of each slice held out to choose the update's epochs and --pop-weight; 0 = off."),
+]
+HalfLife = Annotated[
+    str | None, typer.Option(help="Time decay of training weights, w x 2^(-age/half-life), e.g. 7d; 0 = off.")
+]
+ReplaySize = Annotated[int | None, typer.Option(help="Past events kept in the checkpoint's replay reservoir.")]
+ReplayRatio = Annotated[
+    float | None, typer.Option(help="Replayed past events mixed into each update, per slice event; 0 = off.")
+]
+AnchorWeight = Annotated[float | None, typer.Option(help="L2 pull towards the parent's weights; 0 = off.")]
+DistillWeight = Annotated[float | None, typer.Option(help="Distillation from the parent model's scores; 0 = off.")]
+PopWeight = Annotated[
+    str | None, typer.Option(help="Weight of log(1 + decayed popularity) added to the scores, or auto (chosen).")
+]
+MinCount = Annotated[int | None, typer.Option(help="Sightings before a new user/item gets a row (counts persist).")]
+ExpireAfter = Annotated[
+    str | None, typer.Option(help="Never recommend items not seen for this long, e.g. 90d; 0 = never.")
+]
+Prune = Annotated[bool | None, typer.Option("--prune/--no-prune", help="Also drop expired items' training state.")]
+AllowedLateness = Annotated[
+    str | None, typer.Option(help="How far before the watermark an event may be and not count as late, e.g. 1d.")
+]
+Late = Annotated[str | None, typer.Option(help="Late events: keep, drop or fail (exit 8).")]
+LrSchedule = Annotated[str | None, typer.Option(help="Learning-rate schedule of a run: constant, linear or cosine.")]
+Warmup = Annotated[float | None, typer.Option(help="Share of a run's steps spent warming the learning rate up.")]
+
+
+def _policies(
+    update_valid_fraction: float | None,
+    half_life: str | None,
+    replay_size: int | None,
+    replay_ratio: float | None,
+    anchor_weight: float | None,
+    distill_weight: float | None,
+    pop_weight: str | None,
+    min_count: int | None,
+    expire_after: str | None,
+    prune: bool | None,
+    allowed_lateness: str | None,
+    late: str | None,
+    lr_schedule: str | None,
+    warmup: float | None,
+) -> dict[str, Any]:
+    """The incremental-policy options given on the command line, as TrainConfig fields."""
+    out: dict[str, Any] = {
+        "update_valid_fraction": update_valid_fraction,
+        "half_life_s": _duration_or_zero(half_life),
+        "replay_size": replay_size,
+        "replay_ratio": replay_ratio,
+        "anchor_weight": anchor_weight,
+        "distill_weight": distill_weight,
+        "min_count": min_count,
+        "expire_after_s": _duration_or_zero(expire_after),
+        "prune": prune,
+        "allowed_lateness_s": _duration_or_zero(allowed_lateness),
+        "late": late,
+        "lr_schedule": lr_schedule,
+        "warmup": warmup,
+    }
+    out = {k: v for k, v in out.items() if v is not None}
+    if pop_weight is not None:
+        if pop_weight.strip().lower() == "auto":
+            out["pop_weight"] = None
+        else:
+            try:
+                out["pop_weight"] = float(pop_weight)
+            except ValueError:
+                raise UsageError(f"--pop-weight must be a number or auto (got {pop_weight!r})") from None
+    return out
+
+
+def _duration_or_zero(text: str | None) -> float | None:
+    if text is None:
+        return None
+    return 0.0 if text.strip() in ("0", "off", "none") else parse_duration(text)
 
 
 def _version(value: bool) -> None:
@@ -207,6 +288,20 @@ def init(
     ] = None,
     init_: Annotated[str, typer.Option("--init", help="random, zero or pretrained:PATH.")] = "random",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
+    update_valid_fraction: UpdateValidFraction = None,
+    half_life: HalfLife = None,
+    replay_size: ReplaySize = None,
+    replay_ratio: ReplayRatio = None,
+    anchor_weight: AnchorWeight = None,
+    distill_weight: DistillWeight = None,
+    pop_weight: PopWeight = None,
+    min_count: MinCount = None,
+    expire_after: ExpireAfter = None,
+    prune: Prune = None,
+    allowed_lateness: AllowedLateness = None,
+    late: Late = None,
+    lr_schedule: LrSchedule = None,
+    warmup: Warmup = None,
     quiet: Quiet = False,
 ) -> None:
     """Create a model and train it on an events Parquet.
@@ -227,6 +322,22 @@ def init(
     model_cfg = ModelConfig(
         name=model, dim=dim, max_len=max_len, blocks=blocks, heads=heads, dropout=dropout, item_features=features
     )
+    policies = _policies(
+        update_valid_fraction,
+        half_life,
+        replay_size,
+        replay_ratio,
+        anchor_weight,
+        distill_weight,
+        pop_weight,
+        min_count,
+        expire_after,
+        prune,
+        allowed_lateness,
+        late,
+        lr_schedule,
+        warmup,
+    )
     train_cfg = TrainConfig.for_model(
         model,
         epochs=epochs,
@@ -243,7 +354,10 @@ def init(
         valid_fraction=valid_fraction,
         valid_last=valid_last,
         patience=patience,
+        **{k: v for k, v in policies.items() if k != "pop_weight"},
     )
+    if "pop_weight" in policies:
+        train_cfg = dataclasses.replace(train_cfg, pop_weight=policies["pop_weight"])
     r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
     if r["valid_ndcg"] is None:
         how = _epochs(r["epochs"])
@@ -273,17 +387,40 @@ def update(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Events per batch, this run only [default: stored].")] = None,
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
+    update_valid_fraction: UpdateValidFraction = None,
+    half_life: HalfLife = None,
+    replay_size: ReplaySize = None,
+    replay_ratio: ReplayRatio = None,
+    anchor_weight: AnchorWeight = None,
+    distill_weight: DistillWeight = None,
+    pop_weight: PopWeight = None,
+    min_count: MinCount = None,
+    expire_after: ExpireAfter = None,
+    prune: Prune = None,
+    allowed_lateness: AllowedLateness = None,
+    late: Late = None,
+    lr_schedule: LrSchedule = None,
+    warmup: Warmup = None,
     quiet: Quiet = False,
 ) -> None:
     """Fold a new slice of events into a model (incremental learning).
 
     New users and items get new rows; old rows keep their index. The Adam state is restored and
-    grown with the tables. A slice this lineage already applied (same sha256) is skipped with
-    exit 0 unless --force.
+    grown with the tables. The newest share of the slice chooses how many epochs (at most
+    --epochs) and how much popularity (--pop-weight) serve the near future best, then is
+    trained on too. A slice this lineage already applied (same sha256) is skipped with exit 0
+    unless --force. Events older than the watermark (newest event applied) minus
+    --allowed-lateness are kept, dropped or refused (exit 8) per --late.
+
+    The policy options (from --update-valid-fraction to --warmup) are stored in the new
+    checkpoint as the defaults of later updates; --epochs, --lr and --batch-size apply to this
+    run only.
 
     \b
     Example:
       recinc update m0.pt day11.parquet -o m1.pt
+      recinc update m1.pt day12.parquet -o m2.pt --replay-ratio 0.5 --half-life 7d
+      recinc update m2.pt day13.parquet -o m3.pt --late fail --allowed-lateness 1d
     """
     r = api.update(
         checkpoint,
@@ -294,6 +431,22 @@ def update(
         update_epochs=epochs,
         lr=lr,
         batch_size=batch_size,
+        **_policies(
+            update_valid_fraction,
+            half_life,
+            replay_size,
+            replay_ratio,
+            anchor_weight,
+            distill_weight,
+            pop_weight,
+            min_count,
+            expire_after,
+            prune,
+            allowed_lateness,
+            late,
+            lr_schedule,
+            warmup,
+        ),
     )
     if r["skipped"]:
         info(
@@ -302,10 +455,20 @@ def update(
             quiet,
         )
         return
+    notes = [f"pop weight {r['pop_weight']:g}"]
+    if r["replayed"]:
+        notes.append(f"{r['replayed']:,} replayed")
+    if r["late_events"]:
+        notes.append(f"{r['late_events']:,} late ({'dropped' if r['late_policy'] == 'drop' else 'kept'})")
+    if r["events_not_admitted"]:
+        notes.append(f"{r['events_not_admitted']:,} events of ids below --min-count")
+    if r["expired_items"]:
+        pruned = f", {r['pruned_items']:,} pruned" if r["pruned_items"] else ""
+        notes.append(f"{r['expired_items']:,} items expired{pruned}")
     info(
         f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
         f"(now {r['n_users']:,} / {r['n_items']:,}), {_epochs(r['epochs'])} in {r['train_seconds']:.1f}s, "
-        f"loss {r['final_loss']:.4f} -> {output}",
+        f"loss {r['final_loss']:.4f}, {', '.join(notes)} -> {output}",
         quiet,
     )
 
@@ -440,6 +603,110 @@ def split(
         f"({r['test_users']:,} users) in {test}",
         quiet,
     )
+
+
+@command
+def replay(
+    log: Annotated[
+        Path,
+        typer.Argument(
+            metavar="LOG", help="Events Parquet, or a raw CSV/Parquet log (preprocessed first).", show_default=False
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory (report.json, plot).")],
+    model: Annotated[str, typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}.")] = "mf",
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated: frozen, incremental, retrain, popular.")
+    ] = "frozen,incremental,retrain,popular",
+    slices: Annotated[int, typer.Option(help="Slices after the base, of equal event count.")] = 5,
+    base_fraction: Annotated[
+        float, typer.Option(help="Share of the log (oldest first) the base model trains on.")
+    ] = 0.5,
+    k: Annotated[int, typer.Option("-k", "--k", help="Cut-off of the metrics.")] = 10,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also write this PNG (a bare name goes into the report directory).")
+    ] = None,
+    dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs of init and retrain. " + _per_model("epochs"))] = None,
+    update_epochs: Annotated[
+        int | None, typer.Option(help="Most epochs of an update. " + _per_model("update_epochs"))
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of init and retrain. " + _per_model("lr"))] = None,
+    update_lr: Annotated[float | None, typer.Option(help="Learning rate of the updates.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same report.")] = TrainConfig.seed,
+    update_valid_fraction: UpdateValidFraction = None,
+    half_life: HalfLife = None,
+    replay_size: ReplaySize = None,
+    replay_ratio: ReplayRatio = None,
+    anchor_weight: AnchorWeight = None,
+    distill_weight: DistillWeight = None,
+    pop_weight: PopWeight = None,
+    min_count: MinCount = None,
+    expire_after: ExpireAfter = None,
+    prune: Prune = None,
+    allowed_lateness: AllowedLateness = None,
+    late: Late = None,
+    lr_schedule: LrSchedule = None,
+    warmup: Warmup = None,
+    quiet: Quiet = False,
+) -> None:
+    """Replay a log as a stream and measure what incremental updates are worth.
+
+    Cuts LOG by time into a base (--base-fraction) and --slices slices; trains a model on the
+    base; then for each slice evaluates every strategy on it before it is trained on, and
+    updates: frozen (never updated), incremental (update with each slice), retrain (init from
+    scratch on everything so far) and popular (most popular of the latest slice). Prints
+    NDCG / Recall / HR @k per slice and their means with the mean seconds per update; writes
+    REPORT_DIR/report.json, and a figure with --plot (needs pip install 'recinc[plot]').
+    The policy options apply to the incremental updates only, so one run shows what each buys.
+
+    \b
+    Example:
+      recinc replay events.parquet -o replay_mf --plot report.png
+      recinc replay events.parquet -o replay_sasrec --model sasrec --strategies incremental,retrain
+      recinc replay events.parquet -o no_replay --replay-ratio 0 --strategies incremental
+    """
+    from recinc_cli.console import replay_reporter, replay_table
+
+    names = [x.strip() for x in strategies.split(",") if x.strip()]
+    model_cfg = ModelConfig(name=model, dim=dim)
+    train_cfg = TrainConfig.for_model(
+        model, epochs=epochs, update_epochs=update_epochs, lr=lr, update_lr=update_lr, seed=seed
+    )
+    progress = replay_reporter(quiet)
+    with progress:
+        r = api.replay(
+            log,
+            output,
+            model_cfg,
+            train_cfg,
+            names,
+            n_slices=slices,
+            base_fraction=base_fraction,
+            k=k,
+            plot=plot,
+            reporter=progress.inner,
+            on_step=progress.step,
+            **_policies(
+                update_valid_fraction,
+                half_life,
+                replay_size,
+                replay_ratio,
+                anchor_weight,
+                distill_weight,
+                pop_weight,
+                min_count,
+                expire_after,
+                prune,
+                allowed_lateness,
+                late,
+                lr_schedule,
+                warmup,
+            ),
+        )
+    if not quiet:
+        stdout.print(replay_table(r))
+    info(f"replay: {len(names)} strategies x {slices} slices -> {output / 'report.json'}", quiet)
 
 
 def _parse_time(text: str) -> dt.datetime:

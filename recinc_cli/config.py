@@ -260,6 +260,28 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+#: TrainConfig fields that ``update`` stores as the lineage's new defaults when given (the
+#: incremental policies); every other option of ``update`` applies to that run only.
+POLICY_FIELDS: frozenset[str] = frozenset(
+    {
+        "update_valid_fraction",
+        "half_life_s",
+        "replay_size",
+        "replay_ratio",
+        "anchor_weight",
+        "distill_weight",
+        "pop_weight",
+        "min_count",
+        "expire_after_s",
+        "prune",
+        "allowed_lateness_s",
+        "late",
+        "lr_schedule",
+        "warmup",
+    }
+)
+
+
 #: Training defaults that differ per model. A transformer wants a smaller step, larger batches
 #: (in events: whole sequences) and more patience than matrix factorisation; see README "Models".
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -77,3 +77,90 @@ def metrics_table(result: dict[str, Any]) -> Table:
     lat = result["latency_ms"]
     table.add_row("ms/user p50 | p99", f"{lat['p50']:.2f} | {lat['p99']:.2f}", "", "")
     return table
+
+
+class ReplayProgress:
+    """Two rich bars for ``replay``: steps (strategy x slice) and the current training phase.
+
+    ``inner`` is the :class:`~recinc_cli.progress.Reporter` that training reports epochs and
+    batches to; :meth:`step` advances the outer bar. Draws nothing when stderr is no terminal.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=stderr,
+                transient=True,
+            )
+            if enabled
+            else None
+        )
+        self._outer: Any = None
+        self._phase: Any = None
+        self.inner = self  # the Reporter protocol is implemented below
+
+    def __enter__(self) -> ReplayProgress:
+        if self._progress is not None:
+            self._progress.start()
+            self._outer = self._progress.add_task("replay", total=None, status="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def step(self, done: int, total: int, what: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._outer, completed=done, total=total, status=what)
+
+    def start(self, description: str, total: int | None) -> None:
+        if self._progress is None:
+            return
+        self.stop()
+        self._phase = self._progress.add_task(f"  {description}", total=total, status="")
+
+    def advance(self, n: int = 1, status: str = "") -> None:
+        if self._progress is not None and self._phase is not None:
+            self._progress.update(self._phase, advance=n, status=status)
+
+    def stop(self) -> None:
+        if self._progress is not None and self._phase is not None:
+            self._progress.remove_task(self._phase)
+            self._phase = None
+
+
+def replay_reporter(quiet: bool) -> ReplayProgress:
+    """Progress of ``replay``: bars on a terminal, nothing under cron, pipes and ``--quiet``."""
+    return ReplayProgress(not quiet and sys.stderr.isatty())
+
+
+def replay_table(report: dict[str, Any]) -> Table:
+    """Per strategy: NDCG@k of each slice, the means of NDCG / Recall / HR @k, seconds per update."""
+    k = report["k"]
+    n_slices = len(report["slices"]) - 1
+    table = Table(
+        title=f"replay of {report['events']:,} events, model {report['model']}, base fit {report['base_seconds']:.1f}s: "
+        f"NDCG@{k} of slices 1-{n_slices}, then means of NDCG, Recall, HR @{k}"
+    )
+    table.add_column("strategy")
+    for s in range(1, n_slices + 1):
+        table.add_column(str(s), justify="right")
+    for col in ("ndcg", "recall", "hr"):
+        table.add_column(col, justify="right")
+    table.add_column("s/upd", justify="right")
+    for name, r in report["strategies"].items():
+        m = r["mean"]
+        table.add_row(
+            name,
+            *(f"{x['ndcg']:.3f}" for x in r["per_slice"]),
+            f"{m['ndcg']:.4f}",
+            f"{m['recall']:.4f}",
+            f"{m['hit_rate']:.3f}",
+            f"{m['seconds']:.2f}",
+        )
+    return table

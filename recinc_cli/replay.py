@@ -1,0 +1,236 @@
+"""``recinc replay``: the streaming (test-then-train) benchmark of PROTOCOL.md on any log.
+
+Sort by time (stable), base = the first ``base_fraction`` of the events, the rest cut into
+``n_slices`` slices of equal event count. A model is initialised on the base; then for each
+slice s every strategy is evaluated on slice s before it sees it, then updated with it:
+
+- ``frozen``: the base model, never updated;
+- ``incremental``: ``update`` with each slice (the nightly job);
+- ``retrain``: ``init`` from scratch on the base + slices 1..s;
+- ``popular``: the most popular items of the latest slice (for slice 1, the last slice-sized
+  window of the base).
+
+Every strategy is scored on the same users and ground truth, taken from the log, not from a
+model: eligible users have events before slice s and in it; their truth is the distinct items
+of slice s they never had before; the full catalogue known before s minus each user's history is
+ranked. A user a model does not know gets that model's popularity fallback, as ``recommend``
+would serve. Update seconds are the in-process wall time of ``update`` / ``init`` (no process
+start-up, no file I/O). The update after the last slice is not run: nothing would evaluate it.
+
+>>> STRATEGIES
+('frozen', 'incremental', 'retrain', 'popular')
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.errors import BadInputError, UsageError
+from recinc_cli.evaluate import ranking_metrics
+from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.vocab import Vocab
+
+if TYPE_CHECKING:
+    from recinc_cli.checkpoint import Bundle
+
+STRATEGIES: tuple[str, ...] = ("frozen", "incremental", "retrain", "popular")
+METRICS: tuple[str, ...] = ("ndcg", "recall", "hit_rate")
+#: callback(done, total, what): one step (a strategy on a slice) is finished.
+StepFn = Callable[[int, int, str], None]
+
+
+def cut_slices(events: pl.DataFrame, n_slices: int, base_fraction: float) -> list[pl.DataFrame]:
+    """Base and ``n_slices`` equal-count slices of a time-sorted log (PROTOCOL.md step 2).
+
+    >>> import datetime as dt
+    >>> ev = pl.DataFrame({"timestamp": [dt.datetime(2026, 1, d) for d in range(1, 11)]})
+    >>> [p.height for p in cut_slices(ev, 5, 0.5)]
+    [5, 1, 1, 1, 1, 1]
+    """
+    n = events.height
+    base_end = int(n * base_fraction)
+    bounds = [base_end + round(i * (n - base_end) / n_slices) for i in range(n_slices + 1)]
+    return [events[:base_end]] + [events[bounds[i] : bounds[i + 1]] for i in range(n_slices)]
+
+
+@dataclass(frozen=True)
+class SliceTruth:
+    """What every strategy is scored on for one slice, in raw ids.
+
+    ``users`` (U,) eligible user ids; ``truth_user`` / ``truth_item`` (m,) their new items;
+    ``history`` every (user_id, item_id) before the slice, for masking.
+    """
+
+    users: pl.Series
+    truth_user: pl.Series
+    truth_item: pl.Series
+    history: pl.DataFrame
+
+
+def slice_truth(before: pl.DataFrame, test: pl.DataFrame) -> SliceTruth:
+    """Eligible users and ground truth of ``test`` given every event ``before`` it."""
+    history = before.select("user_id", "item_id").unique()
+    known = before.select("user_id").unique()
+    pairs = test.select("user_id", "item_id").unique(maintain_order=True).join(known, on="user_id", how="semi")
+    new = pairs.join(history, on=["user_id", "item_id"], how="anti")
+    users = new["user_id"].unique(maintain_order=True)
+    return SliceTruth(users, new["user_id"], new["item_id"], history)
+
+
+def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> dict[str, float]:
+    """Metrics@k of ``bundle`` on ``truth``; users it does not know get its popularity fallback."""
+    from recinc_cli.recommend import top_k
+    from recinc_cli.seen import SeenItems
+
+    u_idx = bundle.users.lookup(truth.users)
+    h_u, h_i = bundle.users.lookup(truth.history["user_id"]), bundle.items.lookup(truth.history["item_id"])
+    ok = (h_u > 0) & (h_i > 0)
+    seen = SeenItems.empty(len(bundle.users)).merge(h_u[ok], h_i[ok], len(bundle.users))
+    by_model = u_idx > 0
+    if bundle.context is not None:
+        by_model &= bundle.context.lengths()[u_idx] > 0
+    top = np.zeros((len(u_idx), k), dtype=np.int64)
+    if by_model.any():
+        top[by_model] = top_k(bundle.scorer(), u_idx[by_model], seen, k)[0]
+    if (~by_model).any():
+        # Unknown users have no seen row: rank once for an empty history and mask by hand.
+        top[~by_model] = _popular_top(bundle, truth, ~by_model, k)
+    return _metrics(top, truth, bundle.items, k)
+
+
+def _popular_top(bundle: Bundle, truth: SliceTruth, rows: np.ndarray, k: int) -> np.ndarray:
+    scores = bundle.popular_scorer()(np.zeros(1, np.int64))[0].clone()  # type: ignore[arg-type]
+    scores[0] = float("-inf")
+    return _masked_top(scores.numpy(), truth, rows, bundle.items, k)
+
+
+def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k: int) -> dict[str, float]:
+    """Metrics@k of ranking the catalogue known ``before`` by item count in ``window``."""
+    items = Vocab.empty()
+    items.extend(before["item_id"].unique(maintain_order=True))
+    counts = np.bincount(items.lookup(window["item_id"]), minlength=len(items)).astype(np.float64)
+    counts[0] = -np.inf
+    top = _masked_top(counts, truth, np.ones(len(truth.users), bool), items, k)
+    return _metrics(top, truth, items, k)
+
+
+def _masked_top(scores: np.ndarray, truth: SliceTruth, rows: np.ndarray, items: Vocab, k: int) -> np.ndarray:
+    """Top-k of one score vector for the users at ``rows``, minus each one's history."""
+    order = np.argsort(-scores, kind="stable")
+    order = order[np.isfinite(scores[order])]
+    users = truth.users.filter(pl.Series(rows))
+    hist = truth.history.join(pl.DataFrame({"user_id": users}), on="user_id", how="semi")
+    seen_of = {u: set(items.lookup(g["item_id"]).tolist()) for (u,), g in hist.group_by("user_id")}
+    out = np.zeros((len(users), k), dtype=np.int64)
+    for r, u in enumerate(users.to_list()):
+        seen = seen_of.get(u, set())
+        picked = [int(i) for i in order[: k + len(seen)] if int(i) not in seen][:k]
+        out[r, : len(picked)] = picked
+    return out
+
+
+def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> dict[str, float]:
+    row = pl.DataFrame({"user_id": truth.users, "row": np.arange(len(truth.users))})
+    rows = pl.DataFrame({"user_id": truth.truth_user}).join(row, on="user_id", how="left")["row"].to_numpy()
+    m = ranking_metrics(top, rows, items.lookup(truth.truth_item), k, len(items) - 1)
+    return {name: m[name] for name in METRICS} | {"users": m["users"]}
+
+
+def replay(
+    events: pl.DataFrame,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    strategies: Sequence[str] = STRATEGIES,
+    n_slices: int = 5,
+    base_fraction: float = 0.5,
+    k: int = 10,
+    update_cfg: TrainConfig | None = None,
+    reporter: Reporter | None = None,
+    on_step: StepFn | None = None,
+) -> dict[str, Any]:
+    """Run the streaming protocol on the time-sorted ``events``; return the report dict.
+
+    ``train_cfg`` trains the base model (and each retrain); ``update_cfg`` the incremental
+    updates (default: ``train_cfg.for_update()``). The report has ``slices`` (events and time
+    range of each), ``base_seconds`` and per strategy ``per_slice`` (ndcg, recall, hit_rate,
+    users, seconds of the update that followed) and ``mean``.
+    """
+    from recinc_cli.lifecycle import create_bundle, update_bundle
+
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise UsageError(f"--strategies: choose from {', '.join(STRATEGIES)} (got {', '.join(strategies) or 'none'})")
+    if n_slices < 1 or not 0 < base_fraction < 1:
+        raise UsageError("--slices must be at least 1 and --base-fraction in (0, 1)")
+    parts = cut_slices(events, n_slices, base_fraction)
+    if min(p.height for p in parts) == 0:
+        raise BadInputError(f"{events.height} events are too few for a base and {n_slices} slices; use --slices")
+    reporter = reporter or NullReporter()
+    update_cfg = update_cfg or train_cfg.for_update()
+    models = [s for s in strategies if s != "popular"]
+    results: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
+    total, done = n_slices * len(strategies) + (1 if models else 0), 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_step:
+            on_step(done, total, what)
+
+    base_seconds = 0.0
+    bundles: dict[str, Bundle] = {}
+    if models:
+        start = time.perf_counter()
+        base, _ = create_bundle(parts[0], model_cfg, train_cfg, reporter)
+        base_seconds = time.perf_counter() - start
+        bundles = {s: (base if i == 0 else copy.deepcopy(base)) for i, s in enumerate(models)}
+        step("base model")
+    for s in range(1, n_slices + 1):
+        before, test = pl.concat(parts[:s]), parts[s]
+        truth = slice_truth(before, test)
+        last = s == n_slices
+        for name in strategies:
+            if name == "popular":
+                window = parts[s - 1] if s > 1 else parts[0][-test.height :]
+                metrics, seconds = popular_of(window, before, truth, k), 0.0
+            else:
+                metrics = score_bundle(bundles[name], truth, k)
+                start = time.perf_counter()
+                if name == "incremental" and not last:
+                    update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
+                elif name == "retrain" and not last:
+                    bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
+                seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
+            results[name].append({**metrics, "seconds": round(seconds, 3)})
+            step(f"slice {s}: {name}")
+    return {
+        "events": events.height,
+        "k": k,
+        "model": model_cfg.name,
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "update_config": update_cfg.to_dict(),
+        "base_seconds": round(base_seconds, 3),
+        "slices": [_describe(p) for p in parts],
+        "strategies": {name: {"per_slice": r, "mean": _mean(r)} for name, r in results.items()},
+    }
+
+
+def _describe(part: pl.DataFrame) -> dict[str, Any]:
+    ts = part["timestamp"]
+    return {"events": part.height, "ts_min": str(ts.min()), "ts_max": str(ts.max())}
+
+
+def _mean(per_slice: list[dict[str, float]]) -> dict[str, float]:
+    out = {m: round(float(np.mean([r[m] for r in per_slice])), 5) for m in METRICS}
+    updates = [r["seconds"] for r in per_slice[:-1]] or [0.0]
+    out["seconds"] = round(float(np.mean(updates)), 3)
+    return out
