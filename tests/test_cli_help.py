@@ -10,7 +10,7 @@ import pytest
 
 from recinc_cli import __version__
 
-COMMANDS = ["preprocess", "init", "update", "recommend", "evaluate", "split"]
+COMMANDS = ["preprocess", "init", "update", "recommend", "evaluate", "split", "replay"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -24,7 +24,7 @@ def test_command_help_has_an_example(cli, command: str, flag: str) -> None:
     assert r.stderr == ""
 
 
-def test_top_level_help_lists_the_six_commands(cli) -> None:
+def test_top_level_help_lists_every_command(cli) -> None:
     r = cli("--help")
     assert r.exit_code == 0
     listed = re.findall(r"^\s{2}(\w+)\s{2,}", r.stdout.split("Commands:")[1], re.MULTILINE)
