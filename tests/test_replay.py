@@ -1,0 +1,195 @@
+"""recinc replay: the streaming benchmark on a small raw CSV, its report.json, plot and API."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import SAMPLE
+
+from recinc_cli import api
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.replay import METRICS, STRATEGIES
+
+N_ROWS, SLICES, K = 4000, 3, 10
+#: The CLI's training flags and the same settings as configs, for the API.
+FLAGS = ("--dim", "8", "--epochs", "2", "--update-epochs", "1", "--seed", "4")
+MODEL_CFG = ModelConfig(dim=8)
+TRAIN_CFG = TrainConfig.for_model("mf", epochs=2, update_epochs=1, seed=4)
+
+
+@dataclass
+class Run:
+    log: Path
+    dir: Path
+    report: dict
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The first N_ROWS rows of sample_data/base.csv (two days) replayed in 3 slices."""
+    from conftest import run_cli
+
+    d = tmp_path_factory.mktemp("replay")
+    log = d / "small.csv"
+    with open(SAMPLE / "base.csv", newline="") as src, open(log, "w", newline="") as dst:
+        rows = csv.reader(src)
+        csv.writer(dst).writerows(row for _, row in zip(range(N_ROWS + 1), rows, strict=False))
+    out = d / "report"
+    r = run_cli("replay", log, "-o", out, "--slices", SLICES, "--plot", "report.png", *FLAGS)
+    assert r.exit_code == 0, r.stderr
+    return Run(log, out, json.loads((out / "report.json").read_text()), r.stdout)
+
+
+def test_report_holds_every_strategy_and_slice(run: Run) -> None:
+    rep = run.report
+    assert sorted(p.name for p in run.dir.iterdir()) == [
+        "events.manifest.json",
+        "events.parquet",
+        "events.rejects.parquet",
+        "report.json",
+        "report.png",
+    ]
+    events = pl.read_parquet(run.dir / "events.parquet")
+    assert (rep["log"], rep["events"], rep["k"], rep["model"]) == (str(run.log), events.height, K, "mf")
+    assert rep["model_config"]["dim"] == 8 and rep["train_config"]["seed"] == 4
+    assert rep["update_config"]["update_epochs"] == 1
+    assert list(rep["strategies"]) == list(STRATEGIES)
+    # Base = the oldest half, then SLICES slices of equal count (within one event).
+    sizes = [s["events"] for s in rep["slices"]]
+    assert len(sizes) == SLICES + 1 and sum(sizes) == events.height
+    assert sizes[0] == events.height // 2 and max(sizes[1:]) - min(sizes[1:]) <= 1
+    ts = events["timestamp"]
+    assert rep["slices"][0]["ts_min"] == str(ts.min()) and rep["slices"][-1]["ts_max"] == str(ts.max())
+    for name, r in rep["strategies"].items():
+        assert len(r["per_slice"]) == SLICES, name
+        for s in r["per_slice"]:
+            assert set(s) == {*METRICS, "users", "seconds"}
+            assert all(0 <= s[m] <= 1 for m in METRICS)
+    # Every strategy is scored on the same users, and the table shows every strategy.
+    for j in range(SLICES):
+        assert len({r["per_slice"][j]["users"] for r in rep["strategies"].values()}) == 1
+        assert rep["strategies"]["frozen"]["per_slice"][j]["users"] > 0
+    for name in STRATEGIES:
+        assert name in run.stdout
+
+
+def test_means_are_means_of_the_slices(run: Run) -> None:
+    for name, r in run.report["strategies"].items():
+        for m in METRICS:
+            assert r["mean"][m] == pytest.approx(np.mean([s[m] for s in r["per_slice"]]), abs=1e-5), (name, m)
+        # Seconds: mean over the updates that ran (none follows the last slice).
+        updates = [s["seconds"] for s in r["per_slice"][:-1]]
+        assert r["mean"]["seconds"] == pytest.approx(np.mean(updates), abs=1e-3), name
+
+
+def test_only_updating_strategies_spend_time(run: Run) -> None:
+    s = run.report["strategies"]
+    assert [x["seconds"] for x in s["frozen"]["per_slice"]] == [0.0] * SLICES
+    assert [x["seconds"] for x in s["popular"]["per_slice"]] == [0.0] * SLICES
+    for name in ("incremental", "retrain"):
+        seconds = [x["seconds"] for x in s[name]["per_slice"]]
+        assert all(t > 0 for t in seconds[:-1]) and seconds[-1] == 0.0, name
+    assert run.report["base_seconds"] > 0
+
+
+def test_slice_one_is_scored_on_the_same_base_model(run: Run) -> None:
+    s = run.report["strategies"]
+    first = [{m: s[n]["per_slice"][0][m] for m in (*METRICS, "users")} for n in ("frozen", "incremental", "retrain")]
+    assert first[0] == first[1] == first[2]
+    # Later slices differ: the updates did something.
+    for name in ("incremental", "retrain"):
+        assert s[name]["per_slice"][1]["ndcg"] != s["frozen"]["per_slice"][1]["ndcg"], name
+
+
+def test_popular_baseline_of_slice_one_by_hand(run: Run) -> None:
+    """Popular on slice 1: count items in the last slice-sized window of the base, rank the
+    catalogue known before (ties in order of first appearance), minus each user's history."""
+    ev = pl.read_parquet(run.dir / "events.parquet")
+    sizes = [s["events"] for s in run.report["slices"]]
+    before, test = ev[: sizes[0]], ev[sizes[0] : sizes[0] + sizes[1]]
+    window = before[-test.height :]
+    catalogue = before["item_id"].unique(maintain_order=True).to_list()
+    counts = dict(window["item_id"].value_counts().iter_rows())
+    ranked = sorted(catalogue, key=lambda i: -counts.get(i, 0))  # sorted() is stable
+    history: dict[str, set[str]] = {}
+    for u, i in before.select("user_id", "item_id").iter_rows():
+        history.setdefault(u, set()).add(i)
+    truth: dict[str, set[str]] = {}
+    for u, i in test.select("user_id", "item_id").iter_rows():
+        if u in history and i not in history[u]:
+            truth.setdefault(u, set()).add(i)
+    ndcg, recall, hits = [], [], []
+    for u, items in truth.items():
+        top = [i for i in ranked if i not in history[u]][:K]
+        gains = [1 / math.log2(r + 2) for r, i in enumerate(top) if i in items]
+        n = min(len(items), K)
+        ndcg.append(sum(gains) / sum(1 / math.log2(r + 2) for r in range(n)))
+        recall.append(len(gains) / n)
+        hits.append(float(bool(gains)))
+    got = run.report["strategies"]["popular"]["per_slice"][0]
+    assert got["users"] == len(truth)
+    assert got["ndcg"] == pytest.approx(np.mean(ndcg), abs=1e-9)
+    assert got["recall"] == pytest.approx(np.mean(recall), abs=1e-9)
+    assert got["hit_rate"] == pytest.approx(np.mean(hits), abs=1e-9)
+
+
+def test_plot_is_a_png(run: Run) -> None:
+    data = (run.dir / "report.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_api_returns_what_it_writes_and_repeats_the_cli_run(run: Run, tmp_path: Path) -> None:
+    out = tmp_path / "api"
+    events = run.dir / "events.parquet"
+    rep = api.replay(
+        events,
+        out,
+        MODEL_CFG,
+        TRAIN_CFG,
+        ["frozen", "popular"],
+        n_slices=SLICES,
+        plot=tmp_path / "p.png",
+        replay_ratio=0.5,
+    )
+    assert json.loads(json.dumps(rep)) == json.loads((out / "report.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]  # an events Parquet is not copied
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"  # a plot path with a folder goes there
+    assert rep["log"] == str(events) and rep["data_sha256"] == run.report["data_sha256"]
+    assert list(rep["strategies"]) == ["frozen", "popular"]
+    # Policy options apply to the incremental updates only.
+    assert rep["update_config"]["replay_ratio"] == 0.5 and rep["train_config"]["replay_ratio"] == 0.0
+    # Same seed, same base model, same numbers.
+    for name in ("frozen", "popular"):
+        assert rep["strategies"][name] == run.report["strategies"][name]
+
+
+def test_unknown_strategy_is_a_usage_error(cli, expect_error, run: Run, tmp_path: Path) -> None:
+    r = cli("replay", run.dir / "events.parquet", "-o", tmp_path / "out", "--strategies", "frozen,bogus")
+    expect_error(r, 2, "--strategies: choose from frozen, incremental, retrain, popular (got frozen, bogus)")
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_too_few_events_for_the_slices_is_bad_input(cli, expect_error, run: Run, tmp_path: Path) -> None:
+    tiny = pl.read_parquet(run.dir / "events.parquet")[:5]
+    tiny.write_parquet(tmp_path / "tiny.parquet")
+    r = cli("replay", tmp_path / "tiny.parquet", "-o", tmp_path / "out", "--slices", "4", *FLAGS)
+    expect_error(r, 3, "5 events are too few for a base and 4 slices; use --slices")
+
+
+@pytest.mark.xfail(
+    reason="bug: replay validates --strategies/--slices/--base-fraction only after preprocessing a raw LOG "
+    "into REPORT_DIR, so a typo costs a full preprocess and exits 2 leaving events.parquet there",
+    strict=True,
+)
+def test_a_usage_error_on_a_raw_log_fails_before_preprocessing(cli, expect_error, run: Run, tmp_path: Path) -> None:
+    r = cli("replay", run.log, "-o", tmp_path / "out", "--strategies", "bogus")
+    expect_error(r, 2, "--strategies: choose from frozen, incremental, retrain, popular (got bogus)")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
