@@ -273,10 +273,12 @@ def replay(
 
     from recinc_cli.io import EVENTS_SCHEMA, atomic_path
     from recinc_cli.plot import plot_report, require_matplotlib
+    from recinc_cli.replay import check_options
     from recinc_cli.replay import replay as run_replay
 
+    check_options(strategies, n_slices, base_fraction)  # fail before the long run, not after it
     if plot is not None:
-        require_matplotlib()  # fail before the long run, not after it
+        require_matplotlib()
     out_dir = Path(out_dir)
     log = Path(log)
     use_all_threads()

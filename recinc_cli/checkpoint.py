@@ -140,7 +140,9 @@ class Bundle:
         after = self.train_cfg.expire_after_s
         if after <= 0:
             return None
-        return self.item_last_ms < self.watermark_ms - int(after * 1000)
+        expired = self.item_last_ms < self.watermark_ms - int(after * 1000)
+        expired[0] = False  # the padding row is no item
+        return expired
 
     def serving_state(self, events: pl.DataFrame | None = None) -> ServingState:
         """Context and seen items to serve from, extended in memory with fresh ``events``

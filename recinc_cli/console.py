@@ -144,7 +144,8 @@ def replay_table(report: dict[str, Any]) -> Table:
     k = report["k"]
     n_slices = len(report["slices"]) - 1
     table = Table(
-        title=f"replay of {report['events']:,} events, model {report['model']}, base fit {report['base_seconds']:.1f}s: "
+        title=f"replay of {report['events']:,} events, model {report['model']}, "
+        f"base fit {report['base_seconds']:.1f}s: "
         f"NDCG@{k} of slices 1-{n_slices}, then means of NDCG, Recall, HR @{k}"
     )
     table.add_column("strategy")

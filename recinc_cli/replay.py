@@ -144,6 +144,15 @@ def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> dict[s
     return {name: m[name] for name in METRICS} | {"users": m["users"]}
 
 
+def check_options(strategies: Sequence[str], n_slices: int, base_fraction: float) -> None:
+    """Raise :class:`UsageError` for an unknown strategy or an impossible cut."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise UsageError(f"--strategies: choose from {', '.join(STRATEGIES)} (got {', '.join(strategies) or 'none'})")
+    if n_slices < 1 or not 0 < base_fraction < 1:
+        raise UsageError("--slices must be at least 1 and --base-fraction in (0, 1)")
+
+
 def replay(
     events: pl.DataFrame,
     model_cfg: ModelConfig,
@@ -165,11 +174,7 @@ def replay(
     """
     from recinc_cli.lifecycle import create_bundle, update_bundle
 
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown or not strategies:
-        raise UsageError(f"--strategies: choose from {', '.join(STRATEGIES)} (got {', '.join(strategies) or 'none'})")
-    if n_slices < 1 or not 0 < base_fraction < 1:
-        raise UsageError("--slices must be at least 1 and --base-fraction in (0, 1)")
+    check_options(strategies, n_slices, base_fraction)
     parts = cut_slices(events, n_slices, base_fraction)
     if min(p.height for p in parts) == 0:
         raise BadInputError(f"{events.height} events are too few for a base and {n_slices} slices; use --slices")

@@ -85,10 +85,10 @@ class Trainer:
             pull = sum(((named[n][: a.shape[0]] - a) ** 2).sum() for n, a in self.anchor.items())
             extra = self.cfg.anchor_weight * pull
         if self.teacher is not None:
-            query = {k: batch[k] for k in ("user", "seq_item", "seq_type") if k in batch}
+            query, old_query = _distill_queries(batch, self.teacher)
             n_old = self.teacher.n_items
             with torch.no_grad():
-                target = torch.log_softmax(self.teacher.score(query)[:, 1:n_old], dim=1)
+                target = torch.log_softmax(self.teacher.score(old_query)[:, 1:n_old], dim=1)
             student = torch.log_softmax(self.model.score(query)[:, 1:n_old], dim=1)
             kl = F.kl_div(student, target, log_target=True, reduction="batchmean")
             extra = self.cfg.distill_weight * kl if extra is None else extra + self.cfg.distill_weight * kl
@@ -179,6 +179,26 @@ class Trainer:
             params = [p for g in opt.param_groups for p in g["params"]]
             opt.load_state_dict(grow_optimizer_state(state, [tuple(p.shape) for p in params]))
         self.set_lr(self.cfg.lr)
+
+
+def _distill_queries(
+    batch: dict[str, torch.Tensor], teacher: Recommender
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The score queries of a batch for the student and for the (smaller) parent model.
+
+    Rows of users the parent never had are left out of both; items and event types newer than
+    the parent read as padding in its input sequence.
+    """
+    query = {k: batch[k] for k in ("user", "seq_item", "seq_type") if k in batch}
+    if "user" in query and "seq_item" not in query:
+        keep = query["user"] < teacher.n_users
+        query = {k: v[keep] for k, v in query.items()}
+    old = dict(query)
+    if "seq_item" in old:
+        known = old["seq_item"] < teacher.n_items
+        old["seq_item"] = torch.where(known, old["seq_item"], 0)
+        old["seq_type"] = torch.where(old["seq_type"] < teacher.sizes["type"], old["seq_type"], 0)
+    return query, old
 
 
 def grow_optimizer_state(state: dict[str, Any], shapes: list[tuple[int, ...]]) -> dict[str, Any]:

@@ -76,9 +76,7 @@ EVENT_NAMES = ("view", "cart", "purchase")
 HEADER = ("user_id", "item_id", "event_type", "timestamp", "category")
 
 # Traffic by hour of day (UTC): quiet nights, a lunch bump and an evening peak.
-HOUR_WEIGHTS = np.array(
-    [2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 12, 12, 10, 7, 4], dtype=float
-)
+HOUR_WEIGHTS = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 12, 12, 10, 7, 4], dtype=float)
 HOUR_WEIGHTS /= HOUR_WEIGHTS.sum()
 
 # Dirty rows per file: (empty user_id, empty item_id, bad timestamp, exact duplicate).

@@ -138,11 +138,6 @@ def test_prune_zeroes_the_rows_and_adam_moments_of_expired_items(models: Models)
             assert torch.all(state[moment][live].reshape(len(live), -1).abs().sum(1) > 0), (table, moment)
 
 
-@pytest.mark.xfail(
-    reason="bug: Bundle.expired() marks the padding row 0 (item_last_ms 0) as expired, so the lineage's "
-    "expired_items and the update summary count one item too many",
-    strict=True,
-)
 def test_expired_items_count_only_real_items(models: Models) -> None:
     raw = torch.load(models.pruned, weights_only=True)
     assert raw["lineage"][-1]["expired_items"] == len(GONE)

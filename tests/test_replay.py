@@ -184,11 +184,6 @@ def test_too_few_events_for_the_slices_is_bad_input(cli, expect_error, run: Run,
     expect_error(r, 3, "5 events are too few for a base and 4 slices; use --slices")
 
 
-@pytest.mark.xfail(
-    reason="bug: replay validates --strategies/--slices/--base-fraction only after preprocessing a raw LOG "
-    "into REPORT_DIR, so a typo costs a full preprocess and exits 2 leaving events.parquet there",
-    strict=True,
-)
 def test_a_usage_error_on_a_raw_log_fails_before_preprocessing(cli, expect_error, run: Run, tmp_path: Path) -> None:
     r = cli("replay", run.log, "-o", tmp_path / "out", "--strategies", "bogus")
     expect_error(r, 2, "--strategies: choose from frozen, incremental, retrain, popular (got bogus)")

@@ -78,32 +78,17 @@ def test_distillation_runs_and_changes_a_sasrec_update(cli, sasrec_pipeline, tmp
     assert all(torch.isfinite(w).all() for w in distilled["weights"].values() if w.is_floating_point())
 
 
-@pytest.mark.xfail(
-    reason="bug: mf + --distill-weight always crashes (exit 1, 'SparseAdam does not support dense gradients'): "
-    "Trainer._extra_loss scores the student with MF.score, which indexes the sparse user_emb densely",
-    strict=True,
-)
 def test_mf_distillation_runs_on_known_ids(cli, pipeline, tmp_path: Path) -> None:
     events = known_items_slice(tmp_path, pipeline.ckpt[10], pipeline.events["day11"])
     r = cli("update", pipeline.ckpt[10], events, "-o", tmp_path / "m.pt", "--distill-weight", "1", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
 
 
-@pytest.mark.xfail(
-    reason="bug: --distill-weight with a slice bringing new users (mf) crashes with exit 1 IndexError: the "
-    "teacher (parent model) is scored on user indices beyond its user table",
-    strict=True,
-)
 def test_mf_distillation_runs_with_new_users(cli, pipeline, tmp_path: Path) -> None:
     r = cli("update", pipeline.ckpt[10], pipeline.events["day11"], "-o", tmp_path / "m.pt", "--distill-weight", "1")
     assert r.exit_code == 0, r.stderr
 
 
-@pytest.mark.xfail(
-    reason="bug: sasrec + --distill-weight with a slice bringing new items crashes with exit 1 IndexError: the "
-    "teacher (parent model) embeds seq_item indices beyond its item table",
-    strict=True,
-)
 def test_sasrec_distillation_runs_with_new_items(cli, sasrec_pipeline, tmp_path: Path) -> None:
     day11 = sasrec_pipeline.events["day11"]
     parent = torch.load(sasrec_pipeline.ckpt[10], weights_only=True)

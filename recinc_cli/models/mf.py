@@ -48,7 +48,9 @@ class MF(Recommender):
         return {"user_emb": "user", "item_emb": "item", "item_bias": "item"}
 
     def score(self, query: Query) -> torch.Tensor:
-        return self.user_emb[query["user"]] @ self.item_emb.T + self.item_bias
+        # sparse=True: a training-time caller (distillation) then gives user_emb the sparse
+        # gradient its SparseAdam expects; scores are the same either way.
+        return F.embedding(query["user"], self.user_emb, sparse=True) @ self.item_emb.T + self.item_bias
 
     def batches(
         self,
