@@ -13,7 +13,8 @@ event type of each type index), ``features`` (item feature name -> raw value of 
 and, for sequential models, ``context_indptr`` / ``context_items`` / ``context_types`` /
 ``context_ts_ms`` (each user's newest ``max_len`` events, see :mod:`recinc_cli.context`).
 Since format 3 also ``item_last_ms`` (newest event time of each item, for ``--expire-after``),
-``pop_weight`` (the popularity logit adjustment chosen by the last update), the replay
+``pop_weight`` (the popularity logit adjustment chosen by the last update) and ``pop_evidence``
+(the held-out NDCG behind that choice, per candidate weight), the replay
 reservoir (``replay_user`` / ``replay_item`` / ``replay_type`` / ``replay_weight`` /
 ``replay_ts_ms``, ``replay_size``, ``replay_seen``) and the admission counts
 (``pending_user_ids`` / ``pending_user_counts`` / ``pending_item_ids`` / ``pending_item_counts``).
@@ -101,6 +102,8 @@ class Bundle:
     item_last_ms: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=torch.int64))
     #: weight of log(1 + item_pop) added to the model's scores.
     pop_weight: float = 0.0
+    #: evidence for each candidate popularity weight (:func:`~recinc_cli.early_stop.choose_pop_weight`).
+    pop_evidence: list[float] = field(default_factory=list)
     reservoir: Reservoir = field(default_factory=lambda: Reservoir.empty(0))
     admission: Admission = field(default_factory=Admission.empty)
 
@@ -196,6 +199,7 @@ class Bundle:
             "features": {name: list(v.ids) for name, v in self.features.items()},
             "item_last_ms": self.item_last_ms,
             "pop_weight": float(self.pop_weight),
+            "pop_evidence": [float(x) for x in self.pop_evidence],
             **{k: torch.from_numpy(a.copy()) for k, a in zip(RESERVOIR_KEYS, self.reservoir.arrays(), strict=True)},
             "replay_size": int(self.reservoir.size),
             "replay_seen": int(self.reservoir.n_seen),
@@ -297,6 +301,7 @@ def _from_dict(raw: dict[str, Any]) -> Bundle:
         lineage=list(raw["lineage"]),
         item_last_ms=item_last_ms,
         pop_weight=float(raw.get("pop_weight", 0.0)),
+        pop_evidence=[float(x) for x in raw.get("pop_evidence", [])],
         reservoir=reservoir,
         admission=Admission.from_dict(raw),
     )

@@ -182,7 +182,7 @@ class TrainConfig:
     update_valid_fraction: float = 0.2
     half_life_s: float = 0.0
     replay_size: int = 20_000
-    replay_ratio: float = 0.0
+    replay_ratio: float = 0.5
     anchor_weight: float = 0.0
     distill_weight: float = 0.0
     pop_weight: float | None = None

@@ -89,7 +89,7 @@ def early_stopped_fit(
     bundle.optimizer = best[5]
     valid_ndcg, bundle.pop_weight = best[0], fixed
     if cfg.pop_weight is None:
-        valid_ndcg, bundle.pop_weight = max((_ndcg(bundle, w, users, row, truth), w) for w in POP_WEIGHTS)
+        valid_ndcg, bundle.pop_weight = choose_pop_weight(bundle, users, row, truth)
     return {
         "epochs": best[1],
         "valid_ndcg": round(valid_ndcg, 5),
@@ -98,6 +98,25 @@ def early_stopped_fit(
         "epoch_seconds": round(train_seconds / epoch, 3),
         "events_trained": (len(train) + (len(replay) if replay is not None else 0)) * epoch,
     }
+
+
+#: Weight of the evidence from earlier updates when choosing the popularity weight: one slice's
+#: held-out users are few, so the choice pools them with the decayed evidence of earlier slices.
+EVIDENCE_DECAY = 0.5
+
+
+def choose_pop_weight(bundle: Bundle, users: np.ndarray, row: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pick the :data:`POP_WEIGHTS` entry with the most evidence; return (its NDCG@10 here, it).
+
+    Evidence = user-weighted NDCG@10 on these held-out events plus :data:`EVIDENCE_DECAY` x the
+    evidence kept in ``bundle.pop_evidence`` (updated in place), so the weight follows the log
+    without jumping on the noise of one slice's few users.
+    """
+    ndcg = [_ndcg(bundle, w, users, row, truth) for w in POP_WEIGHTS]
+    old = bundle.pop_evidence if len(bundle.pop_evidence) == len(POP_WEIGHTS) else [0.0] * len(POP_WEIGHTS)
+    bundle.pop_evidence = [EVIDENCE_DECAY * e + len(users) * n for e, n in zip(old, ndcg, strict=True)]
+    best = max(range(len(POP_WEIGHTS)), key=lambda j: bundle.pop_evidence[j])
+    return ndcg[best], POP_WEIGHTS[best]
 
 
 def _ndcg(bundle: Bundle, pop_weight: float, users: np.ndarray, row: np.ndarray, truth: np.ndarray) -> float:

@@ -82,6 +82,7 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
         "features",
         "item_last_ms",
         "pop_weight",
+        "pop_evidence",
         "replay_user",
         "replay_item",
         "replay_type",
