@@ -277,8 +277,8 @@ def _from_dict(raw: dict[str, Any]) -> Bundle:
     train_cfg = TrainConfig.from_dict(raw["train_config"])
     if "item_last_ms" in raw:
         item_last_ms = raw["item_last_ms"].to(torch.int64)
-        reservoir = Reservoir(
-            *(raw[k].numpy() for k in RESERVOIR_KEYS), size=int(raw["replay_size"]), n_seen=int(raw["replay_seen"])
+        reservoir = Reservoir.of(
+            [raw[k].numpy() for k in RESERVOIR_KEYS], size=int(raw["replay_size"]), n_seen=int(raw["replay_seen"])
         )
     else:  # format 1-2: nothing sampled yet; every item counts as seen at the watermark
         item_last_ms = torch.full((len(items),), int(raw["pop_time_ms"]), dtype=torch.int64)

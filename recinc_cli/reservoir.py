@@ -16,6 +16,7 @@ represented without keeping the old logs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,12 @@ class Reservoir:
         z = np.zeros(0, np.int64)
         return cls(z, z, z, np.zeros(0, np.float32), z, size, 0)
 
+    @classmethod
+    def of(cls, arrays: Sequence[np.ndarray], size: int, n_seen: int) -> Reservoir:
+        """A reservoir from its five arrays in field order (:meth:`arrays`)."""
+        user, item, type_, weight, ts_ms = arrays
+        return cls(user, item, type_, weight, ts_ms, size=size, n_seen=n_seen)
+
     def __len__(self) -> int:
         return len(self.user)
 
@@ -76,7 +83,7 @@ class Reservoir:
             for old, n in zip(self.arrays(), new, strict=True)
         ]
         if self.size == 0 or m == 0:
-            return Reservoir(*cols, size=self.size, n_seen=self.n_seen + m)
+            return Reservoir.of(cols, size=self.size, n_seen=self.n_seen + m)
         fill = min(max(self.size - len(self), 0), m)  # events that fill empty slots
         t = self.n_seen + np.arange(fill, m, dtype=np.float64)
         u = torch.rand(len(t), generator=generator, dtype=torch.float64).numpy()
@@ -88,7 +95,7 @@ class Reservoir:
         src, slot = src[last], slot[last]
         for col, n in zip(cols, new, strict=True):
             col[slot] = np.asarray(n, col.dtype)[src]
-        return Reservoir(*cols, size=self.size, n_seen=self.n_seen + m)
+        return Reservoir.of(cols, size=self.size, n_seen=self.n_seen + m)
 
     def add_data(self, data: TrainData, generator: torch.Generator) -> Reservoir:
         """:meth:`add` the events of ``data``."""
@@ -106,6 +113,6 @@ class Reservoir:
         growing fills the new slots with the next events offered (these are then over-represented
         until the reservoir has turned over)."""
         if size >= len(self):
-            return Reservoir(*self.arrays(), size=size, n_seen=self.n_seen)
+            return Reservoir.of(self.arrays(), size=size, n_seen=self.n_seen)
         pick = np.sort(torch.randperm(len(self), generator=generator)[:size].numpy())
-        return Reservoir(*(a[pick] for a in self.arrays()), size=size, n_seen=self.n_seen)
+        return Reservoir.of([a[pick] for a in self.arrays()], size=size, n_seen=self.n_seen)

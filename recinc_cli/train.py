@@ -82,7 +82,7 @@ class Trainer:
         extra = None
         if self.anchor is not None:
             named = dict(self.model.named_parameters())
-            pull = sum(((named[n][: a.shape[0]] - a) ** 2).sum() for n, a in self.anchor.items())
+            pull = torch.stack([((named[n][: a.shape[0]] - a) ** 2).sum() for n, a in self.anchor.items()]).sum()
             extra = self.cfg.anchor_weight * pull
         if self.teacher is not None:
             query, old_query = _distill_queries(batch, self.teacher)
@@ -189,7 +189,7 @@ def _distill_queries(
     Rows of users the parent never had are left out of both; items and event types newer than
     the parent read as padding in its input sequence.
     """
-    query = {k: batch[k] for k in ("user", "seq_item", "seq_type") if k in batch}
+    query: dict[str, torch.Tensor] = {k: batch[k] for k in ("user", "seq_item", "seq_type") if k in batch}
     if "user" in query and "seq_item" not in query:
         keep = query["user"] < teacher.n_users
         query = {k: v[keep] for k, v in query.items()}

@@ -163,10 +163,6 @@ def test_unknown_late_policy_is_a_usage_error(cli, expect_error, base, tmp_path)
     expect_error(r, 2, "--late must be one of keep, drop, fail (got 'ignore')")
 
 
-@pytest.mark.xfail(
-    reason="docs bug: README's 'Exit codes' table has no row for exit 8 (--late fail), which `recinc --help` lists",
-    strict=True,
-)
 def test_readme_exit_code_table_lists_every_exit_code() -> None:
     from conftest import REPO
 

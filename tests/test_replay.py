@@ -157,7 +157,7 @@ def test_api_returns_what_it_writes_and_repeats_the_cli_run(run: Run, tmp_path: 
         ["frozen", "popular"],
         n_slices=SLICES,
         plot=tmp_path / "p.png",
-        replay_ratio=0.5,
+        replay_ratio=1.5,
     )
     assert json.loads(json.dumps(rep)) == json.loads((out / "report.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]  # an events Parquet is not copied
@@ -165,7 +165,7 @@ def test_api_returns_what_it_writes_and_repeats_the_cli_run(run: Run, tmp_path: 
     assert rep["log"] == str(events) and rep["data_sha256"] == run.report["data_sha256"]
     assert list(rep["strategies"]) == ["frozen", "popular"]
     # Policy options apply to the incremental updates only.
-    assert rep["update_config"]["replay_ratio"] == 0.5 and rep["train_config"]["replay_ratio"] == 0.0
+    assert rep["update_config"]["replay_ratio"] == 1.5 and rep["train_config"]["replay_ratio"] == 0.5
     # Same seed, same base model, same numbers.
     for name in ("frozen", "popular"):
         assert rep["strategies"][name] == run.report["strategies"][name]

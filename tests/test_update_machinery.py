@@ -196,7 +196,8 @@ def test_replay_ratio_mixes_past_events_into_mf_and_sasrec_updates(cli, pipeline
         entry = raw["lineage"][-1]
         assert entry["replayed"] == round(0.5 * n), name  # the reservoir holds 19,157 events
         assert raw["train_config"]["replay_ratio"] == 0.5
-    assert torch.load(pipeline.ckpt[11], weights_only=True)["lineage"][-1]["replayed"] == 0  # default off
+    day11 = pl.read_parquet(pipeline.events["day11"]).height
+    assert torch.load(pipeline.ckpt[11], weights_only=True)["lineage"][-1]["replayed"] == round(0.5 * day11)  # default
 
 
 def test_replay_windows_target_exactly_the_replayed_events_in_context() -> None:
