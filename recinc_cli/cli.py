@@ -105,39 +105,48 @@ LrSchedule = Annotated[str | None, typer.Option(help="Learning-rate schedule of 
 Warmup = Annotated[float | None, typer.Option(help="Share of a run's steps spent warming the learning rate up.")]
 
 
-def _policies(
-    update_valid_fraction: float | None,
-    half_life: str | None,
-    replay_size: int | None,
-    replay_ratio: float | None,
-    anchor_weight: float | None,
-    distill_weight: float | None,
-    pop_weight: str | None,
-    min_count: int | None,
-    expire_after: str | None,
-    prune: bool | None,
-    allowed_lateness: str | None,
-    late: str | None,
-    lr_schedule: str | None,
-    warmup: float | None,
-) -> dict[str, Any]:
-    """The incremental-policy options given on the command line, as TrainConfig fields."""
+_POLICY_OPTIONS = (
+    "update_valid_fraction",
+    "half_life",
+    "replay_size",
+    "replay_ratio",
+    "anchor_weight",
+    "distill_weight",
+    "pop_weight",
+    "min_count",
+    "expire_after",
+    "prune",
+    "allowed_lateness",
+    "late",
+    "lr_schedule",
+    "warmup",
+)
+
+
+def _policies(args: dict[str, Any]) -> dict[str, Any]:
+    """The incremental-policy options given on the command line, as TrainConfig fields.
+
+    ``args`` is the command's ``locals()``: every command that takes the policy options
+    (init, update, replay) declares the same parameter names (typer needs them spelled out).
+    """
+    a = {name: args[name] for name in _POLICY_OPTIONS}
     out: dict[str, Any] = {
-        "update_valid_fraction": update_valid_fraction,
-        "half_life_s": _duration_or_zero(half_life),
-        "replay_size": replay_size,
-        "replay_ratio": replay_ratio,
-        "anchor_weight": anchor_weight,
-        "distill_weight": distill_weight,
-        "min_count": min_count,
-        "expire_after_s": _duration_or_zero(expire_after),
-        "prune": prune,
-        "allowed_lateness_s": _duration_or_zero(allowed_lateness),
-        "late": late,
-        "lr_schedule": lr_schedule,
-        "warmup": warmup,
+        "update_valid_fraction": a["update_valid_fraction"],
+        "half_life_s": _duration_or_zero(a["half_life"]),
+        "replay_size": a["replay_size"],
+        "replay_ratio": a["replay_ratio"],
+        "anchor_weight": a["anchor_weight"],
+        "distill_weight": a["distill_weight"],
+        "min_count": a["min_count"],
+        "expire_after_s": _duration_or_zero(a["expire_after"]),
+        "prune": a["prune"],
+        "allowed_lateness_s": _duration_or_zero(a["allowed_lateness"]),
+        "late": a["late"],
+        "lr_schedule": a["lr_schedule"],
+        "warmup": a["warmup"],
     }
     out = {k: v for k, v in out.items() if v is not None}
+    pop_weight = a["pop_weight"]
     if pop_weight is not None:
         if pop_weight.strip().lower() == "auto":
             out["pop_weight"] = None
@@ -322,22 +331,7 @@ def init(
     model_cfg = ModelConfig(
         name=model, dim=dim, max_len=max_len, blocks=blocks, heads=heads, dropout=dropout, item_features=features
     )
-    policies = _policies(
-        update_valid_fraction,
-        half_life,
-        replay_size,
-        replay_ratio,
-        anchor_weight,
-        distill_weight,
-        pop_weight,
-        min_count,
-        expire_after,
-        prune,
-        allowed_lateness,
-        late,
-        lr_schedule,
-        warmup,
-    )
+    policies = _policies(locals())
     train_cfg = TrainConfig.for_model(
         model,
         epochs=epochs,
@@ -431,22 +425,7 @@ def update(
         update_epochs=epochs,
         lr=lr,
         batch_size=batch_size,
-        **_policies(
-            update_valid_fraction,
-            half_life,
-            replay_size,
-            replay_ratio,
-            anchor_weight,
-            distill_weight,
-            pop_weight,
-            min_count,
-            expire_after,
-            prune,
-            allowed_lateness,
-            late,
-            lr_schedule,
-            warmup,
-        ),
+        **_policies(locals()),
     )
     if r["skipped"]:
         info(
@@ -687,22 +666,7 @@ def replay(
             plot=plot,
             reporter=progress.inner,
             on_step=progress.step,
-            **_policies(
-                update_valid_fraction,
-                half_life,
-                replay_size,
-                replay_ratio,
-                anchor_weight,
-                distill_weight,
-                pop_weight,
-                min_count,
-                expire_after,
-                prune,
-                allowed_lateness,
-                late,
-                lr_schedule,
-                warmup,
-            ),
+            **_policies(locals()),
         )
     if not quiet:
         stdout.print(replay_table(r))
