@@ -14,7 +14,8 @@ and, for sequential models, ``context_indptr`` / ``context_items`` / ``context_t
 ``context_ts_ms`` (each user's newest ``max_len`` events, see :mod:`recinc_cli.context`).
 Since format 3 also ``item_last_ms`` (newest event time of each item, for ``--expire-after``),
 ``pop_weight`` (the popularity logit adjustment chosen by the last update) and ``pop_evidence``
-(the held-out NDCG behind that choice, per candidate weight), the replay
+(the held-out NDCG behind that choice, per candidate weight), ``pop_clock`` (events folded: the
+clock of ``item_pop`` under ``pop_half_life_events``), the replay
 reservoir (``replay_user`` / ``replay_item`` / ``replay_type`` / ``replay_weight`` /
 ``replay_ts_ms``, ``replay_size``, ``replay_seen``) and the admission counts
 (``pending_user_ids`` / ``pending_user_counts`` / ``pending_item_ids`` / ``pending_item_counts``).
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -102,6 +104,8 @@ class Bundle:
     item_last_ms: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=torch.int64))
     #: weight of log(1 + item_pop) added to the model's scores.
     pop_weight: float = 0.0
+    #: events folded so far: the clock of ``item_pop`` under ``pop_half_life_events``.
+    pop_clock: int = 0
     #: evidence for each candidate popularity weight (:func:`~recinc_cli.early_stop.choose_pop_weight`).
     pop_evidence: list[float] = field(default_factory=list)
     reservoir: Reservoir = field(default_factory=lambda: Reservoir.empty(0))
@@ -166,15 +170,26 @@ class Bundle:
         self.item_last_ms = last.scatter_reduce(
             0, torch.as_tensor(data.item_idx.copy()), torch.as_tensor(data.ts_ms.copy()), reduce="amax"
         )
-        self.item_pop, self.pop_time_ms = decayed_popularity(
-            self.item_pop,
-            self.pop_time_ms,
-            data.item_idx,
-            data.weight,
-            data.ts_ms,
-            len(self.items),
-            self.train_cfg.pop_half_life_s,
-        )
+        hl_events = self.train_cfg.pop_half_life_events or 0.0
+        if hl_events > 0:
+            # Event clock: an event's age is the number of events folded after it, so the
+            # prior follows the log's pace whether a slice spans an hour or a year.
+            clock = self.pop_clock + np.arange(1, len(data) + 1, dtype=np.int64)
+            self.item_pop, self.pop_clock = decayed_popularity(
+                self.item_pop, self.pop_clock, data.item_idx, data.weight, clock, len(self.items), hl_events / 1000
+            )
+        else:
+            self.item_pop, _ = decayed_popularity(
+                self.item_pop,
+                self.pop_time_ms,
+                data.item_idx,
+                data.weight,
+                data.ts_ms,
+                len(self.items),
+                self.train_cfg.pop_half_life_s,
+            )
+            self.pop_clock += len(data)
+        self.pop_time_ms = max(int(self.pop_time_ms), int(data.ts_ms.max(initial=0)))
 
     def applied_data(self) -> set[str]:
         """sha256 of every data file this lineage has been trained on."""
@@ -200,6 +215,7 @@ class Bundle:
             "item_last_ms": self.item_last_ms,
             "pop_weight": float(self.pop_weight),
             "pop_evidence": [float(x) for x in self.pop_evidence],
+            "pop_clock": int(self.pop_clock),
             **{k: torch.from_numpy(a.copy()) for k, a in zip(RESERVOIR_KEYS, self.reservoir.arrays(), strict=True)},
             "replay_size": int(self.reservoir.size),
             "replay_seen": int(self.reservoir.n_seen),
@@ -302,6 +318,7 @@ def _from_dict(raw: dict[str, Any]) -> Bundle:
         item_last_ms=item_last_ms,
         pop_weight=float(raw.get("pop_weight", 0.0)),
         pop_evidence=[float(x) for x in raw.get("pop_evidence", [])],
+        pop_clock=int(raw.get("pop_clock", 0)),
         reservoir=reservoir,
         admission=Admission.from_dict(raw),
     )

@@ -158,6 +158,19 @@ def _policies(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _pop_half_life(text: str) -> dict[str, Any]:
+    """``--pop-half-life``: auto, NNNev (events) or a duration, as TrainConfig fields."""
+    t = text.strip().lower()
+    if t == "auto":
+        return {}
+    if t.endswith("ev"):
+        try:
+            return {"pop_half_life_events": float(t.removesuffix("ev"))}
+        except ValueError:
+            raise UsageError(f"--pop-half-life: cannot read {text!r}; use auto, 5000ev or 14d") from None
+    return {"pop_half_life_s": parse_duration(t), "pop_half_life_events": 0.0}
+
+
 def _duration_or_zero(text: str | None) -> float | None:
     if text is None:
         return None
@@ -278,8 +291,12 @@ def init(
         int, typer.Option(help="Largest catalogue trained with the exact softmax over every item.")
     ] = TrainConfig.full_softmax_max_items,
     pop_half_life: Annotated[
-        str, typer.Option(help="Half-life of the decayed popularity used for cold start, e.g. 14d.")
-    ] = "14d",
+        str,
+        typer.Option(
+            help="Half-life of the decayed popularity (cold start and the score adjustment): auto (a tenth "
+            "of EVENTS' events), a number of events like 5000ev, or a duration like 14d."
+        ),
+    ] = "auto",
     valid_fraction: Annotated[
         float,
         typer.Option(help="Newest share of EVENTS held out to pick the epoch count (early stopping); 0 = off."),
@@ -344,7 +361,7 @@ def init(
         full_softmax_max_items=full_softmax_max_items,
         init=init_,
         seed=seed,
-        pop_half_life_s=parse_duration(pop_half_life),
+        **_pop_half_life(pop_half_life),
         valid_fraction=valid_fraction,
         valid_last=valid_last,
         patience=patience,

@@ -148,6 +148,9 @@ class TrainConfig:
 
     Incremental updates (:mod:`recinc_cli.incremental`):
 
+    - ``pop_half_life_events``: half-life of the decayed popularity counted in events (an
+      event's age = events folded after it); ``None`` = set by ``init`` to a tenth of its
+      events, 0 = use the wall-clock ``pop_half_life_s`` instead.
     - ``update_valid_fraction``: newest share of a slice held out to choose the update's epoch
       count (at most ``update_epochs``) and ``pop_weight``; then trained on too. 0 = off.
     - ``half_life_s``: sample weight x 2^(-(t_now - t) / half_life); 0 = no decay.
@@ -175,6 +178,7 @@ class TrainConfig:
     init: str = "random"
     seed: int = 0
     pop_half_life_s: float = 14 * 86400.0
+    pop_half_life_events: float | None = None
     valid_fraction: float = 0.1
     valid_last: bool = False
     patience: int = 2
@@ -203,7 +207,8 @@ class TrainConfig:
             "--batch-size": self.batch_size >= 1,
             "--l2": self.l2 >= 0,
             "--negatives": self.n_negatives >= 1,
-            "--pop-half-life": self.pop_half_life_s > 0,
+            "--pop-half-life": self.pop_half_life_s > 0
+            and (self.pop_half_life_events is None or self.pop_half_life_events >= 0),
             "--valid-fraction": 0 <= self.valid_fraction < 1,
             "--patience": self.patience >= 1,
             "--update-valid-fraction": 0 <= self.update_valid_fraction < 1,

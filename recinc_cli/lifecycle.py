@@ -6,6 +6,7 @@ Both run the same :class:`~recinc_cli.train.Trainer` and record one lineage entr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import sys
 import time
@@ -52,6 +53,10 @@ def create_bundle(
     events, admitted = admission.admit(events, Vocab.empty(), Vocab.empty(), train_cfg.min_count)
     if events.height == 0:
         raise BadInputError(f"no user and item pair is seen --min-count {train_cfg.min_count} times; lower it")
+    if train_cfg.pop_half_life_events is None:
+        # A tenth of the first log: popularity then reflects about the newest tenth of what the
+        # model has seen, at the log's own pace (slices may span hours or years).
+        train_cfg = dataclasses.replace(train_cfg, pop_half_life_events=max(events.height / 10, 1.0))
     users, items, types = Vocab.empty(), Vocab.empty(), Vocab.empty()
     features = {name: Vocab.empty() for name in model_cfg.item_features}
     grow_vocabularies(events, users, items, types, features)

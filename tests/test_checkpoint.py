@@ -83,6 +83,7 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
         "item_last_ms",
         "pop_weight",
         "pop_evidence",
+        "pop_clock",
         "replay_user",
         "replay_item",
         "replay_type",
@@ -182,18 +183,37 @@ def test_seen_csr_holds_exactly_the_distinct_pairs(pipeline) -> None:
 
 
 def test_item_pop_is_the_decayed_sum_over_all_folded_events(pipeline) -> None:
+    # By default popularity runs on an event clock: an event's age is the number of events
+    # folded after it, and the half-life is a tenth of init's events.
     raw = torch.load(pipeline.ckpt[13], weights_only=True)
     ev = events_of(pipeline, "base", "day11", "day12", "day13")
-    now = ev["timestamp"].max()
-    hl_ms = raw["train_config"]["pop_half_life_s"] * 1000
-    age_ms = (now - ev["timestamp"]).dt.total_milliseconds().to_numpy().astype(np.float64)
-    contrib = ev["weight"].to_numpy().astype(np.float64) * 2.0 ** (-age_ms / hl_ms)
+    base = pl.read_parquet(pipeline.events["base"]).height
+    hl = raw["train_config"]["pop_half_life_events"]
+    assert hl == base / 10 and raw["pop_clock"] == ev.height
+    age = np.arange(ev.height - 1, -1, -1, dtype=np.float64)
+    contrib = ev["weight"].to_numpy().astype(np.float64) * 2.0 ** (-age / hl)
     items = {u: i for i, u in enumerate(raw["items"])}
     expected = np.zeros(len(raw["items"]))
     np.add.at(expected, [items[i] for i in ev["item_id"]], contrib)
     assert raw["item_pop"].dtype == torch.float32
-    np.testing.assert_allclose(raw["item_pop"].numpy(), expected, rtol=1e-4)
-    assert raw["pop_time_ms"] == int(now.timestamp() * 1000)
+    np.testing.assert_allclose(raw["item_pop"].numpy(), expected, rtol=1e-4, atol=1e-6)
+    assert raw["pop_time_ms"] == int(ev["timestamp"].max().timestamp() * 1000)  # the watermark
+
+
+def test_item_pop_with_a_wall_clock_half_life(cli, pipeline, tmp_path) -> None:
+    out = tmp_path / "m.pt"
+    r = cli("init", pipeline.events["base"], "-o", out, "--dim", "4", "--epochs", "1", "--pop-half-life", "2d", "-q")
+    assert r.exit_code == 0, r.stderr
+    raw = torch.load(out, weights_only=True)
+    ev = pl.read_parquet(pipeline.events["base"])
+    now = ev["timestamp"].max()
+    age_ms = (now - ev["timestamp"]).dt.total_milliseconds().to_numpy().astype(np.float64)
+    contrib = ev["weight"].to_numpy().astype(np.float64) * 2.0 ** (-age_ms / (2 * 86400 * 1000))
+    items = {u: i for i, u in enumerate(raw["items"])}
+    expected = np.zeros(len(raw["items"]))
+    np.add.at(expected, [items[i] for i in ev["item_id"]], contrib)
+    assert raw["train_config"]["pop_half_life_events"] == 0.0
+    np.testing.assert_allclose(raw["item_pop"].numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_lineage_records_every_run(pipeline) -> None:

@@ -61,8 +61,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         ),
     }
     steps = [
-        ("init", files["base"], "-o", m.expiring, *TINY, "--expire-after", "10d"),
-        ("init", files["base"], "-o", m.control, *TINY),
+        ("init", files["base"], "-o", m.expiring, *TINY, "--expire-after", "10d", "--pop-half-life", "14d"),
+        (
+            "init",
+            files["base"],
+            "-o",
+            m.control,
+            *TINY,
+            "--pop-half-life",
+            "14d",
+        ),  # a long memory: the gone items stay popular
         ("update", m.expiring, files["s1"], "-o", m.pruned, "--prune"),
         ("update", m.pruned, files["s2"], "-o", m.back),
     ]
