@@ -86,6 +86,8 @@ class Trainer:
             extra = self.cfg.anchor_weight * pull
         if self.teacher is not None:
             query, old_query = _distill_queries(batch, self.teacher)
+            if len(next(iter(query.values()))) == 0:  # only users the parent never had
+                return extra
             n_old = self.teacher.n_items
             with torch.no_grad():
                 target = torch.log_softmax(self.teacher.score(old_query)[:, 1:n_old], dim=1)

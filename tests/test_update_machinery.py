@@ -298,3 +298,20 @@ def test_pop_weight_zero_recommends_by_model_scores_alone(cli, pipeline, tmp_pat
         assert rows["score"].to_list() == pytest.approx(vals.tolist(), rel=1e-5, abs=1e-6)
     # The pipeline's auto weight is not 0 here, so the two rankings are not the same thing.
     assert torch.load(pipeline.ckpt[11], weights_only=True)["pop_weight"] > 0
+
+
+def test_distillation_skips_a_batch_of_users_the_parent_never_had() -> None:
+    from recinc_cli.config import ModelConfig, TrainConfig
+    from recinc_cli.data import TrainData
+    from recinc_cli.models import build_model
+    from recinc_cli.train import Trainer
+
+    gen = torch.Generator().manual_seed(0)
+    parent = build_model(ModelConfig(dim=4), {"user": 3, "item": 5})
+    parent.reset_parameters("random", gen)
+    model = build_model(ModelConfig(dim=4), {"user": 6, "item": 5})
+    model.reset_parameters("random", gen)
+    # Users 4 and 5 are new: no row of the batch can be distilled; the loss must stay finite.
+    data = TrainData(np.array([4, 5, 4]), np.array([1, 2, 3]), np.ones(3, np.float32), np.arange(3))
+    losses = Trainer(model, TrainConfig(distill_weight=1.0), teacher=parent).fit(data, 2, gen)
+    assert all(np.isfinite(losses))
