@@ -45,7 +45,7 @@ def late_events(events: pl.DataFrame, watermark_ms: int, cfg: TrainConfig, sourc
     if cfg.late == "fail":
         first = int(late.arg_true()[0])
         raise LateDataError(
-            f"{source}: {n_late:,} events are older than the model's watermark {_iso(watermark_ms)} minus "
+            f"{source}: {n_late:,} events are older than the model's watermark {iso_ms(watermark_ms)} minus "
             f"--allowed-lateness ({cfg.allowed_lateness_s:g}s), first at row {first} "
             f"({events['timestamp'][first]}); pass --late keep or --late drop, or raise --allowed-lateness"
         )
@@ -98,5 +98,6 @@ def parent_anchor(bundle: Bundle) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if n not in model.SPARSE}
 
 
-def _iso(ms: int) -> str:
+def iso_ms(ms: int) -> str:
+    """Unix milliseconds as an ISO 8601 UTC time to the second (lineage and messages)."""
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")

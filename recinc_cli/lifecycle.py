@@ -26,7 +26,7 @@ from recinc_cli.data import TrainData
 from recinc_cli.early_stop import early_stopped_fit
 from recinc_cli.errors import BadInputError, CheckpointError, UsageError
 from recinc_cli.growth import apply_item_features, grow_vocabularies
-from recinc_cli.incremental import late_events, parent_anchor, prune_expired
+from recinc_cli.incremental import iso_ms, late_events, parent_anchor, prune_expired
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
 from recinc_cli.progress import NullReporter, Reporter
@@ -86,8 +86,8 @@ def create_bundle(
     bundle.reservoir = bundle.reservoir.add_data(TrainData.from_events(events, users, items, types), gen)
     stats.update(
         events=n_events,
-        ts_min=_iso(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
-        ts_max=_iso(int(events["timestamp"].dt.epoch("ms").max())),  # type: ignore[arg-type]
+        ts_min=iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
+        ts_max=iso_ms(int(events["timestamp"].dt.epoch("ms").max())),  # type: ignore[arg-type]
         train_seconds=round(time.perf_counter() - start, 3),
         new_users=len(users) - 1,
         new_items=len(items) - 1,
@@ -192,7 +192,7 @@ def update_bundle(
             "train_seconds": round(seconds, 3),
             "epoch_seconds": stopped["epoch_seconds"],
             "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
-            "ts_min": _iso(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
+            "ts_min": iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
         }
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
     bundle.reservoir = bundle.reservoir.add_data(data, gen)
@@ -205,7 +205,7 @@ def update_bundle(
         "pop_weight": bundle.pop_weight,
         "expired_items": 0 if expired is None else int(expired.sum()),
         "pruned_items": pruned,
-        "watermark": _iso(bundle.watermark_ms),
+        "watermark": iso_ms(bundle.watermark_ms),
         "new_users": new_users,
         "new_items": new_items,
     }
@@ -228,7 +228,7 @@ def _nothing_trained(bundle: Bundle, cfg: TrainConfig) -> dict[str, Any]:
         "pop_weight": bundle.pop_weight,
         "expired_items": 0,
         "pruned_items": 0,
-        "watermark": _iso(bundle.watermark_ms),
+        "watermark": iso_ms(bundle.watermark_ms),
         "new_users": 0,
         "new_items": 0,
     }
@@ -286,8 +286,8 @@ def _train_and_fold(
         "train_seconds": round(seconds, 3),
         "epoch_seconds": round(seconds / epochs, 3),
         "events_per_second": round(len(data) * epochs / max(seconds, 1e-9), 1),
-        "ts_min": _iso(int(data.ts_ms.min())),
-        "ts_max": _iso(int(data.ts_ms.max())),
+        "ts_min": iso_ms(int(data.ts_ms.min())),
+        "ts_max": iso_ms(int(data.ts_ms.max())),
     }
 
 
@@ -345,7 +345,3 @@ def peak_memory_mb() -> float:
         return 0.0
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return round(kib / (1 << 20 if sys.platform == "darwin" else 1024), 1)
-
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")
