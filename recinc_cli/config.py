@@ -63,9 +63,11 @@ class PreprocessConfig:
 
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
 #: Kept here so validating a name does not import torch.
-MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec")
-#: Models that read each user's recent events, and so accept the sequence settings below.
-SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec"})
+MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease")
+#: Models that read each user's recent events (``max_len`` of them).
+SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec", "ease"})
+#: Models that embed item features (``--item-features``).
+FEATURE_MODELS: frozenset[str] = frozenset({"sasrec"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ModelConfig:
     heads: int = 1
     dropout: float = 0.2
     item_features: tuple[str, ...] = ()
+    ease_l2: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_features", tuple(self.item_features))
@@ -97,6 +100,7 @@ class ModelConfig:
             "--heads must be a positive integer": self.heads >= 1,
             "--dropout must be in [0, 1)": 0 <= self.dropout < 1,
             "--dim must be a multiple of --heads": self.dim % max(self.heads, 1) == 0,
+            "--ease-l2 must be positive": self.ease_l2 > 0,
         }
         for message, ok in checks.items():
             if not ok:
@@ -104,8 +108,8 @@ class ModelConfig:
                     f"{message} (got dim={self.dim}, max_len={self.max_len}, blocks={self.blocks}, "
                     f"heads={self.heads}, dropout={self.dropout})"
                 )
-        if self.item_features and self.name not in SEQUENTIAL_MODELS:
-            raise UsageError(f"--item-features needs a sequential model ({', '.join(sorted(SEQUENTIAL_MODELS))})")
+        if self.item_features and self.name not in FEATURE_MODELS:
+            raise UsageError(f"--item-features needs a model that embeds them ({', '.join(sorted(FEATURE_MODELS))})")
         reserved = {"user_id", "item_id", "timestamp", "event_type", "weight"}
         bad = sorted(set(self.item_features) & reserved)
         if bad:
@@ -160,6 +164,9 @@ class TrainConfig:
       parent model's scores.
     - ``pop_weight``: scores = model logits + pop_weight x log(1 + decayed popularity);
       ``None`` = chosen on the held-out events.
+    - ``pop_prior``: train against the popularity prior: every event's logits get
+      pop_prior x log(1 + popularity just before it) added (:mod:`recinc_cli.pop_prior`), so
+      the model learns what users take beyond the trend of the time; 0 = off (mf only).
     - ``min_count``: sightings before a new user/item gets a row; ``expire_after_s``: items not
       seen for this long are not recommended (0 = never); ``prune`` also drops their training state.
     - ``allowed_lateness_s`` / ``late``: events older than watermark - lateness are kept,
@@ -179,6 +186,7 @@ class TrainConfig:
     seed: int = 0
     pop_half_life_s: float = 14 * 86400.0
     pop_half_life_events: float | None = None
+    cooc_half_life_events: float | None = None
     valid_fraction: float = 0.1
     valid_last: bool = False
     patience: int = 2
@@ -190,6 +198,7 @@ class TrainConfig:
     anchor_weight: float = 0.0
     distill_weight: float = 0.0
     pop_weight: float | None = None
+    pop_prior: float = 0.0
     min_count: int = 1
     expire_after_s: float = 0.0
     prune: bool = False
@@ -218,6 +227,7 @@ class TrainConfig:
             "--anchor-weight": self.anchor_weight >= 0,
             "--distill-weight": self.distill_weight >= 0,
             "--pop-weight": self.pop_weight is None or self.pop_weight >= 0,
+            "--pop-prior": 0 <= self.pop_prior <= 100,
             "--min-count": self.min_count >= 1,
             "--expire-after": self.expire_after_s >= 0,
             "--allowed-lateness": self.allowed_lateness_s >= 0,
@@ -276,6 +286,7 @@ POLICY_FIELDS: frozenset[str] = frozenset(
         "anchor_weight",
         "distill_weight",
         "pop_weight",
+        "pop_prior",
         "min_count",
         "expire_after_s",
         "prune",
@@ -290,7 +301,7 @@ POLICY_FIELDS: frozenset[str] = frozenset(
 #: Training defaults that differ per model. A transformer wants a smaller step, larger batches
 #: (in events: whole sequences) and more patience than matrix factorisation; see README "Models".
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mf": {},
+    "mf": {"pop_prior": 1.0},
     "sasrec": {"lr": 3e-3, "update_lr": 1e-3, "batch_size": 4096, "epochs": 30, "update_epochs": 1, "patience": 5},
 }
 

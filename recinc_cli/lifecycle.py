@@ -20,6 +20,7 @@ import torch
 from recinc_cli import __version__
 from recinc_cli.admission import Admission
 from recinc_cli.checkpoint import Bundle, load_bundle, table_sizes
+from recinc_cli.closed_form import closed_form_fit
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
@@ -29,6 +30,7 @@ from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.incremental import iso_ms, late_events, parent_anchor, prune_expired
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
+from recinc_cli.pop_prior import PriorSource
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.reservoir import Reservoir
 from recinc_cli.seen import SeenItems
@@ -48,6 +50,7 @@ def create_bundle(
     Validation (early stopping) holds out each user's last event with ``valid_last``, else the
     newest ``valid_fraction`` of the events, else nothing.
     """
+    _check_pop_prior(model_cfg, train_cfg)
     admission = Admission.empty()
     n_events = events.height
     events, admitted = admission.admit(events, Vocab.empty(), Vocab.empty(), train_cfg.min_count)
@@ -57,6 +60,9 @@ def create_bundle(
         # A tenth of the first log: popularity then reflects about the newest tenth of what the
         # model has seen, at the log's own pace (slices may span hours or years).
         train_cfg = dataclasses.replace(train_cfg, pop_half_life_events=max(events.height / 10, 1.0))
+    if train_cfg.cooc_half_life_events is None:
+        # Co-occurrences are tastes, slower than trends: they halve every init-sized block of events.
+        train_cfg = dataclasses.replace(train_cfg, cooc_half_life_events=max(float(events.height), 1.0))
     users, items, types = Vocab.empty(), Vocab.empty(), Vocab.empty()
     features = {name: Vocab.empty() for name in model_cfg.item_features}
     grow_vocabularies(events, users, items, types, features)
@@ -82,7 +88,11 @@ def create_bundle(
     if train_cfg.init.startswith("pretrained:"):
         copy_pretrained(bundle, Path(train_cfg.init.removeprefix("pretrained:")))
     start = time.perf_counter()
-    stats = _fit_new(bundle, events, gen, reporter)
+    if model.CLOSED_FORM:
+        stats = closed_form_fit(bundle, events, train_cfg.valid_fraction, train_cfg.pop_weight)
+        stats["events_trained"] = events.height
+    else:
+        stats = _fit_new(bundle, events, gen, reporter)
     bundle.reservoir = bundle.reservoir.add_data(TrainData.from_events(events, users, items, types), gen)
     stats.update(
         events=n_events,
@@ -98,6 +108,23 @@ def create_bundle(
     return bundle, stats
 
 
+def _check_pop_prior(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    from recinc_cli.models import MODELS
+
+    if cfg.pop_prior > 0 and not MODELS[model_cfg.name].POP_PRIOR:
+        raise UsageError(f"--pop-prior applies to mf only; {model_cfg.name} trains without it (use 0)")
+
+
+def _set_prior(bundle: Bundle, weight: float) -> None:
+    """Train the next fit against the popularity prior as of now (:mod:`recinc_cli.pop_prior`)."""
+    model = bundle.model
+    if weight <= 0 or not model.POP_PRIOR:
+        model.train_prior = None
+        return
+    half_life = bundle.train_cfg.pop_half_life_events or max(bundle.pop_clock / 10, 1.0)
+    model.train_prior = PriorSource(bundle.item_pop, half_life, weight, len(bundle.items))
+
+
 def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None) -> dict[str, Any]:
     """Train a fresh bundle on ``events``, choosing the epoch count on held-out events if asked."""
     cfg = bundle.train_cfg
@@ -111,6 +138,7 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     stopped = None
     if held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
+        _set_prior(bundle, cfg.pop_prior)
         stopped = early_stopped_fit(
             bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
         )
@@ -151,6 +179,7 @@ def update_bundle(
     ``source`` names the slice in error messages.
     """
     cfg = train_cfg
+    _check_pop_prior(bundle.model_cfg, cfg)
     gen = seeded_generator(cfg.seed, len(bundle.lineage))
     n_events = events.height
     events, n_late = late_events(events, bundle.watermark_ms, cfg, source)
@@ -160,6 +189,8 @@ def update_bundle(
     policy = {"events_in": n_events, "late_events": n_late, "late_policy": cfg.late, **admitted}
     if events.height == 0:
         return {**policy, **_nothing_trained(bundle, cfg)}
+    if bundle.model.CLOSED_FORM:
+        return {**_update_closed_form(bundle, events, cfg, gen), **policy}
     anchor = parent_anchor(bundle) if cfg.anchor_weight > 0 else None
     teacher = copy.deepcopy(bundle.model) if cfg.distill_weight > 0 else None
     new_users, new_items = grow_vocabularies(events, bundle.users, bundle.items, bundle.types, bundle.features)
@@ -176,6 +207,7 @@ def update_bundle(
     if cfg.update_valid_fraction > 0 and older.height and held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
         train = fold.decayed(now, cfg.half_life_s)
+        _set_prior(bundle, cfg.pop_prior)
         stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
     if stopped is None:
         stats = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
@@ -205,6 +237,26 @@ def update_bundle(
         "pop_weight": bundle.pop_weight,
         "expired_items": 0 if expired is None else int(expired.sum()),
         "pruned_items": pruned,
+        "watermark": iso_ms(bundle.watermark_ms),
+        "new_users": new_users,
+        "new_items": new_items,
+    }
+
+
+def _update_closed_form(bundle: Bundle, events: pl.DataFrame, cfg: TrainConfig, gen: torch.Generator) -> dict[str, Any]:
+    """``update`` of a closed-form model: grow, absorb the slice; no epochs, replay or anchor."""
+    new_users, new_items = grow_vocabularies(events, bundle.users, bundle.items, bundle.types, bundle.features)
+    bundle.model.grow(bundle.sizes(), cfg.row_init, gen)
+    stats = closed_form_fit(bundle, events, cfg.update_valid_fraction, cfg.pop_weight)
+    bundle.reservoir = bundle.reservoir.add_data(
+        TrainData.from_events(events, bundle.users, bundle.items, bundle.types), gen
+    )
+    expired = bundle.expired()
+    return {
+        **stats,
+        "replayed": 0,
+        "expired_items": 0 if expired is None else int(expired.sum()),
+        "pruned_items": 0,
         "watermark": iso_ms(bundle.watermark_ms),
         "new_users": new_users,
         "new_items": new_items,
@@ -265,6 +317,7 @@ def _train_and_fold(
     reporter = reporter or NullReporter()
     cfg = trainer.cfg
     start = time.perf_counter()
+    _set_prior(bundle, cfg.pop_prior)
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
     n_batches = bundle.model.n_batches(data, bundle.context, cfg, replay)
     trainer.plan(epochs * n_batches)

@@ -214,7 +214,8 @@ def replay(
                 elif name == "retrain" and not last:
                     bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
                 seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
-            results[name].append({**metrics, "seconds": round(seconds, 3)})
+            served = {"pop_weight": bundles[name].pop_weight} if name in bundles else {}
+            results[name].append({**metrics, "seconds": round(seconds, 3), **served})
             step(f"slice {s}: {name}")
     return {
         "events": events.height,

@@ -54,7 +54,7 @@ UPDATE_KEYS = LINEAGE_KEYS | {
     "pruned_items",
     "watermark",
 }
-MF_CONFIG = {"name": "mf", "dim": 8, "max_len": 200, "blocks": 2, "heads": 1, "dropout": 0.2, "item_features": ()}
+MF_CONFIG = {"name": "mf", "dim": 8, "max_len": 200, "blocks": 2, "heads": 1, "dropout": 0.2, "item_features": (), "ease_l2": 30.0}
 TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
 
@@ -123,6 +123,7 @@ def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipelin
         "heads": 2,
         "dropout": 0.0,
         "item_features": ("category",),
+        "ease_l2": 30.0,
     }
     base = pl.read_parquet(sasrec_pipeline.events["base"])
     assert raw["features"] == {"category": ["", *base["category"].unique(maintain_order=True).to_list()]}

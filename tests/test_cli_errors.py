@@ -138,7 +138,7 @@ def test_pickle_that_would_run_code(cli, expect_error, pipeline, tmp_path: Path)
 
 def test_unknown_model(cli, expect_error, pipeline, tmp_path: Path) -> None:
     r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", "--model", "gru4rec")
-    expect_error(r, 2, "--model 'gru4rec' is unknown; choose one of mf, sasrec")
+    expect_error(r, 2, "--model 'gru4rec' is unknown; choose one of mf, sasrec, ease")
     assert only_files(tmp_path) == []
 
 
@@ -170,7 +170,7 @@ def arch(**changes: object) -> str:
             ["--model", "sasrec", "--blocks", "0"],
             "--blocks must be a positive integer " + arch(blocks=0),
         ),
-        (["--item-features", "category"], "--item-features needs a sequential model (sasrec)"),
+        (["--item-features", "category"], "--item-features needs a model that embeds them (sasrec)"),
         (
             ["--model", "sasrec", "--item-features", "category,item_id"],
             "--item-features 'item_id' is a core column, not an item feature",

@@ -55,7 +55,8 @@ CONFIGS = {
 
 
 def test_every_model_is_checked() -> None:
-    assert sorted(CONFIGS) == sorted(MODELS)
+    # ease is solved in closed form: it has no optimizer state (test_ease.py)
+    assert sorted(CONFIGS) == sorted(n for n in MODELS if not MODELS[n].CLOSED_FORM)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -15,7 +15,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 def test_mf_with_defaults_beats_popularity_on_day14(pipeline, tmp_path: Path) -> None:
     ckpt = tmp_path / "m10.pt"
     info = api.init(pipeline.events["base"], ckpt)
-    assert info["epochs"] == TrainConfig().epochs and info["n_users"] == 1360
+    assert 1 <= info["epochs"] <= TrainConfig().epochs and info["n_users"] == 1360
     for d in (11, 12, 13):
         out = tmp_path / f"m{d}.pt"
         r = api.update(ckpt, pipeline.events[f"day{d}"], out)

@@ -70,8 +70,9 @@ def test_report_holds_every_strategy_and_slice(run: Run) -> None:
     assert rep["slices"][0]["ts_min"] == str(ts.min()) and rep["slices"][-1]["ts_max"] == str(ts.max())
     for name, r in rep["strategies"].items():
         assert len(r["per_slice"]) == SLICES, name
+        served = {"pop_weight"} if name != "popular" else set()  # the weight a model was scored with
         for s in r["per_slice"]:
-            assert set(s) == {*METRICS, "users", "seconds"}
+            assert set(s) == {*METRICS, "users", "seconds", *served}
             assert all(0 <= s[m] <= 1 for m in METRICS)
     # Every strategy is scored on the same users, and the table shows every strategy.
     for j in range(SLICES):

@@ -1,7 +1,7 @@
 """Model registry: ``MODELS[name]`` is the class behind ``--model name``.
 
 >>> sorted(MODELS)
-['mf', 'sasrec']
+['ease', 'mf', 'sasrec']
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from recinc_cli.config import ModelConfig
 from recinc_cli.errors import UsageError
 from recinc_cli.models.base import Recommender
+from recinc_cli.models.ease import EASE
 from recinc_cli.models.mf import MF
 from recinc_cli.models.sasrec import SASRec
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec, EASE)}
 
 
 def build_model(cfg: ModelConfig, sizes: Mapping[str, int]) -> Recommender:

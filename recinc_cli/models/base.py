@@ -10,7 +10,7 @@ Models import nothing from recinc but the config.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,6 +43,12 @@ class Recommender(nn.Module):
     #: True when scores depend on each user's recent events (``seq_item``/``seq_type``).
     CONTEXT: ClassVar[bool] = False
     INIT_STD: ClassVar[float] = 0.1
+    #: True when ``batches`` honours ``train_prior`` (training against the popularity prior).
+    POP_PRIOR: ClassVar[bool] = False
+    #: True for models solved in closed form (``absorb``), not trained by gradient steps.
+    CLOSED_FORM: ClassVar[bool] = False
+    #: Set by ``init``/``update`` for the duration of a fit (:class:`~recinc_cli.pop_prior.PriorSource`).
+    train_prior: Callable[[Any], Any] | None = None
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__()

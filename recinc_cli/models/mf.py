@@ -30,6 +30,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data import TrainData
 from recinc_cli.models.base import Batch, Query, Recommender, shuffled_slices
 from recinc_cli.models.losses import sampled_softmax_ce
+from recinc_cli.pop_prior import PopPrior
 
 
 class MF(Recommender):
@@ -37,6 +38,7 @@ class MF(Recommender):
 
     name = "mf"
     SPARSE: ClassVar[frozenset[str]] = frozenset({"user_emb"})
+    POP_PRIOR: ClassVar[bool] = True
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__(sizes, cfg)
@@ -60,20 +62,29 @@ class MF(Recommender):
         generator: torch.Generator,
         replay: TrainData | None = None,
     ) -> Iterator[Batch]:
+        prior = None
+        if self.train_prior is not None:
+            prior = self.train_prior(data).extended(0 if replay is None else len(replay))
         data = data.concat(replay)  # order does not matter to mf: replayed events are more events
         if self.n_items - 1 > cfg.full_softmax_max_items:
-            yield from self._event_batches(data, cfg, generator)
+            yield from self._event_batches(data, cfg, generator, prior)
         else:
-            yield from self._user_batches(data, cfg, generator)
+            yield from self._user_batches(data, cfg, generator, prior)
 
-    def _user_batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+    def _user_batches(
+        self, data: TrainData, cfg: TrainConfig, generator: torch.Generator, prior: PopPrior | None
+    ) -> Iterator[Batch]:
         """Shuffled users packed into batches of about ``batch_size`` events.
 
         All events of a user share one softmax, so a batch costs (users x items), not
-        (events x items): the same loss as one softmax per event, many times cheaper.
+        (events x items): the same loss as one softmax per event, many times cheaper. With a
+        popularity ``prior`` a row is a user at one snapshot, whose events share its offsets.
         """
-        order = np.argsort(data.user_idx, kind="stable")
-        users, starts, counts = np.unique(data.user_idx[order], return_index=True, return_counts=True)
+        n_snaps = 1 if prior is None else len(prior.log_pop)
+        key = data.user_idx.astype(np.int64) * n_snaps + (0 if prior is None else prior.snap)
+        order = np.argsort(key, kind="stable")
+        keys, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+        users, snaps = keys // n_snaps, torch.as_tensor(keys % n_snaps)
         perm = torch.randperm(len(users), generator=generator).numpy()
         batch_of = (np.cumsum(counts[perm]) - 1) // cfg.batch_size
         bounds = np.flatnonzero(np.diff(batch_of, prepend=-1, append=batch_of[-1] + 1))
@@ -86,15 +97,20 @@ class MF(Recommender):
             # event positions of the chosen users, without a Python loop over users
             offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
             ev = torch.as_tensor(np.repeat(starts[chosen], n) + offsets)
-            yield {
+            batch = {
                 "user": torch.as_tensor(users[chosen]),
                 "row": torch.as_tensor(np.repeat(np.arange(len(chosen)), n)),
                 "item": items[ev],
                 "weight": weights[ev],
                 "l2": l2,
             }
+            if prior is not None:
+                batch["offset"] = prior.log_pop[snaps[chosen]]
+            yield batch
 
-    def _event_batches(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> Iterator[Batch]:
+    def _event_batches(
+        self, data: TrainData, cfg: TrainConfig, generator: torch.Generator, prior: PopPrior | None
+    ) -> Iterator[Batch]:
         """Shuffled events with ``n_negatives`` uniform negatives shared by the batch."""
         users = torch.as_tensor(data.user_idx.astype(np.int64))
         items = torch.as_tensor(data.item_idx.astype(np.int64))
@@ -102,7 +118,7 @@ class MF(Recommender):
         l2 = torch.tensor(cfg.l2)
         for idx in shuffled_slices(len(data), cfg.batch_size, generator):
             neg = torch.randint(1, self.n_items, (cfg.n_negatives,), generator=generator)
-            yield {
+            batch = {
                 "user": users[idx],
                 "row": torch.arange(len(idx)),
                 "item": items[idx],
@@ -110,12 +126,19 @@ class MF(Recommender):
                 "neg": neg,
                 "l2": l2,
             }
+            if prior is not None:
+                rows = prior.log_pop[torch.as_tensor(prior.snap[idx])]
+                batch["offset_pos"] = rows.gather(1, items[idx][:, None])[:, 0]
+                batch["offset_neg"] = rows[:, neg]
+            yield batch
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Weighted softmax cross-entropy: sum_e w_e (logsumexp_u - s_{u,i_e}) / sum_e w_e.
 
         ``user`` (U,) rows of the batch; ``row``/``item``/``weight`` (E,) one per event, ``row``
-        indexing ``user``; optional ``neg`` (M,) shared sampled negatives (then U = E).
+        indexing ``user``; optional ``neg`` (M,) shared sampled negatives (then U = E). Optional
+        popularity-prior offsets (:mod:`recinc_cli.pop_prior`): ``offset`` (U, n_items), or with
+        negatives ``offset_pos`` (E,) and ``offset_neg`` (E, M).
         """
         # sparse=True: the optimizer then only touches the user rows in this batch.
         u = F.embedding(batch["user"], self.user_emb, sparse=True)
@@ -124,9 +147,14 @@ class MF(Recommender):
         if "neg" in batch:
             neg = batch["neg"]
             neg_logit = u @ self.item_emb[neg].T + self.item_bias[neg]
+            if "offset_pos" in batch:
+                pos_logit, neg_logit = pos_logit + batch["offset_pos"], neg_logit + batch["offset_neg"]
             ce = sampled_softmax_ce(pos_logit, neg_logit, pos, neg)
         else:
             logits = u @ self.item_emb.T + self.item_bias
+            if "offset" in batch:
+                logits = logits + batch["offset"]
+                pos_logit = pos_logit + batch["offset"][row, pos]
             logits[:, 0] = float("-inf")
             ce = torch.logsumexp(logits, dim=1)[row] - pos_logit
         reg = batch["l2"] * ((u[row] ** 2).sum(-1) + (self.item_emb[pos] ** 2).sum(-1))

@@ -1,0 +1,66 @@
+"""Fitting a closed-form model (``ease``): fold events in, choose the popularity weight held out.
+
+The gradient models' ``init``/``update`` pick an epoch count on the newest events
+(:mod:`recinc_cli.early_stop`); a closed-form model has no epochs, so the newest
+``valid_fraction`` of the events only chooses the popularity weight before it is folded in too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from recinc_cli.data import TrainData
+from recinc_cli.early_stop import choose_pop_weight
+from recinc_cli.evaluate import slice_truth
+from recinc_cli.incremental import iso_ms
+
+if TYPE_CHECKING:
+    from recinc_cli.checkpoint import Bundle
+
+
+def closed_form_fit(bundle: Bundle, events: pl.DataFrame, valid_fraction: float, pop_weight: float | None) -> dict[str, Any]:
+    """Absorb ``events`` (time-ordered) into ``bundle``'s model and fold them into the bundle.
+
+    With ``pop_weight`` None the weight is chosen on the newest ``valid_fraction`` of the events
+    (absorbed after the choice), pooling the evidence of earlier runs; otherwise it is set.
+    Returns the run's lineage stats.
+    """
+    start = time.perf_counter()
+    model = bundle.model
+    half_life = bundle.train_cfg.cooc_half_life_events or 0.0
+    cut = round(events.height * (1 - valid_fraction))
+    older, held = (events[:cut], events[cut:]) if 0 < cut < events.height else (events, events[:0])
+    valid_ndcg = None
+
+    def absorb(part: pl.DataFrame) -> None:
+        data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
+        model.absorb(data, bundle.context, half_life)  # type: ignore[operator]
+        bundle.fold(data)
+
+    absorb(older)
+    if pop_weight is not None:
+        bundle.pop_weight = pop_weight
+    elif held.height:
+        users, row, truth = slice_truth(held, bundle.users, bundle.items, bundle.seen.contains)
+        if len(users):
+            valid_ndcg, bundle.pop_weight = choose_pop_weight(bundle, users, row, truth)
+    if held.height:
+        absorb(held)
+    seconds = time.perf_counter() - start
+    ts = events["timestamp"].dt.epoch("ms")
+    return {
+        "events": events.height,
+        "epochs": 1,
+        "lr": None,
+        "final_loss": None,
+        "train_seconds": round(seconds, 3),
+        "epoch_seconds": round(seconds, 3),
+        "events_per_second": round(events.height / max(seconds, 1e-9), 1),
+        "ts_min": iso_ms(int(ts.min())),  # type: ignore[arg-type]
+        "ts_max": iso_ms(int(ts.max())),  # type: ignore[arg-type]
+        "valid_ndcg": None if valid_ndcg is None else round(valid_ndcg, 5),
+        "pop_weight": bundle.pop_weight,
+    }
