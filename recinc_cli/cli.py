@@ -75,6 +75,12 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and
 Out = Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")]
 
 
+def _per_model(field: str) -> str:
+    """Help suffix listing each model's default of a TrainConfig field."""
+    values = {name: getattr(TrainConfig.for_model(name), field) for name in MODEL_NAMES}
+    return "[default: " + ", ".join(f"{n} {v:g}" for n, v in values.items()) + "]"
+
+
 # -- incremental policies: shared by init (stored defaults), update (stored) and replay ----------
 UpdateValidFraction = Annotated[
     float | None,
@@ -91,6 +97,17 @@ AnchorWeight = Annotated[float | None, typer.Option(help="L2 pull towards the pa
 DistillWeight = Annotated[float | None, typer.Option(help="Distillation from the parent model's scores; 0 = off.")]
 PopWeight = Annotated[
     str | None, typer.Option(help="Weight of log(1 + decayed popularity) added to the scores, or auto (chosen).")
+]
+PopPrior = Annotated[
+    float | None,
+    typer.Option(
+        help="mf: train against the popularity prior, each event's logits + W x log(1 + popularity at its "
+        "time), so the model learns what users take beyond the trend; 0 = off. " + _per_model("pop_prior")
+    ),
+]
+EaseL2 = Annotated[
+    float,
+    typer.Option(help="ease: ridge penalty, as a multiple of the mean diagonal of the co-occurrence matrix."),
 ]
 MinCount = Annotated[int | None, typer.Option(help="Sightings before a new user/item gets a row (counts persist).")]
 ExpireAfter = Annotated[
@@ -247,12 +264,6 @@ def preprocess(
     )
 
 
-def _per_model(field: str) -> str:
-    """Help suffix listing each model's default of a TrainConfig field."""
-    values = {name: getattr(TrainConfig.for_model(name), field) for name in MODEL_NAMES}
-    return "[default: " + ", ".join(f"{n} {v:g}" for n, v in values.items()) + "]"
-
-
 @command
 def init(
     events: Annotated[
@@ -271,6 +282,7 @@ def init(
         str | None,
         typer.Option(help="sasrec: comma-separated item attribute columns of EVENTS to embed, e.g. category."),
     ] = None,
+    ease_l2: EaseL2 = ModelConfig.ease_l2,
     epochs: Annotated[
         int | None, typer.Option(help="Most training epochs (early stopping picks fewer). " + _per_model("epochs"))
     ] = None,
@@ -284,6 +296,7 @@ def init(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Events per batch. " + _per_model("batch_size"))] = None,
     l2: Annotated[float, typer.Option(help="mf: L2 penalty on the embeddings a batch touches.")] = TrainConfig.l2,
+    pop_prior: PopPrior = None,
     negatives: Annotated[
         int, typer.Option(help="Sampled negatives per batch for catalogues above --full-softmax-max-items.")
     ] = TrainConfig.n_negatives,
@@ -346,7 +359,14 @@ def init(
     """
     features = tuple(f.strip() for f in (item_features or "").split(",") if f.strip())
     model_cfg = ModelConfig(
-        name=model, dim=dim, max_len=max_len, blocks=blocks, heads=heads, dropout=dropout, item_features=features
+        name=model,
+        dim=dim,
+        max_len=max_len,
+        blocks=blocks,
+        heads=heads,
+        dropout=dropout,
+        item_features=features,
+        ease_l2=ease_l2,
     )
     policies = _policies(locals())
     train_cfg = TrainConfig.for_model(
@@ -357,6 +377,7 @@ def init(
         update_lr=update_lr,
         batch_size=batch_size,
         l2=l2,
+        pop_prior=pop_prior,
         n_negatives=negatives,
         full_softmax_max_items=full_softmax_max_items,
         init=init_,
@@ -398,6 +419,7 @@ def update(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Events per batch, this run only [default: stored].")] = None,
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
+    pop_prior: PopPrior = None,
     update_valid_fraction: UpdateValidFraction = None,
     half_life: HalfLife = None,
     replay_size: ReplaySize = None,
@@ -442,6 +464,7 @@ def update(
         update_epochs=epochs,
         lr=lr,
         batch_size=batch_size,
+        pop_prior=pop_prior,
         **_policies(locals()),
     )
     if r["skipped"]:
@@ -623,6 +646,8 @@ def replay(
         Path | None, typer.Option(help="Also write this PNG (a bare name goes into the report directory).")
     ] = None,
     dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
+    ease_l2: EaseL2 = ModelConfig.ease_l2,
+    pop_prior: PopPrior = None,
     epochs: Annotated[int | None, typer.Option(help="Most epochs of init and retrain. " + _per_model("epochs"))] = None,
     update_epochs: Annotated[
         int | None, typer.Option(help="Most epochs of an update. " + _per_model("update_epochs"))
@@ -665,9 +690,9 @@ def replay(
     from recinc_cli.console import replay_reporter, replay_table
 
     names = [x.strip() for x in strategies.split(",") if x.strip()]
-    model_cfg = ModelConfig(name=model, dim=dim)
+    model_cfg = ModelConfig(name=model, dim=dim, ease_l2=ease_l2)
     train_cfg = TrainConfig.for_model(
-        model, epochs=epochs, update_epochs=update_epochs, lr=lr, update_lr=update_lr, seed=seed
+        model, epochs=epochs, update_epochs=update_epochs, lr=lr, update_lr=update_lr, seed=seed, pop_prior=pop_prior
     )
     progress = replay_reporter(quiet)
     with progress:
