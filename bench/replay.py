@@ -3,13 +3,14 @@
 For each log and model: one ``recinc replay`` run with every strategy (frozen, incremental,
 retrain, popular), then ablation runs of the incremental strategy alone with one policy changed
 (no replay, anchoring, time decay, distillation, no held-out epoch choice, no popularity
-adjustment). Every number comes from the command's own ``report.json``; ratios compare
-strategies of the same run (same machine, same moment).
+adjustment; for mf the popularity prior of training; for ease its penalty). Every number comes
+from the command's own ``report.json``; ratios compare strategies of the same run (same
+machine, same moment).
 
 Usage::
 
     python bench/replay.py [--data-dir ../shared/data] [--out bench_out] [--datasets ml-1m,ml-100k,taobao]
-        [--models mf,sasrec] [--no-ablation]
+        [--models mf,sasrec,ease] [--no-ablation]
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ ABLATIONS: dict[str, list[str]] = {
     "no held-out epoch choice": ["--update-valid-fraction", "0"],
     "no popularity adjustment": ["--pop-weight", "0"],
 }
+#: model -> extra ablations of that model only (ease has no gradient options to ablate)
+MODEL_ABLATIONS: dict[str, dict[str, list[str]]] = {
+    "mf": {
+        "no popularity prior in training (--pop-prior 0)": ["--pop-prior", "0"],
+        "--pop-prior 2": ["--pop-prior", "2"],
+    },
+    "ease": {"no popularity adjustment": ["--pop-weight", "0"], "--ease-l2 100": ["--ease-l2", "100"]},
+}
+
+
+def ablations(model: str) -> dict[str, list[str]]:
+    """The ablation runs of ``model``: the shared policy ones (gradient models) and its own."""
+    shared = {} if model == "ease" else ABLATIONS
+    return {**shared, **MODEL_ABLATIONS.get(model, {})}
 
 
 def run(log: Path, out: Path, model: str, strategies: str, extra: list[str]) -> dict[str, Any]:
@@ -46,7 +61,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--datasets", default="ml-1m,ml-100k,taobao")
-    parser.add_argument("--models", default="mf,sasrec")
+    parser.add_argument("--models", default="mf,sasrec,ease")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--show", type=Path, help="only print the tables of an earlier replay.json")
     args = parser.parse_args()
@@ -58,6 +73,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in args.datasets.split(","):
         for model in args.models.split(","):
+            if model == "ease" and name == "taobao":
+                continue  # 55k items: above ease's dense co-occurrence limit (it refuses, exit 2)
             key = f"{name} {model}"
             console.log(f"{key}: all strategies")
             work = args.out / "replay" / name / model
@@ -67,7 +84,7 @@ def main() -> None:
                 )
             }
             if not args.no_ablation and name != "taobao":
-                for label, extra in ABLATIONS.items():
+                for label, extra in ablations(model).items():
                     console.log(f"{key}: {label}")
                     slug = label.split("(")[0].strip().replace(" ", "-").replace("+", "with")
                     entry[label] = run(args.data_dir / DATASETS[name], work / slug, model, "incremental", extra)

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from recinc_cli.checkpoint import Bundle
 
 
-def closed_form_fit(bundle: Bundle, events: pl.DataFrame, valid_fraction: float, pop_weight: float | None) -> dict[str, Any]:
+def closed_form_fit(
+    bundle: Bundle, events: pl.DataFrame, valid_fraction: float, pop_weight: float | None
+) -> dict[str, Any]:
     """Absorb ``events`` (time-ordered) into ``bundle``'s model and fold them into the bundle.
 
     With ``pop_weight`` None the weight is chosen on the newest ``valid_fraction`` of the events

@@ -170,7 +170,8 @@ def replay(
     ``train_cfg`` trains the base model (and each retrain); ``update_cfg`` the incremental
     updates (default: ``train_cfg.for_update()``). The report has ``slices`` (events and time
     range of each), ``base_seconds`` and per strategy ``per_slice`` (ndcg, recall, hit_rate,
-    users, seconds of the update that followed) and ``mean``.
+    users, seconds of the update that followed, and for model strategies the ``pop_weight`` the
+    slice was scored with) and ``mean``.
     """
     from recinc_cli.lifecycle import create_bundle, update_bundle
 
@@ -208,14 +209,14 @@ def replay(
                 metrics, seconds = popular_of(window, before, truth, k), 0.0
             else:
                 metrics = score_bundle(bundles[name], truth, k)
+                metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
                 start = time.perf_counter()
                 if name == "incremental" and not last:
                     update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
                 elif name == "retrain" and not last:
                     bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
                 seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
-            served = {"pop_weight": bundles[name].pop_weight} if name in bundles else {}
-            results[name].append({**metrics, "seconds": round(seconds, 3), **served})
+            results[name].append({**metrics, "seconds": round(seconds, 3)})
             step(f"slice {s}: {name}")
     return {
         "events": events.height,

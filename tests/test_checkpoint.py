@@ -54,7 +54,16 @@ UPDATE_KEYS = LINEAGE_KEYS | {
     "pruned_items",
     "watermark",
 }
-MF_CONFIG = {"name": "mf", "dim": 8, "max_len": 200, "blocks": 2, "heads": 1, "dropout": 0.2, "item_features": (), "ease_l2": 30.0}
+MF_CONFIG = {
+    "name": "mf",
+    "dim": 8,
+    "max_len": 200,
+    "blocks": 2,
+    "heads": 1,
+    "dropout": 0.2,
+    "item_features": (),
+    "ease_l2": 30.0,
+}
 TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
 

@@ -3,6 +3,7 @@ checkpoints and the CLI pipeline."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,8 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import UsageError
-from recinc_cli.models import ease as ease_module
 from recinc_cli.models import build_model
+from recinc_cli.models import ease as ease_module
 from recinc_cli.models.ease import EASE
 from recinc_cli.recommend import model_scorer, top_k
 from recinc_cli.seen import SeenItems
@@ -69,7 +70,7 @@ def test_absorbing_slice_by_slice_equals_absorbing_everything_at_once() -> None:
     parts = make(n_users, n_items)
     ctx = Context.empty(n_users)
     cut = [0, 12, 50, 52, len(data)]  # on the chunk edges (a quarter half-life: 2 events)
-    for lo, hi in zip(cut, cut[1:], strict=False):
+    for lo, hi in itertools.pairwise(cut):
         part = data.subset(np.arange(lo, hi))
         parts.absorb(part, ctx, half_life_events=8)
         ctx = ctx.extend(part.user_idx, part.item_idx, part.types(), part.ts_ms, n_users, 50)
@@ -113,7 +114,9 @@ def test_grow_pads_the_matrix_and_keeps_old_entries() -> None:
 
 def test_a_catalogue_above_the_limit_is_refused_with_advice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ease_module, "MAX_ITEMS", 10)
-    with pytest.raises(UsageError, match=r"ease handles catalogues of up to 10 items \(this one has 11\); use --model mf"):
+    with pytest.raises(
+        UsageError, match=r"ease handles catalogues of up to 10 items \(this one has 11\); use --model mf"
+    ):
         make(3, 12)
     m = make(3, 11)
     with pytest.raises(UsageError, match="up to 10 items"):

@@ -62,7 +62,9 @@ def test_a_model_trained_against_the_prior_leaves_popularity_to_it(sampled: bool
     data = skewed()
     gaps = []
     for weight in (0.0, 1.0):
-        cfg = TrainConfig(lr=0.05, batch_size=4096, l2=0.0, full_softmax_max_items=5 if sampled else 50_000, n_negatives=8)
+        cfg = TrainConfig(
+            lr=0.05, batch_size=4096, l2=0.0, full_softmax_max_items=5 if sampled else 50_000, n_negatives=8
+        )
         m = build_model(ModelConfig(dim=4), {"user": 61, "item": 12})
         gen = seeded_generator(0)
         m.reset_parameters("random", gen)

@@ -59,6 +59,7 @@ class EASE(Recommender):
     name = "ease"
     CONTEXT: ClassVar[bool] = True
     CLOSED_FORM: ClassVar[bool] = True
+    gram: torch.Tensor
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__(sizes, cfg)

@@ -62,14 +62,14 @@ class MF(Recommender):
         generator: torch.Generator,
         replay: TrainData | None = None,
     ) -> Iterator[Batch]:
-        prior = None
+        pop: PopPrior | None = None
         if self.train_prior is not None:
-            prior = self.train_prior(data).extended(0 if replay is None else len(replay))
+            pop = self.train_prior(data).extended(0 if replay is None else len(replay))
         data = data.concat(replay)  # order does not matter to mf: replayed events are more events
         if self.n_items - 1 > cfg.full_softmax_max_items:
-            yield from self._event_batches(data, cfg, generator, prior)
+            yield from self._event_batches(data, cfg, generator, pop)
         else:
-            yield from self._user_batches(data, cfg, generator, prior)
+            yield from self._user_batches(data, cfg, generator, pop)
 
     def _user_batches(
         self, data: TrainData, cfg: TrainConfig, generator: torch.Generator, prior: PopPrior | None
