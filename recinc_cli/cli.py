@@ -391,7 +391,10 @@ def init(
     if "pop_weight" in policies:
         train_cfg = dataclasses.replace(train_cfg, pop_weight=policies["pop_weight"])
     r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
-    if r["valid_ndcg"] is None:
+    if r["final_loss"] is None:  # closed form (ease): counted and solved, no epochs
+        chosen = "" if r["valid_ndcg"] is None else f" (valid ndcg@10 {r['valid_ndcg']:.4f})"
+        how = f"co-occurrences counted, pop weight {r['pop_weight']:g}{chosen}"
+    elif r["valid_ndcg"] is None:
         how = _epochs(r["epochs"])
     elif valid_last:
         how = f"{_epochs(r['epochs'])} chosen by early stopping (valid ndcg@10 {r['valid_ndcg']:.4f}, leave-one-out)"
@@ -403,7 +406,7 @@ def init(
     info(
         f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, {how} "
         f"in {r['train_seconds']:.1f}s ({r['epoch_seconds']:.1f}s per epoch, {r['events_per_second']:,.0f} events/s, "
-        f"peak memory {r['peak_memory_mb']:,.0f} MiB), loss {r['final_loss']:.4f} -> {output}",
+        f"peak memory {r['peak_memory_mb']:,.0f} MiB), {_loss(r['final_loss'])} -> {output}",
         quiet,
     )
 
@@ -486,8 +489,9 @@ def update(
         notes.append(f"{r['expired_items']:,} items expired{pruned}")
     info(
         f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
-        f"(now {r['n_users']:,} / {r['n_items']:,}), {_epochs(r['epochs'])} in {r['train_seconds']:.1f}s, "
-        f"loss {r['final_loss']:.4f}, {', '.join(notes)} -> {output}",
+        f"(now {r['n_users']:,} / {r['n_items']:,}), "
+        f"{'counted' if r['final_loss'] is None else _epochs(r['epochs'])} in {r['train_seconds']:.1f}s, "
+        f"{_loss(r['final_loss'])}, {', '.join(notes)} -> {output}",
         quiet,
     )
 
@@ -713,6 +717,11 @@ def replay(
     if not quiet:
         stdout.print(replay_table(r))
     info(f"replay: {len(names)} strategies x {slices} slices -> {output / 'report.json'}", quiet)
+
+
+def _loss(final_loss: float | None) -> str:
+    """The summary line's loss; closed-form models (ease) have none."""
+    return "closed form" if final_loss is None else f"loss {final_loss:.4f}"
 
 
 def _parse_time(text: str) -> dt.datetime:

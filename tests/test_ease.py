@@ -178,3 +178,16 @@ def test_pop_prior_is_refused_for_models_that_do_not_train_with_it(pipeline, tmp
     r = cli("init", pipeline.events["base"], "-o", tmp_path / "m.pt", "--model", "ease", "--pop-prior", "1")
     expect_error(r, 2, "--pop-prior applies to mf only; ease trains without it (use 0)")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_ease_through_the_cli(pipeline, tmp_path: Path, cli) -> None:
+    m0, m1 = tmp_path / "e0.pt", tmp_path / "e1.pt"
+    r = cli("init", pipeline.events["base"], "-o", m0, "--model", "ease", "--ease-l2", "10")
+    assert r.exit_code == 0, r.stderr
+    assert "co-occurrences counted, pop weight" in r.stderr and "closed form" in r.stderr
+    assert load_bundle(m0).model_cfg.ease_l2 == 10
+    r = cli("update", m0, pipeline.events["day11"], "-o", m1)
+    assert r.exit_code == 0, r.stderr
+    assert "counted in" in r.stderr and "closed form" in r.stderr
+    r = cli("evaluate", m1, pipeline.events["day12"], "--json")
+    assert r.exit_code == 0, r.stderr

@@ -127,9 +127,10 @@ class MF(Recommender):
                 "l2": l2,
             }
             if prior is not None:
-                rows = prior.log_pop[torch.as_tensor(prior.snap[idx])]
-                batch["offset_pos"] = rows.gather(1, items[idx][:, None])[:, 0]
-                batch["offset_neg"] = rows[:, neg]
+                # (snapshots x negatives) first: never an (events x catalogue) block
+                snap = torch.as_tensor(prior.snap[idx])
+                batch["offset_pos"] = prior.log_pop[snap, items[idx]]
+                batch["offset_neg"] = prior.log_pop[:, neg][snap]
             yield batch
 
     def loss(self, batch: Batch) -> torch.Tensor:
