@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import torch
 
@@ -47,7 +46,7 @@ from recinc_cli.history import ServingState, with_history
 from recinc_cli.io import _first_line, atomic_path
 from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
-from recinc_cli.popularity import decayed_popularity
+from recinc_cli.popularity import PopClock
 from recinc_cli.recommend import ScoreFn, adjusted_scorer, model_scorer
 from recinc_cli.reservoir import KEYS as RESERVOIR_KEYS
 from recinc_cli.reservoir import Reservoir
@@ -170,26 +169,23 @@ class Bundle:
         self.item_last_ms = last.scatter_reduce(
             0, torch.as_tensor(data.item_idx.copy()), torch.as_tensor(data.ts_ms.copy()), reduce="amax"
         )
+        self.item_pop, _ = self.popularity_clock().fold(
+            self.item_pop, data.item_idx, data.weight, data.ts_ms, len(self.items)
+        )
+        self.pop_clock += len(data)
+        self.pop_time_ms = max(int(self.pop_time_ms), int(data.ts_ms.max(initial=0)))
+
+    def popularity_clock(self) -> PopClock:
+        """The clock ``item_pop`` is read at now: events folded (half-life
+        ``pop_half_life_events``), or the watermark in ms when that is 0 (``pop_half_life_s``).
+
+        Event clock: an event's age is the number of events folded after it, so the prior
+        follows the log's pace whether a slice spans an hour or a year.
+        """
         hl_events = self.train_cfg.pop_half_life_events or 0.0
         if hl_events > 0:
-            # Event clock: an event's age is the number of events folded after it, so the
-            # prior follows the log's pace whether a slice spans an hour or a year.
-            clock = self.pop_clock + np.arange(1, len(data) + 1, dtype=np.int64)
-            self.item_pop, self.pop_clock = decayed_popularity(
-                self.item_pop, self.pop_clock, data.item_idx, data.weight, clock, len(self.items), hl_events / 1000
-            )
-        else:
-            self.item_pop, _ = decayed_popularity(
-                self.item_pop,
-                self.pop_time_ms,
-                data.item_idx,
-                data.weight,
-                data.ts_ms,
-                len(self.items),
-                self.train_cfg.pop_half_life_s,
-            )
-            self.pop_clock += len(data)
-        self.pop_time_ms = max(int(self.pop_time_ms), int(data.ts_ms.max(initial=0)))
+            return PopClock(int(self.pop_clock), hl_events, events=True)
+        return PopClock(int(self.pop_time_ms), self.train_cfg.pop_half_life_s * 1000.0, events=False)
 
     def applied_data(self) -> set[str]:
         """sha256 of every data file this lineage has been trained on."""

@@ -40,7 +40,7 @@ def closed_form_fit(
     def absorb(part: pl.DataFrame) -> None:
         data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
         model.absorb(data, bundle.context, half_life)  # type: ignore[operator]
-        bundle.fold(data)
+        bundle.fold(data)  # the context absorb read is extended here, once
 
     absorb(older)
     if pop_weight is not None:

@@ -5,11 +5,13 @@ Both run the same :class:`~recinc_cli.train.Trainer` and record one lineage entr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime as dt
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from recinc_cli.early_stop import early_stopped_fit
 from recinc_cli.errors import BadInputError, CheckpointError, UsageError
 from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.incremental import iso_ms, late_events, parent_anchor, prune_expired
-from recinc_cli.models import build_model
+from recinc_cli.models import MODELS, build_model
 from recinc_cli.models.base import Recommender
 from recinc_cli.pop_prior import PriorSource
 from recinc_cli.progress import NullReporter, Reporter
@@ -109,20 +111,21 @@ def create_bundle(
 
 
 def _check_pop_prior(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
-    from recinc_cli.models import MODELS
-
     if cfg.pop_prior > 0 and not MODELS[model_cfg.name].POP_PRIOR:
         raise UsageError(f"--pop-prior applies to mf only; {model_cfg.name} trains without it (use 0)")
 
 
-def _set_prior(bundle: Bundle, weight: float) -> None:
-    """Train the next fit against the popularity prior as of now (:mod:`recinc_cli.pop_prior`)."""
+@contextlib.contextmanager
+def _training_prior(bundle: Bundle, weight: float) -> Iterator[None]:
+    """Within the block, the model trains against the popularity prior as of its start
+    (:mod:`recinc_cli.pop_prior`); afterwards the model holds no trace of it."""
     model = bundle.model
-    if weight <= 0 or not model.POP_PRIOR:
+    if weight > 0 and model.POP_PRIOR:
+        model.train_prior = PriorSource(bundle.item_pop, bundle.popularity_clock(), weight, len(bundle.items))
+    try:
+        yield
+    finally:
         model.train_prior = None
-        return
-    half_life = bundle.train_cfg.pop_half_life_events or max(bundle.pop_clock / 10, 1.0)
-    model.train_prior = PriorSource(bundle.item_pop, half_life, weight, len(bundle.items))
 
 
 def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None) -> dict[str, Any]:
@@ -138,10 +141,10 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     stopped = None
     if held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
-        _set_prior(bundle, cfg.pop_prior)
-        stopped = early_stopped_fit(
-            bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
-        )
+        with _training_prior(bundle, cfg.pop_prior):
+            stopped = early_stopped_fit(
+                bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
+            )
     if stopped is None:
         stats = _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
         return {**stats, "events_trained": stats["events"] * stats["epochs"], "valid_ndcg": None}
@@ -189,13 +192,44 @@ def update_bundle(
     policy = {"events_in": n_events, "late_events": n_late, "late_policy": cfg.late, **admitted}
     if events.height == 0:
         return {**policy, **_nothing_trained(bundle, cfg)}
-    if bundle.model.CLOSED_FORM:
-        return {**_update_closed_form(bundle, events, cfg, gen), **policy}
-    anchor = parent_anchor(bundle) if cfg.anchor_weight > 0 else None
-    teacher = copy.deepcopy(bundle.model) if cfg.distill_weight > 0 else None
+    closed = bundle.model.CLOSED_FORM  # ease: counted and solved, no gradient steps
+    anchor = parent_anchor(bundle) if cfg.anchor_weight > 0 and not closed else None
+    teacher = copy.deepcopy(bundle.model) if cfg.distill_weight > 0 and not closed else None
     new_users, new_items = grow_vocabularies(events, bundle.users, bundle.items, bundle.types, bundle.features)
     bundle.model.grow(bundle.sizes(), cfg.row_init, gen)
     apply_item_features(bundle.model, events, bundle.items, bundle.features)
+    if closed:
+        stats, n_replayed = closed_form_fit(bundle, events, cfg.update_valid_fraction, cfg.pop_weight), 0
+    else:
+        stats, n_replayed = _train_update(bundle, events, cfg, gen, reporter, anchor, teacher)
+    data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
+    bundle.reservoir = bundle.reservoir.add_data(data, gen)
+    pruned = prune_expired(bundle) if cfg.prune else 0
+    expired = bundle.expired()
+    return {
+        **stats,
+        **policy,
+        "replayed": n_replayed,
+        "pop_weight": bundle.pop_weight,
+        "expired_items": 0 if expired is None else int(expired.sum()),
+        "pruned_items": pruned,
+        "watermark": iso_ms(bundle.watermark_ms),
+        "new_users": new_users,
+        "new_items": new_items,
+    }
+
+
+def _train_update(
+    bundle: Bundle,
+    events: pl.DataFrame,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    reporter: Reporter | None,
+    anchor: dict[str, torch.Tensor] | None,
+    teacher: Recommender | None,
+) -> tuple[dict[str, Any], int]:
+    """Train the grown model on the slice plus replayed events, choosing the epoch count on the
+    newest part; return the run's stats and how many events were replayed."""
     now = max(bundle.watermark_ms, int(events["timestamp"].dt.epoch("ms").max()))  # type: ignore[arg-type]
     n_replay = round(cfg.replay_ratio * events.height)
     replay = bundle.reservoir.sample(n_replay, gen).decayed(now, cfg.half_life_s) if n_replay else None
@@ -207,60 +241,26 @@ def update_bundle(
     if cfg.update_valid_fraction > 0 and older.height and held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
         train = fold.decayed(now, cfg.half_life_s)
-        _set_prior(bundle, cfg.pop_prior)
-        stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
+        with _training_prior(bundle, cfg.pop_prior):
+            stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
+    n_replayed = 0 if replay is None else len(replay)
     if stopped is None:
         stats = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
-        stats["valid_ndcg"] = None
-    else:
-        trainer.load_state_dict(bundle.optimizer)
-        tail = _train_and_fold(bundle, held, trainer, stopped["epochs"], gen, reporter, now)
-        seconds = time.perf_counter() - start
-        stats = {
-            **tail,
-            "events": events.height,
-            "epochs": stopped["epochs"],
-            "valid_ndcg": stopped["valid_ndcg"],
-            "train_seconds": round(seconds, 3),
-            "epoch_seconds": stopped["epoch_seconds"],
-            "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
-            "ts_min": iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
-        }
-    data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
-    bundle.reservoir = bundle.reservoir.add_data(data, gen)
-    pruned = prune_expired(bundle) if cfg.prune else 0
-    expired = bundle.expired()
-    return {
-        **stats,
-        **policy,
-        "replayed": 0 if replay is None else len(replay),
-        "pop_weight": bundle.pop_weight,
-        "expired_items": 0 if expired is None else int(expired.sum()),
-        "pruned_items": pruned,
-        "watermark": iso_ms(bundle.watermark_ms),
-        "new_users": new_users,
-        "new_items": new_items,
+        return {**stats, "valid_ndcg": None}, n_replayed
+    trainer.load_state_dict(bundle.optimizer)
+    tail = _train_and_fold(bundle, held, trainer, stopped["epochs"], gen, reporter, now)
+    seconds = time.perf_counter() - start
+    stats = {
+        **tail,
+        "events": events.height,
+        "epochs": stopped["epochs"],
+        "valid_ndcg": stopped["valid_ndcg"],
+        "train_seconds": round(seconds, 3),
+        "epoch_seconds": stopped["epoch_seconds"],
+        "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
+        "ts_min": iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
     }
-
-
-def _update_closed_form(bundle: Bundle, events: pl.DataFrame, cfg: TrainConfig, gen: torch.Generator) -> dict[str, Any]:
-    """``update`` of a closed-form model: grow, absorb the slice; no epochs, replay or anchor."""
-    new_users, new_items = grow_vocabularies(events, bundle.users, bundle.items, bundle.types, bundle.features)
-    bundle.model.grow(bundle.sizes(), cfg.row_init, gen)
-    stats = closed_form_fit(bundle, events, cfg.update_valid_fraction, cfg.pop_weight)
-    bundle.reservoir = bundle.reservoir.add_data(
-        TrainData.from_events(events, bundle.users, bundle.items, bundle.types), gen
-    )
-    expired = bundle.expired()
-    return {
-        **stats,
-        "replayed": 0,
-        "expired_items": 0 if expired is None else int(expired.sum()),
-        "pruned_items": 0,
-        "watermark": iso_ms(bundle.watermark_ms),
-        "new_users": new_users,
-        "new_items": new_items,
-    }
+    return stats, n_replayed
 
 
 def _nothing_trained(bundle: Bundle, cfg: TrainConfig) -> dict[str, Any]:
@@ -317,7 +317,6 @@ def _train_and_fold(
     reporter = reporter or NullReporter()
     cfg = trainer.cfg
     start = time.perf_counter()
-    _set_prior(bundle, cfg.pop_prior)
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
     n_batches = bundle.model.n_batches(data, bundle.context, cfg, replay)
     trainer.plan(epochs * n_batches)
@@ -326,7 +325,8 @@ def _train_and_fold(
     def on_batch(epoch: int, n_epochs: int, b: int, nb: int, loss: float) -> None:
         reporter.advance(1, f"epoch {epoch + 1}/{n_epochs} loss {loss:.4f}")
 
-    losses = trainer.fit(data.decayed(now_ms, cfg.half_life_s), epochs, gen, on_batch, bundle.context, replay)
+    with _training_prior(bundle, cfg.pop_prior):
+        losses = trainer.fit(data.decayed(now_ms, cfg.half_life_s), epochs, gen, on_batch, bundle.context, replay)
     reporter.stop()
     bundle.optimizer = trainer.state_dict()
     bundle.fold(data)

@@ -12,8 +12,41 @@ kept incrementally: moving the clock from T0 to T multiplies the old vector by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class PopClock:
+    """The clock a popularity vector runs on, from ``start``: an event clock (``events``: the
+    k-th event folded after ``start`` happens at ``start + k``, so age counts events) or unix
+    milliseconds (event times). ``half_life`` is in the clock's own units (events or ms).
+
+    >>> PopClock(start=10, half_life=5.0, events=True).times(np.array([0, 99, 7])).tolist()
+    [11, 12, 13]
+    """
+
+    start: int
+    half_life: float
+    events: bool
+
+    def times(self, ts_ms: np.ndarray) -> np.ndarray:
+        """(n,) int64 clock reading of each of n time-ordered events with times ``ts_ms``."""
+        if self.events:
+            return self.start + np.arange(1, len(ts_ms) + 1, dtype=np.int64)
+        return ts_ms
+
+    def fold(
+        self, prev: torch.Tensor, item_idx: np.ndarray, weight: np.ndarray, ts_ms: np.ndarray, n_items: int
+    ) -> tuple[torch.Tensor, PopClock]:
+        """:func:`decayed_popularity` of ``prev`` (read at ``start``) with the events added, and
+        the clock after them."""
+        pop, now = decayed_popularity(
+            prev, self.start, item_idx, weight, self.times(ts_ms), n_items, self.half_life / 1000.0
+        )
+        return pop, PopClock(now, self.half_life, self.events)
 
 
 def decayed_popularity(

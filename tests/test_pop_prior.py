@@ -15,7 +15,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data import TrainData
 from recinc_cli.models import build_model
 from recinc_cli.pop_prior import PopPrior, PriorSource
-from recinc_cli.popularity import decayed_popularity
+from recinc_cli.popularity import PopClock, decayed_popularity
 from recinc_cli.train import Trainer, seeded_generator
 
 
@@ -34,7 +34,7 @@ def skewed(n_users: int = 60, n_items: int = 12, seed: int = 0) -> TrainData:
 def test_snapshots_are_the_event_clock_popularity_before_each_chunk() -> None:
     data = skewed()
     start = torch.rand(12) * 5
-    p = PopPrior.of(start, data, half_life_events=30.0, weight=2.0, n_items=12, max_snapshots=9)
+    p = PopPrior.of(start, PopClock(0, 30.0, events=True), data, weight=2.0, n_items=12, max_snapshots=9)
     chunk = -(-len(data) // 9)
     assert p.snap.tolist() == (np.arange(len(data)) // chunk).tolist() and len(p.log_pop) == 9
     for s in range(9):
@@ -45,12 +45,12 @@ def test_snapshots_are_the_event_clock_popularity_before_each_chunk() -> None:
 
 
 def test_replayed_events_read_the_first_snapshot() -> None:
-    p = PopPrior.of(torch.zeros(12), skewed(), 30.0, 1.0, 12)
+    p = PopPrior.of(torch.zeros(12), PopClock(0, 30.0, events=True), skewed(), 1.0, 12)
     assert p.extended(3).snap[-3:].tolist() == [0, 0, 0] and len(p.extended(3).snap) == len(p.snap) + 3
 
 
 def test_prior_source_caches_per_data_object() -> None:
-    source = PriorSource(torch.zeros(12), 30.0, 1.0, 12)
+    source = PriorSource(torch.zeros(12), PopClock(0, 30.0, events=True), 1.0, 12)
     data = skewed()
     assert source(data) is source(data)
     assert source(skewed(seed=1)) is not source(data)
@@ -69,7 +69,7 @@ def test_a_model_trained_against_the_prior_leaves_popularity_to_it(sampled: bool
         gen = seeded_generator(0)
         m.reset_parameters("random", gen)
         if weight:
-            m.train_prior = PriorSource(torch.zeros(12), 1e9, weight, 12)  # no decay: plain counts
+            m.train_prior = PriorSource(torch.zeros(12), PopClock(0, 1e9, events=True), weight, 12)  # no decay
         Trainer(m, cfg).fit(data, epochs=60, generator=gen)
         bias = m.item_bias.detach()
         gaps.append(float(bias[1] - bias[-1]))  # most vs least popular (log 11 = 2.4 apart)

@@ -23,7 +23,7 @@ with recently consumed items ranks next week's new items better than the factor 
 >>> from recinc_cli.data import TrainData
 >>> m = EASE({"user": 3, "item": 4}, ModelConfig(name="ease"))
 >>> d = TrainData(np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2]), np.ones(4, np.float32), np.arange(4))
->>> _ = m.absorb(d, Context.empty(3), half_life_events=0)
+>>> m.absorb(d, Context.empty(3), half_life_events=0)
 >>> m.gram[1:3, 1:3].tolist()
 [[2.0, 2.0], [2.0, 2.0]]
 >>> s = m.score({"user": torch.tensor([1]), "seq_item": torch.tensor([[0, 1]])})
@@ -92,26 +92,29 @@ class EASE(Recommender):
         self._weights = None
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def absorb(self, data: TrainData, prior: Context, half_life_events: float) -> Context:
-        """Add the co-occurrences of ``data`` (time-ordered) to ``gram``; return the context after.
+    def absorb(self, data: TrainData, prior: Context, half_life_events: float) -> None:
+        """Add the co-occurrences of ``data`` (time-ordered) to ``gram``.
 
-        ``prior`` holds each user's items before ``data`` (their newest ``max_len``). The events
-        are taken in chunks of at most a quarter half-life; before each chunk ``gram`` decays by
-        2^(-events / half_life) (``half_life_events`` 0 = no decay). An item a user already had
-        within the context adds nothing again.
+        ``prior`` holds each user's items before ``data`` (their newest ``max_len``); the caller
+        folds ``data`` into its own context afterwards. The events are taken in chunks of at most
+        a quarter half-life; before each chunk ``gram`` decays by 2^(-events / half_life)
+        (``half_life_events`` 0 = no decay). An item a user already had within the context adds
+        nothing again.
         """
         self._weights = None
         chunk = max(1, int(half_life_events // 4)) if half_life_events > 0 else max(len(data), 1)
         ctx = prior
         for lo in range(0, len(data), chunk):
+            if lo:  # the history of this chunk includes the chunk before it
+                before = data.subset(np.arange(lo - chunk, lo))
+                n_users = max(self.n_users, ctx.n_users)
+                ctx = ctx.extend(
+                    before.user_idx, before.item_idx, before.types(), before.ts_ms, n_users, self.cfg.max_len
+                )
             part = data.subset(np.arange(lo, min(lo + chunk, len(data))))
             if half_life_events > 0:
                 self.gram.mul_(2.0 ** (-len(part) / half_life_events))
             self._add_pairs(part, ctx)
-            ctx = ctx.extend(
-                part.user_idx, part.item_idx, part.types(), part.ts_ms, max(self.n_users, ctx.n_users), self.cfg.max_len
-            )
-        return ctx
 
     def _add_pairs(self, part: TrainData, ctx: Context) -> None:
         users, inverse = np.unique(part.user_idx, return_inverse=True)
