@@ -100,7 +100,6 @@ class ModelConfig:
             "--heads must be a positive integer": self.heads >= 1,
             "--dropout must be in [0, 1)": 0 <= self.dropout < 1,
             "--dim must be a multiple of --heads": self.dim % max(self.heads, 1) == 0,
-            "--ease-l2 must be positive": self.ease_l2 > 0,
         }
         for message, ok in checks.items():
             if not ok:
@@ -108,6 +107,8 @@ class ModelConfig:
                     f"{message} (got dim={self.dim}, max_len={self.max_len}, blocks={self.blocks}, "
                     f"heads={self.heads}, dropout={self.dropout})"
                 )
+        if not self.ease_l2 > 0:
+            raise UsageError(f"--ease-l2 must be positive (got {self.ease_l2:g})")
         if self.item_features and self.name not in FEATURE_MODELS:
             raise UsageError(f"--item-features needs a model that embeds them ({', '.join(sorted(FEATURE_MODELS))})")
         reserved = {"user_id", "item_id", "timestamp", "event_type", "weight"}

@@ -4,7 +4,8 @@ A model is a plain ``nn.Module`` over dense indices. Row 0 of every user and ite
 padding/unknown. :meth:`Recommender.tables` names the parameters (and integer buffers) whose
 first axis is indexed by users, items, event types or feature values; :meth:`Recommender.grow`
 appends rows to exactly those, so old rows keep their index and values.
-Models import nothing from recinc but the config.
+Models import only configs and the data containers they read (events, context, training
+priors), never the bundle, file I/O or the CLI.
 """
 
 from __future__ import annotations
