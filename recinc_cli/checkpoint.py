@@ -20,6 +20,8 @@ reservoir (``replay_user`` / ``replay_item`` / ``replay_type`` / ``replay_weight
 ``replay_ts_ms``, ``replay_size``, ``replay_seen``) and the admission counts
 (``pending_user_ids`` / ``pending_user_counts`` / ``pending_item_ids`` / ``pending_item_counts``).
 ``pop_time_ms`` is the watermark: the newest event time applied.
+Since format 4 also ``checksum``: the sha256 of everything else (:mod:`recinc_cli.checksum`),
+verified on load, so a flipped bit or an edited value is an error, not a silently wrong model.
 Format 1 files (mf only) load with empty event types and features; format 1 and 2 files load
 with an empty reservoir, no waiting ids and every item last seen at the watermark.
 """
@@ -27,6 +29,7 @@ with an empty reservoir, no waiting ids and every item last seen at the watermar
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -38,10 +41,12 @@ import torch
 
 from recinc_cli import __version__
 from recinc_cli.admission import Admission
+from recinc_cli.checksum import payload_digest
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import CheckpointError, UsageError
+from recinc_cli.failpoints import pause_point
 from recinc_cli.history import ServingState, with_history
 from recinc_cli.io import _first_line, atomic_path
 from recinc_cli.models import build_model
@@ -53,7 +58,7 @@ from recinc_cli.reservoir import Reservoir
 from recinc_cli.seen import SeenItems
 from recinc_cli.vocab import Vocab
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _CONTEXT_KEYS = ("context_indptr", "context_items", "context_types", "context_ts_ms")
 _REQUIRED = (
     "format_version",
@@ -231,11 +236,27 @@ class Bundle:
 
 
 def save_bundle(bundle: Bundle, path: str | Path) -> str:
-    """Write ``bundle`` atomically to ``path``; return the file's sha256."""
+    """Write ``bundle`` atomically to ``path`` with its payload checksum; return the file's sha256.
+
+    The file is serialised in memory first, then written in two halves: a kill at any moment
+    leaves a temp file (removed by the next write), never a partial ``path``.
+    """
+    payload = bundle.to_dict()
+    payload["checksum"] = payload_digest(payload)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getbuffer()
     with atomic_path(path) as tmp:
-        torch.save(bundle.to_dict(), tmp)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    return digest
+        with open(tmp, "wb") as fh:
+            pause_point("save:open")
+            half = len(data) // 2
+            fh.write(data[:half])
+            fh.flush()
+            pause_point("save:partial")
+            fh.write(data[half:])
+        pause_point("save:written")
+    pause_point("save:renamed")
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -252,7 +273,7 @@ def load_bundle(path: str | Path) -> Bundle:
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused to load: it holds objects other than tensors and plain values "
-            "(not written by recinc, possibly malicious); nothing in it was run"
+            "(not written by recinc: possibly malicious, or damaged); nothing in it was run"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(e)}); restore it from a backup") from e
@@ -263,10 +284,27 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: format version {raw['format_version']} is newer than this recinc "
             f"({__version__}, format {FORMAT_VERSION}); upgrade recinc"
         )
+    _verify_checksum(raw, path)
     try:
         return _from_dict(raw)
     except (KeyError, TypeError, ValueError, RuntimeError, UsageError) as e:
         raise CheckpointError(f"{path}: damaged or inconsistent checkpoint ({_first_line(e)})") from e
+
+
+def _verify_checksum(raw: dict[str, Any], path: Path) -> None:
+    """Pop ``checksum`` from ``raw`` and check it (format 4 on; older files have none)."""
+    stored = raw.pop("checksum", None)
+    if raw["format_version"] < 4:  # written before checksums
+        return
+    try:
+        actual = payload_digest(raw)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: damaged checkpoint ({e}); restore it from a backup") from e
+    if stored != actual:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint (payload checksum mismatch: "
+            f"stored {str(stored)[:12]}, content {actual[:12]}); restore it from a backup or `recinc rollback`"
+        )
 
 
 def _from_dict(raw: dict[str, Any]) -> Bundle:

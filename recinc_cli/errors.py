@@ -39,6 +39,20 @@ class TrainingError(RecincError):
     exit_code = 5
 
 
+class PromotionError(RecincError):
+    """The promotion gate refused the candidate (exit 6): it is kept aside as ``*.rejected.pt``
+    and the previous model stays the one served."""
+
+    exit_code = 6
+
+
+class LockedError(RecincError):
+    """Another recinc run holds the output's or registry's lock (exit 9). Nothing was read or
+    written; retry later or pass ``--wait SECONDS``."""
+
+    exit_code = 9
+
+
 class LateDataError(RecincError):
     """Events older than the checkpoint's watermark minus ``--allowed-lateness`` under
     ``--late fail`` (exit 8). Nothing was written."""
@@ -59,7 +73,9 @@ EXIT_CODES: dict[int, str] = {
     2: "usage error",
     3: "bad input data",
     4: "bad or incompatible checkpoint",
-    5: "training failed",
+    5: "training failed (NaN/inf)",
+    6: "not promoted (--gate)",
     7: "cannot write output",
     8: "late events refused (--late fail)",
+    9: "locked by another run (--wait)",
 }

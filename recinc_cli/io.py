@@ -2,7 +2,9 @@
 
 Every file recinc writes goes through :func:`atomic_path`: the data is written to a temp file
 in the target directory, fsynced and renamed over the target, then the directory is fsynced,
-so a crash leaves either the old file or the new one, never half of one.
+so a crash leaves either the old file or the new one, never half of one. A temp file is named
+``.NAME.PID.XXXXXXXX.tmp``; one left by a killed run (its pid is gone) is removed by the next
+successful write into the same directory.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -18,6 +20,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,12 +44,13 @@ DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success fsync it and rename it over ``target``.
 
-    On an exception the temp file is removed and ``target`` is left untouched.
+    On an exception the temp file is removed and ``target`` is left untouched. After the
+    rename, temp files of killed runs in the same directory are removed (:func:`remove_stale_temps`).
     """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
         raise _cannot_write(target, e) from e
     os.close(fd)
@@ -67,6 +71,40 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    remove_stale_temps(target.parent)
+
+
+#: ``.NAME.PID.XXXXXXXX.tmp``: mkstemp's random part is 8 characters.
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Remove the temp files :func:`atomic_path` runs left in ``directory`` when killed
+    (SIGKILL, power loss): those whose writer pid no longer runs. Returns what was removed.
+
+    A live pid's temp may be a concurrent write in progress, so it is kept.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            m = _TEMP_NAME.match(entry.name)
+            if m and not _pid_alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _cannot_write(target: Path, e: OSError) -> OutputError:

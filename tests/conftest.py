@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -73,8 +74,42 @@ def check_error(result: Result, code: int, message: str | None = None, pattern: 
 
 
 def only_files(directory: Path) -> list[str]:
-    """Sorted names of every entry in ``directory`` (hidden temp files included)."""
-    return sorted(p.name for p in directory.iterdir())
+    """Sorted names of every entry in ``directory`` (hidden temp files included), except the
+    empty ``.NAME.lock`` files that init/update leave by design (README "Running in production")."""
+    return sorted(p.name for p in directory.iterdir() if not (p.name.startswith(".") and p.name.endswith(".lock")))
+
+
+class FullDiskFile:
+    """A file whose writes fail with ENOSPC after ``room`` bytes, as on a full disk."""
+
+    def __init__(self, path: object, mode: str, room: int = 64) -> None:
+        self._fh = open(path, mode)  # type: ignore[call-overload]  # noqa: SIM115
+        self._room = room
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self._room:
+            self._fh.write(bytes(data[: self._room]))
+            self._fh.flush()
+            raise OSError(28, "No space left on device")
+        self._room -= len(data)
+        return int(self._fh.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> FullDiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make checkpoint writes fail midway with 'No space left on device'."""
+    import recinc_cli.checkpoint
+
+    monkeypatch.setattr(recinc_cli.checkpoint, "open", FullDiskFile, raising=False)
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:

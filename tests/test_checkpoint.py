@@ -16,6 +16,7 @@ from conftest import SASREC_MAX_LEN, only_files
 
 from recinc_cli import __version__, api
 from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
+from recinc_cli.checksum import payload_digest
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.errors import CheckpointError, OutputError
 from recinc_cli.io import sha256_file
@@ -104,8 +105,9 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
         "pending_user_counts",
         "pending_item_ids",
         "pending_item_counts",
+        "checksum",
     }
-    assert raw["format_version"] == FORMAT_VERSION == 3
+    assert raw["format_version"] == FORMAT_VERSION == 4
     assert raw["recinc_version"] == __version__
     assert raw["model_config"] == MF_CONFIG
     assert raw["train_config"]["seed"] == 7 and raw["train_config"]["epochs"] == 2
@@ -289,18 +291,11 @@ def test_same_seed_same_model(pipeline, tmp_path: Path) -> None:
             assert torch.equal(st["exp_avg"], sb["state"][k]["exp_avg"])
 
 
-def fail_midway(obj: object, f: object, *args: object, **kwargs: object) -> None:
-    with open(f, "wb") as fh:  # type: ignore[arg-type]
-        fh.write(b"PK\x03\x04 half a checkpoint")
-    raise OSError(28, "No space left on device")
-
-
-def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(pipeline, tmp_path: Path, monkeypatch) -> None:
+def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(pipeline, tmp_path: Path, full_disk) -> None:
     target = tmp_path / "m.pt"
     shutil.copy(pipeline.ckpt[10], target)
     before = target.read_bytes()
     bundle = load_bundle(pipeline.ckpt[11])
-    monkeypatch.setattr(torch, "save", fail_midway)
     with pytest.raises(OutputError, match=r"m\.pt: cannot write \(No space left on device\)"):
         save_bundle(bundle, target)
     assert target.read_bytes() == before
@@ -326,7 +321,8 @@ def test_unloadable_files_raise_checkpoint_error(pipeline, tmp_path: Path) -> No
         f"format version {FORMAT_VERSION + 1} is newer than this recinc "
         f"({__version__}, format {FORMAT_VERSION}); upgrade recinc"
     )
-    torch.save({**raw, "users": raw["users"][:-1]}, tmp_path / "inconsistent.pt")
+    inconsistent = {k: v for k, v in raw.items() if k != "checksum"} | {"users": raw["users"][:-1]}
+    torch.save({**inconsistent, "checksum": payload_digest(inconsistent)}, tmp_path / "inconsistent.pt")
     cases["missing.pt"] = "no such checkpoint; check the path"
     for name, message in cases.items():
         with pytest.raises(CheckpointError) as e:

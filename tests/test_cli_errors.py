@@ -126,7 +126,7 @@ def test_pickle_that_would_run_code(cli, expect_error, pipeline, tmp_path: Path)
             r,
             4,
             f"{tmp_path / 'evil.pt'}: refused to load: it holds objects other than "
-            "tensors and plain values (not written by recinc, possibly malicious); "
+            "tensors and plain values (not written by recinc: possibly malicious, or damaged); "
             "nothing in it was run",
         )
     assert only_files(tmp_path) == ["evil.pt"]
@@ -294,12 +294,7 @@ def test_diverging_update_writes_nothing(cli, expect_error, pipeline, tmp_path: 
 # --- output failures (7) -------------------------------------------------------------------
 
 
-def test_failed_write_is_one_line_and_leaves_no_file(cli, expect_error, pipeline, tmp_path: Path, monkeypatch) -> None:
-    def full_disk(obj: object, f: object, *args: object, **kwargs: object) -> None:
-        Path(f).write_bytes(b"PK\x03\x04 partial")  # type: ignore[arg-type]
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", full_disk)
+def test_failed_write_is_one_line_and_leaves_no_file(cli, expect_error, pipeline, tmp_path: Path, full_disk) -> None:
     r = cli("update", pipeline.ckpt[10], pipeline.events["day11"], "-o", tmp_path / "m.pt")
     expect_error(r, 7, f"{tmp_path / 'm.pt'}: cannot write (No space left on device); check free space and permissions")
     assert only_files(tmp_path) == []
