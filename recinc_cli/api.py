@@ -20,8 +20,9 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.config import POLICY_FIELDS, ModelConfig, TrainConfig
-from recinc_cli.errors import BadInputError, UsageError
+from recinc_cli.errors import BadInputError, PromotionError, UsageError
 from recinc_cli.evaluate import latency_ms, ranking_metrics, slice_truth
+from recinc_cli.failpoints import pause_point
 from recinc_cli.io import read_events, sha256_file, write_table
 from recinc_cli.preprocess import preprocess
 from recinc_cli.progress import NullReporter, Reporter
@@ -29,77 +30,160 @@ from recinc_cli.progress import NullReporter, Reporter
 # The modules below import torch (about 2 s); they are imported inside the functions that need
 # them so that `recinc preprocess` and `--help` start fast.
 
-__all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "split", "update"]
+__all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "rollback", "split", "update"]
 
 
 def init(
     events: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     model_cfg: ModelConfig | None = None,
     train_cfg: TrainConfig | None = None,
     reporter: Reporter | None = None,
+    *,
+    registry: str | Path | None = None,
+    keep: int | None = None,
+    wait: float = 0.0,
 ) -> dict[str, Any]:
-    """Train a new model on the events Parquet ``events`` and save it to ``out``.
+    """Train a new model on the events Parquet ``events`` and save it to ``out``, or as the
+    next version of the registry directory ``registry`` (which it then serves; ``keep``
+    prunes old versions).
 
-    Returns the lineage entry of the new checkpoint (counts, loss, seconds, sha256).
+    The output is locked for the run (:class:`LockedError` if another run holds it after
+    ``wait`` seconds). Returns the lineage entry of the new checkpoint (counts, loss,
+    seconds) with ``sha256``, ``path`` and (registry) ``version``.
     """
-    from recinc_cli.checkpoint import save_bundle
     from recinc_cli.growth import check_feature_columns
-    from recinc_cli.lifecycle import create_bundle, lineage_entry
+    from recinc_cli.lifecycle import check_finite, create_bundle, lineage_entry
+    from recinc_cli.target import Target
 
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
+    target = Target.of(out, registry)
+    _check_keep(keep, target)
     use_all_threads()
-    df = read_events(events)
-    check_feature_columns(df, model_cfg.item_features, events)
-    data_sha = sha256_file(events)
-    bundle, stats = create_bundle(df, model_cfg, train_cfg, reporter)
-    entry = lineage_entry("init", data_sha, str(events), None, bundle, stats)
-    bundle.lineage.append(entry)
-    return {**entry, "events_per_second": stats["events_per_second"], "sha256": save_bundle(bundle, out)}
+    with target.locked(wait):
+        df = read_events(events)
+        check_feature_columns(df, model_cfg.item_features, events)
+        data_sha = sha256_file(events)
+        pause_point("read")
+        bundle, stats = create_bundle(df, model_cfg, train_cfg, reporter)
+        check_finite(bundle)
+        pause_point("trained")
+        entry = lineage_entry("init", data_sha, str(events), None, bundle, stats)
+        entry["version"] = target.version
+        bundle.lineage.append(entry)
+        saved = target.publish(bundle, keep)
+    return {**entry, "events_per_second": stats["events_per_second"], **saved}
 
 
 def update(
     checkpoint: str | Path,
     events: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
+    *,
+    registry: str | Path | None = None,
+    gate: str | Path | None = None,
+    max_drop: float = 0.02,
+    keep: int | None = None,
+    wait: float = 0.0,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Fold the events Parquet ``events`` into the model at ``checkpoint``; save to ``out``.
 
-    ``overrides`` are :class:`TrainConfig` fields (``None`` = keep stored). The incremental
-    policies (:data:`~recinc_cli.config.POLICY_FIELDS`: replay, anchoring, decay, admission,
-    expiry, lateness, schedule) are stored in the new checkpoint as the defaults of later
-    updates; the others (``update_epochs``, ``lr``, ``batch_size``) apply to this run only.
-    When this lineage already applied the same data (by sha256) nothing is trained or written,
-    unless ``force``; the result then has ``skipped=True``.
-    """
-    from recinc_cli.checkpoint import load_bundle, save_bundle
-    from recinc_cli.growth import check_feature_columns
-    from recinc_cli.lifecycle import lineage_entry, update_bundle
+    ``checkpoint`` may be a registry directory (its ``LATEST``); with neither ``out`` nor
+    ``registry`` the new version goes into that same registry. ``overrides`` are
+    :class:`TrainConfig` fields (``None`` = keep stored). The incremental policies
+    (:data:`~recinc_cli.config.POLICY_FIELDS`: replay, anchoring, decay, admission, expiry,
+    lateness, schedule) are stored in the new checkpoint as the defaults of later updates; the
+    others (``update_epochs``, ``lr``, ``batch_size``) apply to this run only. When this
+    lineage already applied the same data (by sha256) nothing is trained or written, unless
+    ``force``; the result then has ``skipped=True``.
 
+    ``gate``: a holdout events Parquet; the candidate is promoted only if its NDCG@10 there
+    is at most ``max_drop`` (relative) below the parent's (:mod:`recinc_cli.gate`). Otherwise
+    it is saved as ``*.rejected.pt`` and :class:`PromotionError` (exit 6) is raised, with the
+    verdict in its ``verdict`` attribute. The output is locked for the run.
+    """
+    from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.gate import judge
+    from recinc_cli.growth import check_feature_columns
+    from recinc_cli.lifecycle import check_finite, lineage_entry, update_bundle
+    from recinc_cli.registry import Registry, resolve_checkpoint
+    from recinc_cli.target import Target
+
+    if out is None and registry is None and Registry.is_registry(checkpoint):
+        registry = checkpoint
+    target = Target.of(out, registry)
+    _check_keep(keep, target)
+    if not 0.0 <= max_drop < 1.0:
+        raise UsageError(f"--max-drop must be in [0, 1): a relative NDCG@10 drop (got {max_drop:g})")
     use_all_threads()
-    bundle = load_bundle(checkpoint)
-    df = read_events(events)  # validates the slice before it is hashed
-    check_feature_columns(df, bundle.model_cfg.item_features, events)
-    data_sha = sha256_file(events)
-    if data_sha in bundle.applied_data() and not force:
-        return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
-    policies = {k: v for k, v in overrides.items() if k in POLICY_FIELDS}
-    bundle.train_cfg = update_config(bundle.train_cfg, policies, as_update=False)
-    train_cfg = update_config(bundle.train_cfg, {k: v for k, v in overrides.items() if k not in POLICY_FIELDS})
-    parent_sha = sha256_file(checkpoint)
-    stats = update_bundle(bundle, df, train_cfg, reporter, source=str(events))
-    entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, stats)
-    bundle.lineage.append(entry)
-    return {
-        **entry,
-        "skipped": False,
-        "events_per_second": stats["events_per_second"],
-        "sha256": save_bundle(bundle, out),
-    }
+    with target.locked(wait):
+        parent_path = resolve_checkpoint(checkpoint)
+        bundle = load_bundle(parent_path)
+        pause_point("loaded")
+        df = read_events(events)  # validates the slice before it is hashed
+        check_feature_columns(df, bundle.model_cfg.item_features, events)
+        holdout = None if gate is None else read_events(gate)
+        data_sha = sha256_file(events)
+        pause_point("read")
+        if data_sha in bundle.applied_data() and not force:
+            return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
+        policies = {k: v for k, v in overrides.items() if k in POLICY_FIELDS}
+        bundle.train_cfg = update_config(bundle.train_cfg, policies, as_update=False)
+        train_cfg = update_config(bundle.train_cfg, {k: v for k, v in overrides.items() if k not in POLICY_FIELDS})
+        parent_sha = sha256_file(parent_path)
+        stats = update_bundle(bundle, df, train_cfg, reporter, source=str(events))
+        check_finite(bundle)
+        pause_point("trained")
+        entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, stats)
+        entry["parent_path"] = str(parent_path)
+        entry["version"] = target.version
+        if holdout is not None:
+            verdict = judge(load_bundle(parent_path), bundle, df, holdout, max_drop)
+            entry["gate"] = {"holdout": str(gate), "holdout_sha256": sha256_file(gate), **verdict}  # type: ignore[arg-type]
+            pause_point("gated")
+        bundle.lineage.append(entry)
+        if holdout is not None and not entry["gate"]["passed"]:
+            path = target.reject(bundle)
+            error = PromotionError(
+                f"{path}: not promoted by --gate {gate}: {entry['gate']['reason']}; {target.served()}"
+            )
+            error.verdict = entry["gate"]
+            raise error
+        saved = target.publish(bundle, keep)
+    return {**entry, "skipped": False, "events_per_second": stats["events_per_second"], **saved}
+
+
+def _check_keep(keep: int | None, target: Any) -> None:
+    if keep is not None and target.registry is None:
+        raise UsageError("--keep prunes registry versions; it needs --registry DIR")
+    if keep is not None and keep < 1:
+        raise UsageError(f"--keep must be at least 1 (got {keep})")
+
+
+def rollback(registry: str | Path, to: int | None = None, wait: float = 0.0) -> dict[str, Any]:
+    """Point the registry's ``LATEST`` back at version ``to`` (default: the one before it).
+
+    Nothing is deleted; rolling forward is another ``rollback --to N``. The next ``update``
+    builds on the version now served and takes a new number. Returns ``{"registry",
+    "previous", "latest", "path"}``.
+    """
+    from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.locking import exclusive, lock_path_for
+    from recinc_cli.registry import Registry
+
+    root = Path(registry)
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a registry directory; create one with `recinc init EVENTS --registry {root}`")
+    reg = Registry(root)
+    with exclusive(lock_path_for(root), str(root), wait):
+        previous, latest = reg.rollback_target(to)
+        load_bundle(reg.path_of(latest))  # never point LATEST at a damaged file
+        reg.promote(latest)
+    return {"registry": str(root), "previous": previous, "latest": latest, "path": str(reg.path_of(latest))}
 
 
 def recommend(
@@ -118,36 +202,16 @@ def recommend(
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.recommend import top_k
+    from recinc_cli.registry import resolve_checkpoint
+    from recinc_cli.serve import serve_top
 
-    reporter = reporter or NullReporter()
     use_all_threads()
-    bundle = load_bundle(checkpoint)
+    bundle = load_bundle(resolve_checkpoint(checkpoint))
     state = bundle.serving_state(None if history is None else read_events(history))
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
-    idx = state.lookup(bundle.users, raw)
-    known = idx > 0
-    by_model = known & (idx < state.n_known)
-    if state.context is not None:
-        by_model |= known & (state.context.lengths()[np.minimum(idx, state.context.n_users - 1)] > 0)
-    items = np.zeros((len(raw), k), dtype=np.int64)
-    scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
-    reporter.start("scoring users", len(raw))
-    scorer = bundle.scorer(state.context)
-    items[by_model], scores[by_model] = top_k(scorer, idx[by_model], state.seen, k, progress=reporter.advance)
-    popular = bundle.popular_scorer()
-    masked = ~by_model & known  # popular items minus what these users' history shows they have seen
-    items[masked], scores[masked] = top_k(popular, idx[masked], state.seen, k, progress=reporter.advance)
-    cold = ~known
-    if cold.any():
-        # Every cold-start user gets the same list: rank once, then broadcast.
-        cold_items, cold_scores = top_k(popular, np.zeros(1, np.int64), state.seen, k)
-        items[cold], scores[cold] = cold_items, cold_scores
-        reporter.advance(int(cold.sum()))
-    reporter.stop()
+    items, scores, source = serve_top(bundle, state, raw, k, reporter)
     item_ids = pl.Series(bundle.items.ids, dtype=pl.String)
     flat = items.reshape(-1)
-    source = np.where(by_model, np.where(idx < state.n_known, "model", "history"), "popular")
     frame = pl.DataFrame(
         {
             "user_id": np.repeat(raw.to_numpy(), k),
@@ -184,13 +248,14 @@ def evaluate(
     """
     from recinc_cli.checkpoint import load_bundle
     from recinc_cli.recommend import top_k
+    from recinc_cli.registry import resolve_checkpoint
     from recinc_cli.split import split_last
 
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     reporter = reporter or NullReporter()
     use_all_threads()
-    bundle = load_bundle(checkpoint)
+    bundle = load_bundle(resolve_checkpoint(checkpoint))
     df = read_events(events)
     before = None
     if protocol == "loo":

@@ -73,6 +73,25 @@ def command(fn: F) -> F:
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary line.")]
 Out = Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")]
+CheckpointOut = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Checkpoint file to write (atomically).", show_default=False)
+]
+RegistryDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the next numbered version DIR/NNNNNN.pt and switch DIR/LATEST to it (instead of -o).",
+        show_default=False,
+    ),
+]
+Keep = Annotated[
+    int | None, typer.Option(help="With --registry: keep the newest N versions (and the one served), delete older.")
+]
+Wait = Annotated[
+    float,
+    typer.Option(
+        help="Seconds to wait for another run writing the same output or registry; 0 = fail at once (exit 9)."
+    ),
+]
 
 
 def _per_model(field: str) -> str:
@@ -269,7 +288,10 @@ def init(
     events: Annotated[
         Path, typer.Argument(metavar="EVENTS", help="Events Parquet from `recinc preprocess`.", show_default=False)
     ],
-    output: Out,
+    output: CheckpointOut = None,
+    registry: RegistryDir = None,
+    keep: Keep = None,
+    wait: Wait = 0.0,
     model: Annotated[str, typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}.")] = "mf",
     dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.dim,
     max_len: Annotated[
@@ -351,9 +373,13 @@ def init(
     EVENTS choose the epoch count (early stopping on next-slice NDCG@10), then are folded in
     as an update would.
 
+    With --registry DIR the model becomes the next numbered version in DIR and is served
+    from DIR/LATEST (see `recinc rollback`).
+
     \b
     Example:
       recinc init events.parquet -o m0.pt --model mf --dim 64
+      recinc init events.parquet --registry models/ --model mf
       recinc init events.parquet -o m0.pt --model sasrec --item-features category
       recinc init train.parquet -o m0.pt --model sasrec --valid-last
     """
@@ -390,7 +416,9 @@ def init(
     )
     if "pop_weight" in policies:
         train_cfg = dataclasses.replace(train_cfg, pop_weight=policies["pop_weight"])
-    r = api.init(events, output, model_cfg, train_cfg, reporter=reporter(quiet))
+    r = api.init(
+        events, output, model_cfg, train_cfg, reporter=reporter(quiet), registry=registry, keep=keep, wait=wait
+    )
     if r["final_loss"] is None:  # closed form (ease): counted and solved, no epochs
         chosen = "" if r["valid_ndcg"] is None else f" (valid ndcg@10 {r['valid_ndcg']:.4f})"
         how = f"co-occurrences counted, pop weight {r['pop_weight']:g}{chosen}"
@@ -406,16 +434,35 @@ def init(
     info(
         f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, {how} "
         f"in {r['train_seconds']:.1f}s ({r['epoch_seconds']:.1f}s per epoch, {r['events_per_second']:,.0f} events/s, "
-        f"peak memory {r['peak_memory_mb']:,.0f} MiB), {_loss(r['final_loss'])} -> {output}",
+        f"peak memory {r['peak_memory_mb']:,.0f} MiB), {_loss(r['final_loss'])} -> {_written(r)}",
         quiet,
     )
 
 
 @command
 def update(
-    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint to update.", show_default=False)],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Checkpoint to update, or a registry directory (its LATEST).", show_default=False
+        ),
+    ],
     events: Annotated[Path, typer.Argument(metavar="EVENTS", help="New slice: events Parquet.", show_default=False)],
-    output: Out,
+    output: CheckpointOut = None,
+    registry: RegistryDir = None,
+    gate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Holdout events Parquet: promote the new model only if its NDCG@10 there is not worse "
+            "than the parent's by more than --max-drop; else keep it as *.rejected.pt and exit 6.",
+            show_default=False,
+        ),
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option(help="--gate tolerance: relative NDCG@10 drop allowed, 0.02 = 2% below the parent.")
+    ] = 0.02,
+    keep: Keep = None,
+    wait: Wait = 0.0,
     epochs: Annotated[int | None, typer.Option(help="Epochs on this slice, this run only [default: stored].")] = None,
     lr: Annotated[
         float | None, typer.Option(help="Learning rate, this run only [default: the stored update lr].")
@@ -452,9 +499,14 @@ def update(
     checkpoint as the defaults of later updates; --epochs, --lr and --batch-size apply to this
     run only.
 
+    CHECKPOINT may be a registry directory: the version its LATEST names is updated, and
+    without -o the result becomes that registry's next version. A second run aimed at the same
+    output or registry fails at once with exit 9 (or waits --wait seconds).
+
     \b
     Example:
       recinc update m0.pt day11.parquet -o m1.pt
+      recinc update models/ day11.parquet --gate day12.parquet --keep 7
       recinc update m1.pt day12.parquet -o m2.pt --replay-ratio 0.5 --half-life 7d
       recinc update m2.pt day13.parquet -o m3.pt --late fail --allowed-lateness 1d
     """
@@ -464,6 +516,11 @@ def update(
         output,
         force=force,
         reporter=reporter(quiet),
+        registry=registry,
+        gate=gate,
+        max_drop=max_drop,
+        keep=keep,
+        wait=wait,
         update_epochs=epochs,
         lr=lr,
         batch_size=batch_size,
@@ -487,18 +544,33 @@ def update(
     if r["expired_items"]:
         pruned = f", {r['pruned_items']:,} pruned" if r["pruned_items"] else ""
         notes.append(f"{r['expired_items']:,} items expired{pruned}")
+    if "gate" in r:
+        notes.append(f"gate passed: {r['gate']['reason']}")
     info(
         f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
         f"(now {r['n_users']:,} / {r['n_items']:,}), "
         f"{'counted' if r['final_loss'] is None else _epochs(r['epochs'])} in {r['train_seconds']:.1f}s, "
-        f"{_loss(r['final_loss'])}, {', '.join(notes)} -> {output}",
+        f"{_loss(r['final_loss'])}, {', '.join(notes)} -> {_written(r)}",
         quiet,
     )
 
 
+def _written(r: dict[str, Any]) -> str:
+    """Where init/update wrote, for the summary line."""
+    text = r["path"] + (" (now LATEST)" if r.get("version") else "")
+    if r.get("pruned"):
+        text += f"; pruned {', '.join(r['pruned'])}"
+    return text
+
+
 @command
 def recommend(
-    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint.", show_default=False)],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Checkpoint, or a registry directory (its LATEST).", show_default=False
+        ),
+    ],
     users: Annotated[str | None, typer.Option(help="Comma-separated user ids.")] = None,
     users_file: Annotated[
         Path | None, typer.Option(help="One user id per line, or a CSV/Parquet file with a user_id column.")
@@ -562,7 +634,12 @@ def _user_list(users: str | None, users_file: Path | None) -> list[str]:
 
 @command
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint.", show_default=False)],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Checkpoint, or a registry directory (its LATEST).", show_default=False
+        ),
+    ],
     events: Annotated[
         Path, typer.Argument(metavar="EVENTS", help="Test events Parquet (the next slice).", show_default=False)
     ],
@@ -595,6 +672,33 @@ def evaluate(
         sys.stdout.write(json.dumps(r) + "\n")
         return
     stdout.print(metrics_table(r))
+
+
+@command
+def rollback(
+    registry: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Registry directory (from --registry).", show_default=False)
+    ],
+    to: Annotated[
+        int | None, typer.Option(help="Version number to serve [default: the one before the version served].")
+    ] = None,
+    wait: Wait = 0.0,
+    quiet: Quiet = False,
+) -> None:
+    """Serve an earlier registry version: switch DIR/LATEST back atomically.
+
+    Nothing is deleted, so a rollback is undone by another (--to N). The version is checked
+    to load before LATEST moves. The next update builds on the version now served and takes
+    a new number.
+
+    \b
+    Example:
+      recinc rollback models/
+      recinc rollback models/ --to 12
+    """
+    r = api.rollback(registry, to, wait=wait)
+    before = "nothing" if r["previous"] is None else f"{r['previous']:06d}.pt"
+    info(f"rollback: {r['registry']} LATEST {before} -> {r['latest']:06d}.pt", quiet)
 
 
 @command

@@ -41,9 +41,10 @@ class TrainingError(RecincError):
 
 class PromotionError(RecincError):
     """The promotion gate refused the candidate (exit 6): it is kept aside as ``*.rejected.pt``
-    and the previous model stays the one served."""
+    and the previous model stays the one served. ``verdict`` holds the gate's figures."""
 
     exit_code = 6
+    verdict: dict[str, object] | None = None
 
 
 class LockedError(RecincError):

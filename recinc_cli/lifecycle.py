@@ -27,7 +27,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.early_stop import early_stopped_fit
-from recinc_cli.errors import BadInputError, CheckpointError, UsageError
+from recinc_cli.errors import BadInputError, CheckpointError, TrainingError, UsageError
 from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.incremental import iso_ms, late_events, parent_anchor, prune_expired
 from recinc_cli.models import MODELS, build_model
@@ -342,6 +342,22 @@ def _train_and_fold(
         "ts_min": iso_ms(int(data.ts_ms.min())),
         "ts_max": iso_ms(int(data.ts_ms.max())),
     }
+
+
+def check_finite(bundle: Bundle) -> None:
+    """Raise :class:`TrainingError` (exit 5) when a weight or the popularity is NaN/inf.
+
+    The trainer checks each loss; this is the last look before anything is written, and
+    also covers the closed-form models (a near-singular solve) and the popularity tables.
+    """
+    for name, t in bundle.model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TrainingError(
+                f"model weight {name} holds NaN/inf after training; nothing was written: "
+                "lower --lr (ease: raise --ease-l2)"
+            )
+    if not bool(torch.isfinite(bundle.item_pop).all()) or not np.isfinite(bundle.pop_weight):
+        raise TrainingError("item popularity holds NaN/inf; nothing was written: check the event weights")
 
 
 def lineage_entry(

@@ -30,6 +30,7 @@ from recinc_cli.config import TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import TrainingError
+from recinc_cli.failpoints import pause_point
 from recinc_cli.models.base import Recommender
 
 #: callback(epoch, n_epochs, batch, n_batches, running_loss)
@@ -157,6 +158,7 @@ class Trainer:
                 if progress:
                     progress(epoch, epochs, b, n_batches, total / weight)
             history.append(total / max(weight, 1))
+            pause_point("epoch")
         self._check_weights()
         return history
 
