@@ -53,6 +53,7 @@ from recinc_cli.models import build_model
 from recinc_cli.models.base import Recommender
 from recinc_cli.popularity import PopClock
 from recinc_cli.recommend import ScoreFn, adjusted_scorer, model_scorer
+from recinc_cli.registry import resolve_checkpoint
 from recinc_cli.reservoir import KEYS as RESERVOIR_KEYS
 from recinc_cli.reservoir import Reservoir
 from recinc_cli.seen import SeenItems
@@ -260,8 +261,11 @@ def save_bundle(bundle: Bundle, path: str | Path) -> str:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` if unusable."""
-    path = Path(path)
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` if unusable.
+
+    ``path`` may be a registry directory: its ``LATEST`` version is loaded.
+    """
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; check the path")
     with open(path, "rb") as fh:

@@ -245,6 +245,8 @@ def _train_update(
             stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
     n_replayed = 0 if replay is None else len(replay)
     if stopped is None:
+        if cfg.pop_weight is not None:  # nothing held out to choose it on: a given weight still applies
+            bundle.pop_weight = cfg.pop_weight
         stats = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
         return {**stats, "valid_ndcg": None}, n_replayed
     trainer.load_state_dict(bundle.optimizer)

@@ -1,0 +1,97 @@
+"""The promotion gate: a candidate worse than its parent on the holdout is not served."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import Pipeline, only_files
+
+from recinc_cli import api
+from recinc_cli.checkpoint import load_bundle
+from recinc_cli.errors import PromotionError
+from recinc_cli.gate import judge, passes
+from recinc_cli.io import read_events, sha256_file
+from recinc_cli.registry import Registry
+
+#: Settings that wreck a model without NaN: a huge step, no popularity, no anchor, no replay.
+DAMAGE = ("--lr", "1", "--epochs", "5", "--update-valid-fraction", "0", "--pop-weight", "0")
+DAMAGE += ("--anchor-weight", "0", "--replay-ratio", "0")
+VERDICT = (
+    r"candidate NDCG@10 (0\.\d{4}) vs parent (0\.\d{4}) \(-\d+\.\d%\) on (\d+) holdout users: "
+    r"more than the allowed 2\.0% drop"
+)
+
+
+@pytest.fixture
+def reg(pipeline: Pipeline, tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copy(pipeline.ckpt[11], root / "000001.pt")
+    Registry(root).promote(1)
+    return root
+
+
+def test_worse_candidate_is_kept_aside_with_exit_6(cli, expect_error, pipeline: Pipeline, reg: Path) -> None:
+    r = cli("update", reg, pipeline.events["day12"], "--gate", pipeline.events["day13"], *DAMAGE)
+    message = expect_error(
+        r,
+        6,
+        pattern=rf"{reg / '000002.rejected.pt'}: not promoted by --gate {pipeline.events['day13']}: "
+        rf"{VERDICT}; {reg} keeps serving 000001\.pt",
+    )
+    assert only_files(reg) == ["000001.pt", "000002.rejected.pt", "LATEST"]
+    assert (reg / "LATEST").read_text() == "000001.pt\n"
+    gate = load_bundle(reg / "000002.rejected.pt").lineage[-1]["gate"]  # the verdict travels with it
+    assert gate["passed"] is False and gate["holdout_sha256"] == sha256_file(pipeline.events["day13"])
+    assert f"{gate['candidate_ndcg']:.4f} vs parent {gate['parent_ndcg']:.4f}" in message
+    assert gate["candidate_ndcg"] < 0.98 * gate["parent_ndcg"]
+    # The next run takes a new number and still builds on the served version.
+    r = cli("update", reg, pipeline.events["day12"], "--gate", pipeline.events["day13"], "--max-drop", "0.5")
+    assert r.exit_code == 0, r.stderr
+    assert (reg / "LATEST").read_text() == "000003.pt\n"
+    served = load_bundle(reg)
+    assert served.lineage[-1]["parent_sha256"] == sha256_file(reg / "000001.pt")
+    assert served.lineage[-1]["gate"]["passed"] is True
+    assert "gate passed: candidate NDCG@10" in r.stderr
+
+
+def test_rejected_file_target_keeps_the_old_output(cli, expect_error, pipeline: Pipeline, tmp_path: Path) -> None:
+    out = tmp_path / "m12.pt"
+    shutil.copy(pipeline.ckpt[11], out)
+    before = sha256_file(out)
+    r = cli(
+        "update", pipeline.ckpt[11], pipeline.events["day12"], "-o", out, "--gate", pipeline.events["day13"], *DAMAGE
+    )
+    expect_error(
+        r,
+        6,
+        pattern=rf"{tmp_path / 'm12.rejected.pt'}: not promoted by --gate .*: {VERDICT}; "
+        rf"{out} was not written \(the old file stays\)",
+    )
+    assert sha256_file(out) == before
+    assert only_files(tmp_path) == ["m12.pt", "m12.rejected.pt"]
+
+
+def test_judge_compares_what_each_would_serve(pipeline: Pipeline, tmp_path: Path) -> None:
+    parent = load_bundle(pipeline.ckpt[11])
+    slice_, holdout = read_events(pipeline.events["day12"]), read_events(pipeline.events["day13"])
+    # The parent judged against itself (no training): same users, same truth, equal scores.
+    same = judge(parent, load_bundle(pipeline.ckpt[11]), slice_.head(0), holdout, 0.0)
+    assert same["passed"] and same["parent_ndcg"] == same["candidate_ndcg"] > 0 and same["relative_change"] == 0
+    # The real next version against its parent, by hand through the API.
+    with pytest.raises(PromotionError) as e:
+        api.update(pipeline.ckpt[11], pipeline.events["day12"], tmp_path / "x.pt", gate=pipeline.events["day13"],
+                   max_drop=0.0, update_epochs=5, lr=1.0, pop_weight=0.0, replay_ratio=0.0, anchor_weight=0.0,
+                   update_valid_fraction=0.0)  # fmt: skip
+    v = e.value.verdict
+    assert v is not None and v["passed"] is False and v["users"] > 50 and v["candidate_ndcg"] < v["parent_ndcg"]
+    # No holdout user the model can be judged on: not promoted (a blind gate must not pass).
+    blind = judge(parent, parent, slice_.head(0), slice_.head(0), 0.02)
+    assert blind["passed"] is False and blind["users"] == 0 and "nothing to judge by" in blind["reason"]
+
+
+def test_passes_is_a_relative_tolerance() -> None:
+    assert passes(0.098, 0.1, 0.02) and not passes(0.0979, 0.1, 0.02)
+    assert passes(0.5, 0.5, 0.0) and passes(0.0, 0.0, 0.0)
