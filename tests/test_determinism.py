@@ -56,8 +56,4 @@ def test_same_seed_gives_bitwise_identical_checkpoints(
     assert a.keys() == b.keys()
     differ = [k for k in a if not _same(a[k], b[k])]
     assert differ == []
-    assert (
-        any(k.startswith("/weights/") for k in a)
-        and any(k.startswith("/optimizer/") for k in a)
-        or "ease" in str(a["/model_config/name"])
-    )
+    assert any(k.startswith("/weights/") for k in a)  # the comparison saw the model itself

@@ -27,7 +27,7 @@ def test_held_output_lock_fails_fast_with_exit_9(cli, expect_error, pipeline: Pi
         )
         assert time.monotonic() - start < 2.0  # fails fast, before loading anything
         r = cli("init", pipeline.events["day11"], "-o", out, "--wait", "0.3")
-        expect_error(r, 9, pattern=rf".*\(lock .* held after waiting 0\.3s\); nothing was done: .*")
+        expect_error(r, 9, pattern=r".*\(lock .* held after waiting 0\.3s\); nothing was done: .*")
     assert only_files(tmp_path) == []
     # Released (even by a killed holder: the kernel drops flock locks), the next run goes ahead.
     assert cli("update", pipeline.ckpt[10], pipeline.events["day11"], "-o", out).exit_code == 0
