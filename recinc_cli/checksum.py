@@ -32,7 +32,8 @@ def _feed(h: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        if t.numel():  # an empty tensor's view() is refused; its dtype and shape say it all
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(value, dict):
         h.update(f"D{len(value)}".encode())
         for k, v in value.items():

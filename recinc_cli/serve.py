@@ -2,7 +2,7 @@
 
 Shared by ``recommend`` and the promotion gate, so the gate judges exactly what would be served.
 
->>> # items, scores, source = serve_top(bundle, bundle.serving_state(), raw_ids, k=10)  # doctest: +SKIP
+>>> items, scores, source = serve_top(bundle, bundle.serving_state(), raw_ids, k=10)  # doctest: +SKIP
 """
 
 from __future__ import annotations

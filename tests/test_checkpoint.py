@@ -41,6 +41,7 @@ LINEAGE_KEYS = {
     "new_users",
     "new_items",
     "epoch_seconds",
+    "version",  # registry version number; None for -o
 }
 INIT_KEYS = LINEAGE_KEYS | {"peak_memory_mb", "lr", "pop_weight", "events_not_admitted"}
 UPDATE_KEYS = LINEAGE_KEYS | {
@@ -54,6 +55,7 @@ UPDATE_KEYS = LINEAGE_KEYS | {
     "expired_items",
     "pruned_items",
     "watermark",
+    "parent_path",
 }
 MF_CONFIG = {
     "name": "mf",

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import only_files
 
 from recinc_cli.checkpoint import Bundle, load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
@@ -125,7 +126,7 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     assert msg.startswith(f"--init pretrained:{pipeline.ckpt[10]}: its model")
     r = cli("init", pipeline.events["day11"], "-o", tmp_path / "x.pt", "--init", f"pretrained:{tmp_path / 'nope.pt'}")
     expect_error(r, 4, f"{tmp_path / 'nope.pt'}: no such checkpoint; check the path")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cold.pt", "warm.pt"]
+    assert only_files(tmp_path) == ["cold.pt", "warm.pt"]
 
 
 def test_zero_init_scores_an_untrained_user_by_item_bias(tmp_path: Path) -> None:
