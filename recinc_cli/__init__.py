@@ -3,4 +3,4 @@
 The Python API lives in :mod:`recinc_cli.api`; the ``recinc`` command is a thin layer over it.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
