@@ -29,7 +29,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 # preprocess -> init on days 1-10 -> for each later day: evaluate (test-then-train), update
-# -> recommend. Artefacts land in $(DEMO)/.
+# -> recommend; sasrec; then a registry with a promotion gate and a rollback. Artefacts land in $(DEMO)/.
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(RECINC) preprocess sample_data/base.csv -o $(DEMO)/base.parquet
@@ -49,6 +49,11 @@ demo: $(STAMP)
 	@echo "== session-based cold start: a visitor the model never saw, from their clicks so far"
 	$(RECINC) preprocess sample_data/visitor.csv -o $(DEMO)/visitor.parquet
 	$(RECINC) recommend $(DEMO)/s11.pt --users visitor -k 5 --history $(DEMO)/visitor.parquet
+	@echo "== production: a model registry, a promotion gate (exit 6 = not promoted), a rollback"
+	$(RECINC) update $(DEMO)/m10.pt $(DEMO)/day11.parquet --registry $(DEMO)/models
+	$(RECINC) update $(DEMO)/models $(DEMO)/day12.parquet --gate $(DEMO)/day13.parquet --keep 5 || [ $$? -eq 6 ]
+	$(RECINC) rollback $(DEMO)/models --to 1
+	$(RECINC) recommend $(DEMO)/models --users u00001 -k 5
 
 # Streaming benchmark of shared/PROTOCOL.md on ../shared/data through `recinc replay` (mf and
 # sasrec: frozen, incremental, retrained per slice, latest-slice popularity, plus the ablation of
