@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,26 @@ def only_files(directory: Path) -> list[str]:
     """Sorted names of every entry in ``directory`` (hidden temp files included), except the
     empty ``.NAME.lock`` files that init/update leave by design (README "Running in production")."""
     return sorted(p.name for p in directory.iterdir() if not (p.name.startswith(".") and p.name.endswith(".lock")))
+
+
+class RunsCode:
+    """A pickle payload that would run ``touch marker`` if anything unpickled it as code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def make_registry(checkpoint: Path, root: Path) -> Path:
+    """A registry directory ``root`` whose version 1 (served) is a copy of ``checkpoint``."""
+    from recinc_cli.registry import Registry
+
+    root.mkdir(parents=True)
+    shutil.copy(checkpoint, Registry(root).path_of(1))
+    Registry(root).promote(1)
+    return root
 
 
 class FullDiskFile:

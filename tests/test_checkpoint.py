@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import SASREC_MAX_LEN, only_files
+from conftest import SASREC_MAX_LEN, RunsCode, only_files
 
 from recinc_cli import __version__, api
 from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
@@ -340,14 +339,6 @@ def test_unloadable_files_raise_checkpoint_error(pipeline, tmp_path: Path) -> No
         r"from a backup$",
     ):
         load_bundle(tmp_path / "cut.pt")
-
-
-class RunsCode:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_pickle_that_runs_code_is_refused_unrun(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLE, only_files, write_csv
+from conftest import SAMPLE, RunsCode, only_files, write_csv
 
 from recinc_cli.train import Trainer
 
@@ -103,14 +102,6 @@ def test_truncated_checkpoint(cli, expect_error, pipeline, tmp_path: Path) -> No
     r = cli("update", cut, pipeline.events["day11"], "-o", tmp_path / "out.pt")
     expect_error(r, 4, pattern=rf"{cut}: damaged checkpoint \(.+\); restore it from a backup")
     assert only_files(tmp_path) == ["cut.pt"]
-
-
-class RunsCode:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_pickle_that_would_run_code(cli, expect_error, pipeline, tmp_path: Path) -> None:

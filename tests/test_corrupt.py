@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import zipfile
@@ -10,21 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Pipeline, only_files
+from conftest import Pipeline, RunsCode, only_files
 
 from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle
 from recinc_cli.checksum import payload_digest
 from recinc_cli.errors import CheckpointError
-
-
-class RunsCode:
-    """Unpickling this would run ``touch marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _tensor_byte(path: Path) -> int:

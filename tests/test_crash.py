@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Pipeline, run_cli
+from conftest import Pipeline, make_registry, run_cli
 
 from recinc_cli import api
 from recinc_cli.checkpoint import load_bundle
@@ -102,9 +102,7 @@ def killed(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> list
     for case in cases:
         case.dir = tmp_path_factory.mktemp(case.name)
         if case.mode == "registry":
-            case.target.mkdir()
-            shutil.copy(pipeline.ckpt[10], Registry(case.target).path_of(1))
-            Registry(case.target).promote(1)
+            make_registry(pipeline.ckpt[10], case.target)
         elif case.existing:
             shutil.copy(pipeline.ckpt[10], case.target)
         _start(case, pipeline)

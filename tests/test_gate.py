@@ -6,14 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import Pipeline, only_files
+from conftest import Pipeline, make_registry, only_files
 
 from recinc_cli import api
 from recinc_cli.checkpoint import load_bundle
 from recinc_cli.errors import PromotionError
 from recinc_cli.gate import judge, passes
 from recinc_cli.io import read_events, sha256_file
-from recinc_cli.registry import Registry
 
 #: Settings that wreck a model without NaN: a huge step, no popularity, no anchor, no replay.
 DAMAGE = ("--lr", "1", "--epochs", "5", "--update-valid-fraction", "0", "--pop-weight", "0")
@@ -26,11 +25,7 @@ VERDICT = (
 
 @pytest.fixture
 def reg(pipeline: Pipeline, tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    root.mkdir()
-    shutil.copy(pipeline.ckpt[11], root / "000001.pt")
-    Registry(root).promote(1)
-    return root
+    return make_registry(pipeline.ckpt[11], tmp_path / "models")
 
 
 def test_worse_candidate_is_kept_aside_with_exit_6(cli, expect_error, pipeline: Pipeline, reg: Path) -> None:

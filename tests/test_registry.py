@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import Pipeline, only_files
+from conftest import Pipeline, make_registry, only_files
 
 from recinc_cli.checkpoint import load_bundle
 from recinc_cli.io import sha256_file
-from recinc_cli.registry import Registry
 
 
 def names(d: Path) -> list[str]:
@@ -20,11 +18,7 @@ def names(d: Path) -> list[str]:
 @pytest.fixture
 def reg(pipeline: Pipeline, tmp_path: Path) -> Path:
     """A registry whose version 1 is the pipeline's init checkpoint."""
-    root = tmp_path / "models"
-    root.mkdir()
-    shutil.copy(pipeline.ckpt[10], root / "000001.pt")
-    Registry(root).promote(1)
-    return root
+    return make_registry(pipeline.ckpt[10], tmp_path / "models")
 
 
 def test_init_and_updates_number_versions_and_switch_latest(cli, pipeline: Pipeline, tmp_path: Path) -> None:
