@@ -144,7 +144,9 @@ def _check_serves(path: Path) -> int:
 @pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_kill_leaves_the_previous_or_the_new_checkpoint(killed: list[Case], pipeline: Pipeline, name: str) -> None:
     case = next(c for c in killed if c.name == name)
-    assert case.proc is not None and case.proc.returncode == -signal.SIGKILL
+    assert case.proc is not None
+    # A timed run on a fast machine may finish first; the checks below hold either way.
+    assert case.proc.returncode == -signal.SIGKILL or (case.point is None and case.proc.returncode == 0)
     before = sha256_file(pipeline.ckpt[10])
     if case.mode == "file":
         if case.target.exists():
