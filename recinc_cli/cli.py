@@ -247,18 +247,26 @@ def preprocess(
     only_events: Annotated[
         bool, typer.Option(help="Reject event types not named in --event-weights instead of weighting them 1.")
     ] = False,
+    separator: Annotated[
+        str | None, typer.Option(help="CSV field separator: one character or 'tab' [default: ',', tab for .tsv].")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Clean raw logs into one time-sorted events Parquet.
 
-    Rows with a missing id or an unparsable time and exact duplicates go to OUT.rejects.parquet
-    (with file, row and reason); counts, time range and sha256 go to OUT.manifest.json.
-    Timestamps may be ISO 8601 or unix s/ms/us (detected per value).
+    Bad rows go to OUT.rejects.parquet with file, row and reason (missing user_id/item_id,
+    id longer than 1024 characters, control character in id, missing or unparsable timestamp,
+    timestamp before 1970-01-01 or after 2100-01-01, exact duplicate; in CSV also wrong number
+    of fields, bad quoting, empty row, not valid UTF-8, header line repeated); counts, time
+    range and sha256 go to OUT.manifest.json. Ids are trimmed and kept as text. Timestamps may
+    be ISO 8601 or unix s/ms/us (detected per value). An unusable file (empty, not CSV text, a
+    column missing or duplicated) stops with exit 3 and nothing written. CSV may be gzipped.
 
     \b
     Example:
       recinc preprocess logs/2026-03-*.csv -o events.parquet \\
           --event-weights view=1,cart=3,purchase=5
+      recinc preprocess export.csv --separator ';' -o events.parquet
     """
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     if event_weights:
@@ -273,6 +281,7 @@ def preprocess(
         time_unit=time_unit,
         event_weights=weights,
         only_events=only_events,
+        separator=separator,
     )
     m = api.preprocess(inputs, output, cfg)
     rejected = ", ".join(f"{n} {r}" for r, n in m["rows_rejected"].items()) or "none"

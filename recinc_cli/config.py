@@ -13,6 +13,7 @@ next ``update`` and may be overridden per run.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,16 @@ DEFAULT_EVENT_TYPE = "interaction"
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How to read a raw log: column names, time unit and event weights."""
+    """How to read a raw log: column names, separator, time unit, event weights and the limits
+    beyond which a row is rejected.
+
+    ``separator`` None means a tab for ``.tsv`` files and a comma otherwise; ``"tab"`` and
+    ``"\\t"`` name the tab. Events outside ``[time_min, time_max]`` (fixed dates, so the same
+    input always gives the same output) and ids longer than ``max_id_len`` characters are rejected.
+
+    >>> PreprocessConfig(separator="tab").separator
+    '\\t'
+    """
 
     user_col: str = "user_id"
     item_col: str = "item_id"
@@ -55,10 +65,23 @@ class PreprocessConfig:
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     only_events: bool = False
     event_col_required: bool = False
+    separator: str | None = None
+    max_id_len: int = 1024
+    time_min: dt.datetime = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    time_max: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 
     def __post_init__(self) -> None:
         if self.time_unit not in ("auto", "s", "ms", "us", "iso"):
             raise UsageError(f"--time-unit must be one of auto, s, ms, us, iso (got {self.time_unit!r})")
+        if self.separator is not None:
+            sep = {"tab": "\t", "\\t": "\t"}.get(self.separator.lower(), self.separator)
+            # polars reads a one-byte separator; a quote or line break cannot separate fields.
+            if len(sep) != 1 or not sep.isascii() or sep in '"\r\n':
+                raise UsageError(
+                    f"--separator must be one ASCII character other than a quote or line break, "
+                    f"or 'tab' (got {self.separator!r})"
+                )
+            object.__setattr__(self, "separator", sep)
 
 
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).

@@ -1,9 +1,23 @@
 """Clean raw CSV/Parquet logs into one time-sorted events Parquet.
 
-Rows with a missing id or an unparsable time, and exact duplicates, are not dropped silently:
-they go to ``OUT.rejects.parquet`` with their source file, row number and reason, and the
-counts go to ``OUT.manifest.json``. The pipeline is a polars lazy query sunk to Parquet, so a
-log larger than memory streams through.
+Bad rows are not dropped silently: they go to ``OUT.rejects.parquet`` with their source file,
+row number (1 = the first record after the header) and reason, and the counts go to
+``OUT.manifest.json``. The reasons, the first that applies:
+
+- structure (CSV): "bad quoting", "wrong number of fields" (a non-empty field past the
+  header's last column), "empty row" (a blank line), "not valid UTF-8";
+- "header line repeated" (a copy of the header inside the data);
+- ids: "missing user_id", "missing item_id", "id longer than 1024 characters",
+  "control character in id" (ids are trimmed of surrounding whitespace first);
+- time: "missing timestamp", "unparsable timestamp" (also NaN, inf and numbers beyond year
+  9999), "timestamp before 1970-01-01", "timestamp after 2100-01-01";
+- "event type not in --event-weights" (with ``--only-events``), "exact duplicate".
+
+A file that cannot be used at all (missing, empty, not CSV text, a column missing or
+duplicated, a Parquet column of the wrong type) raises :class:`BadInputError` naming the file
+and column, and nothing is written. The pipeline is a polars lazy query sunk to Parquet, so a
+log larger than memory streams through; only a CSV polars cannot parse (stray quotes) is read
+again, more slowly, by Python's csv module (:mod:`recinc_cli.rawlog`).
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -18,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +42,8 @@ import polars as pl
 from recinc_cli import __version__
 from recinc_cli.config import DEFAULT_EVENT_TYPE, UNKNOWN_EVENT_WEIGHT, PreprocessConfig
 from recinc_cli.errors import BadInputError
-from recinc_cli.io import _first_line, atomic_path, expand_inputs, is_parquet, sha256_file
+from recinc_cli.io import _first_line, atomic_path, expand_inputs, sha256_file
+from recinc_cli.rawlog import FLAG, POLARS_ERRORS, csv_parses, read_csv_python, scan_raw
 
 _ISO_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.fZ",
@@ -57,7 +73,7 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
     """Clean ``inputs`` (files, directories, globs) into the events Parquet ``out``.
 
     Returns the manifest dict (also written to ``OUT.manifest.json``). Raises
-    :class:`BadInputError` when an input is missing or unreadable, a column is missing, or no
+    :class:`BadInputError` when an input is missing or unusable, a column is missing, or no
     row survives cleaning; nothing is written then.
     """
     cfg = cfg or PreprocessConfig()
@@ -68,7 +84,50 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
     files = [f for f in expand_inputs(inputs) if f.resolve() not in own]
     if not files:
         raise BadInputError(f"{', '.join(map(str, inputs))}: no input besides this command's own output files")
-    frames = [_scan_normalised(f, i, cfg) for i, f in enumerate(files)]
+    raw = [scan_raw(f, cfg) for f in files]  # every header checked before anything is written
+    with (
+        tempfile.TemporaryDirectory(prefix="recinc-preprocess-") as scratch,
+        atomic_path(out) as tmp_out,
+        atomic_path(rejects_path) as tmp_rej,
+    ):
+        _sink_or_fall_back(files, raw, cfg, (tmp_out, tmp_rej), Path(scratch))
+        manifest = _manifest(files, tmp_out, tmp_rej, out)
+        if manifest["rows_kept"] == 0:
+            raise BadInputError(
+                f"{', '.join(map(str, files))}: no usable rows "
+                f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'})"
+            )
+        with atomic_path(manifest_path) as tmp_man:
+            tmp_man.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+_CORE = ("user_id", "item_id", "timestamp", "event_type", "weight")
+
+
+def _sink_or_fall_back(
+    files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, outs: tuple[Path, Path], scratch: Path
+) -> None:
+    """:func:`_sink`; when polars cannot parse a CSV, read just that file again with Python's
+    csv module (:func:`read_csv_python`) and sink once more. Raises :class:`BadInputError`."""
+    try:
+        _sink(files, raw, cfg, *outs)
+        return
+    except POLARS_ERRORS as e:
+        broken = [i for i, f in enumerate(files) if not csv_parses(f, cfg)]
+        if not broken:
+            raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
+    for i in broken:
+        raw[i] = read_csv_python(files[i], cfg, scratch)
+    try:
+        _sink(files, raw, cfg, *outs)
+    except POLARS_ERRORS as e:
+        raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
+
+
+def _sink(files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, tmp_out: Path, tmp_rej: Path) -> None:
+    """Write the kept rows (time-sorted) to ``tmp_out`` and the rejects to ``tmp_rej``."""
+    frames = [_normalise(lf, f, i, cfg) for i, (f, lf) in enumerate(zip(files, raw, strict=True))]
     tagged = _tag_rejects(pl.concat(frames, how="diagonal_relaxed"), cfg)
     extras = [c for c in tagged.collect_schema() if not c.startswith("_") and c not in _CORE]
     kept = (
@@ -85,61 +144,27 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
         pl.col("_ts_raw").alias("timestamp_raw"),
         "event_type",
     )
-    with atomic_path(out) as tmp_out, atomic_path(rejects_path) as tmp_rej:
-        try:
-            pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True)])
-        except pl.exceptions.PolarsError as e:
-            names = ", ".join(str(f) for f in files)
-            raise BadInputError(f"{names}: cannot read ({_first_line(e)})") from e
-        manifest = _manifest(files, tmp_out, tmp_rej, out)
-        if manifest["rows_kept"] == 0:
-            raise BadInputError(
-                f"{', '.join(map(str, files))}: no usable rows "
-                f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'})"
-            )
-        with atomic_path(manifest_path) as tmp_man:
-            tmp_man.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True)])
 
 
-_CORE = ("user_id", "item_id", "timestamp", "event_type", "weight")
-
-
-def _scan_normalised(path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFrame:
-    """Scan one file and rename its columns to the canonical names, ids as trimmed strings."""
-    try:
-        if is_parquet(path):
-            lf = pl.scan_parquet(path)
-        else:
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            lf = pl.scan_csv(path, infer_schema=False, separator=sep)
-        schema = lf.collect_schema()
-    except pl.exceptions.PolarsError as e:
-        raise BadInputError(f"{path}: cannot read ({_first_line(e)})") from e
-    for flag, col in (("--user-col", cfg.user_col), ("--item-col", cfg.item_col), ("--time-col", cfg.time_col)):
-        if col not in schema:
-            raise BadInputError(
-                f"{path}: column {col!r} not found (columns: {', '.join(schema.names())}); name it with {flag}"
-            )
+def _normalise(raw: pl.LazyFrame, path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFrame:
+    """Rename one scanned file's columns to the canonical names, ids as trimmed strings."""
+    schema = raw.collect_schema()
     has_event = cfg.event_col in schema
-    if cfg.event_col_required and not has_event:
-        raise BadInputError(
-            f"{path}: column {cfg.event_col!r} not found (columns: {', '.join(schema.names())}); "
-            "name it with --event-col"
-        )
     used = {cfg.user_col, cfg.item_col, cfg.time_col, cfg.event_col}
     extras = [c for c in schema.names() if c not in used and c not in _CORE and not c.startswith("_")]
     event = pl.col(cfg.event_col).cast(pl.String).str.strip_chars() if has_event else pl.lit(DEFAULT_EVENT_TYPE)
     return (
-        lf.with_row_index("_row", offset=1)
+        raw.with_row_index("__row", offset=1)
         .select(
             pl.lit(str(path)).alias("_source"),
-            pl.col("_row").cast(pl.Int64),
+            pl.col("__row").cast(pl.Int64).alias("_row"),
             _clean_id(cfg.user_col).alias("user_id"),
             _clean_id(cfg.item_col).alias("item_id"),
             _parse_time(pl.col(cfg.time_col), schema[cfg.time_col], cfg.time_unit).alias("timestamp"),
             pl.col(cfg.time_col).cast(pl.String).alias("_ts_raw"),
             event.fill_null("").alias("event_type"),
+            pl.col(FLAG).alias("_flag"),
             *[pl.col(c) for c in extras],
         )
         .with_columns(pl.lit(index).alias("_file"))
@@ -183,14 +208,31 @@ def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
     known = {k.lower(): v for k, v in cfg.event_weights.items()}
     etype = pl.col("event_type").str.to_lowercase()
     weight = etype.replace_strict(known, default=UNKNOWN_EVENT_WEIGHT, return_dtype=pl.Float32)
-    content = [c for c in lf.collect_schema() if c not in ("_source", "_row", "_file", "timestamp")]
+    content = [c for c in lf.collect_schema() if c not in ("_source", "_row", "_file", "_flag", "timestamp")]
+    ids = (pl.col("user_id"), pl.col("item_id"))
+    ts_raw = pl.col("_ts_raw").str.strip_chars()
+    time_min, time_max = (pl.lit(t).cast(pl.Datetime("ms", "UTC")) for t in (cfg.time_min, cfg.time_max))
     reason = (
-        pl.when(pl.col("user_id").is_null())
+        pl.when(pl.col("_flag").is_not_null())
+        .then(pl.col("_flag"))
+        .when((pl.col("user_id") == cfg.user_col) & (pl.col("item_id") == cfg.item_col) & (ts_raw == cfg.time_col))
+        .then(pl.lit("header line repeated"))
+        .when(pl.col("user_id").is_null())
         .then(pl.lit("missing user_id"))
         .when(pl.col("item_id").is_null())
         .then(pl.lit("missing item_id"))
+        .when(pl.any_horizontal(c.str.len_chars() > cfg.max_id_len for c in ids))
+        .then(pl.lit(f"id longer than {cfg.max_id_len} characters"))
+        .when(pl.any_horizontal(c.str.contains(r"[\x00-\x1f\x7f]") for c in ids))
+        .then(pl.lit("control character in id"))
+        .when(ts_raw.fill_null("") == "")
+        .then(pl.lit("missing timestamp"))
         .when(pl.col("timestamp").is_null())
         .then(pl.lit("unparsable timestamp"))
+        .when(pl.col("timestamp") < time_min)
+        .then(pl.lit(f"timestamp before {cfg.time_min:%Y-%m-%d}"))
+        .when(pl.col("timestamp") > time_max)
+        .then(pl.lit(f"timestamp after {cfg.time_max:%Y-%m-%d}"))
     )
     if cfg.only_events:
         reason = reason.when(~etype.is_in(list(known))).then(pl.lit("event type not in --event-weights"))
