@@ -58,8 +58,7 @@ def init(
 
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
-    target = Target.of(out, registry)
-    _check_keep(keep, target)
+    target = Target.of(out, registry, keep)
     use_all_threads()
     with target.locked(wait):
         df = read_events(events)
@@ -72,7 +71,7 @@ def init(
         entry = lineage_entry("init", data_sha, str(events), None, bundle, stats)
         entry["version"] = target.version
         bundle.lineage.append(entry)
-        saved = target.publish(bundle, keep)
+        saved = target.publish(bundle)
     return {**entry, "events_per_second": stats["events_per_second"], **saved}
 
 
@@ -115,8 +114,7 @@ def update(
 
     if out is None and registry is None and Registry.is_registry(checkpoint):
         registry = checkpoint
-    target = Target.of(out, registry)
-    _check_keep(keep, target)
+    target = Target.of(out, registry, keep)
     if not 0.0 <= max_drop < 1.0:
         raise UsageError(f"--max-drop must be in [0, 1): a relative NDCG@10 drop (got {max_drop:g})")
     use_all_threads()
@@ -153,15 +151,8 @@ def update(
             )
             error.verdict = entry["gate"]
             raise error
-        saved = target.publish(bundle, keep)
+        saved = target.publish(bundle)
     return {**entry, "skipped": False, "events_per_second": stats["events_per_second"], **saved}
-
-
-def _check_keep(keep: int | None, target: Any) -> None:
-    if keep is not None and target.registry is None:
-        raise UsageError("--keep prunes registry versions; it needs --registry DIR")
-    if keep is not None and keep < 1:
-        raise UsageError(f"--keep must be at least 1 (got {keep})")
 
 
 def rollback(registry: str | Path, to: int | None = None, wait: float = 0.0) -> dict[str, Any]:
@@ -202,11 +193,10 @@ def recommend(
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.registry import resolve_checkpoint
     from recinc_cli.serve import serve_top
 
     use_all_threads()
-    bundle = load_bundle(resolve_checkpoint(checkpoint))
+    bundle = load_bundle(checkpoint)
     state = bundle.serving_state(None if history is None else read_events(history))
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
     items, scores, source = serve_top(bundle, state, raw, k, reporter)
@@ -248,14 +238,13 @@ def evaluate(
     """
     from recinc_cli.checkpoint import load_bundle
     from recinc_cli.recommend import top_k
-    from recinc_cli.registry import resolve_checkpoint
     from recinc_cli.split import split_last
 
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     reporter = reporter or NullReporter()
     use_all_threads()
-    bundle = load_bundle(resolve_checkpoint(checkpoint))
+    bundle = load_bundle(checkpoint)
     df = read_events(events)
     before = None
     if protocol == "loo":

@@ -73,6 +73,10 @@ def command(fn: F) -> F:
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary line.")]
 Out = Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")]
+CheckpointArg = Annotated[
+    Path,
+    typer.Argument(metavar="CHECKPOINT", help="Checkpoint, or a registry directory (its LATEST).", show_default=False),
+]
 CheckpointOut = Annotated[
     Path | None, typer.Option("--output", "-o", help="Checkpoint file to write (atomically).", show_default=False)
 ]
@@ -574,12 +578,7 @@ def _written(r: dict[str, Any]) -> str:
 
 @command
 def recommend(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            metavar="CHECKPOINT", help="Checkpoint, or a registry directory (its LATEST).", show_default=False
-        ),
-    ],
+    checkpoint: CheckpointArg,
     users: Annotated[str | None, typer.Option(help="Comma-separated user ids.")] = None,
     users_file: Annotated[
         Path | None, typer.Option(help="One user id per line, or a CSV/Parquet file with a user_id column.")
@@ -643,12 +642,7 @@ def _user_list(users: str | None, users_file: Path | None) -> list[str]:
 
 @command
 def evaluate(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            metavar="CHECKPOINT", help="Checkpoint, or a registry directory (its LATEST).", show_default=False
-        ),
-    ],
+    checkpoint: CheckpointArg,
     events: Annotated[
         Path, typer.Argument(metavar="EVENTS", help="Test events Parquet (the next slice).", show_default=False)
     ],

@@ -126,8 +126,7 @@ class Registry:
     def prune(self, keep: int) -> list[Path]:
         """Delete all but the newest ``keep`` versions, never the one ``LATEST`` serves;
         rejected versions older than the oldest kept one go too. Returns the deleted paths."""
-        if keep < 1:
-            raise UsageError(f"--keep must be at least 1 (got {keep})")
+        check_keep(keep)
         served = self.latest_version()
         kept = set(self.versions()[-keep:]) | ({served} if served is not None else set())
         oldest = min(kept, default=0)
@@ -138,6 +137,13 @@ class Registry:
                 p.unlink(missing_ok=True)
                 gone.append(p)
         return gone
+
+
+def check_keep(keep: int | None) -> int | None:
+    """``keep`` itself when it is None or at least 1; else :class:`UsageError`."""
+    if keep is not None and keep < 1:
+        raise UsageError(f"--keep must be at least 1 (got {keep})")
+    return keep
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -20,7 +20,7 @@ from recinc_cli.checkpoint import Bundle, save_bundle
 from recinc_cli.errors import UsageError
 from recinc_cli.failpoints import pause_point
 from recinc_cli.locking import exclusive, lock_path_for
-from recinc_cli.registry import Registry
+from recinc_cli.registry import Registry, check_keep
 
 
 @dataclass
@@ -29,19 +29,24 @@ class Target:
 
     file: Path | None = None
     registry: Registry | None = None
+    #: registry only: newest versions to keep after publishing (None = all).
+    keep: int | None = None
     #: the version number this run writes (registry only; fixed under the lock).
     version: int | None = field(default=None, init=False)
 
     @classmethod
-    def of(cls, out: str | Path | None, registry: str | Path | None) -> Target:
-        """The target of ``-o OUT`` or ``--registry DIR``; exactly one must be given."""
+    def of(cls, out: str | Path | None, registry: str | Path | None, keep: int | None = None) -> Target:
+        """The target of ``-o OUT`` or ``--registry DIR [--keep N]``; exactly one of the two
+        must be given. Raises :class:`UsageError` before any work is done."""
         if (out is None) == (registry is None):
             raise UsageError("give exactly one of -o OUT (a checkpoint file) or --registry DIR (numbered versions)")
         if registry is not None:
             root = Path(registry)
             if root.exists() and not root.is_dir():
                 raise UsageError(f"--registry {root}: is a file; give a directory (it is created if missing)")
-            return cls(registry=Registry(root))
+            return cls(registry=Registry(root), keep=check_keep(keep))
+        if keep is not None:
+            raise UsageError("--keep prunes registry versions; it needs --registry DIR")
         path = Path(out)  # type: ignore[arg-type]
         if path.is_dir():
             raise UsageError(f"-o {path}: is a directory; give a file name, or use --registry {path}")
@@ -90,7 +95,7 @@ class Target:
             raise RuntimeError("registry version is fixed under the lock: use Target.locked()")
         return self.version
 
-    def publish(self, bundle: Bundle, keep: int | None = None) -> dict[str, Any]:
+    def publish(self, bundle: Bundle) -> dict[str, Any]:
         """Save ``bundle`` and, for a registry, switch ``LATEST`` to it and prune to ``keep``.
 
         Returns ``{"path", "sha256", "version", "pruned"}``.
@@ -101,8 +106,8 @@ class Target:
         if self.registry is not None:
             self.registry.promote(self._version())
             pause_point("registry:switched")
-            if keep is not None:
-                pruned = [p.name for p in self.registry.prune(keep)]
+            if self.keep is not None:
+                pruned = [p.name for p in self.registry.prune(self.keep)]
         return {"path": str(path), "sha256": sha, "version": self.version, "pruned": pruned}
 
     def reject(self, bundle: Bundle) -> Path:
