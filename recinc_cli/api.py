@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from recinc_cli.failpoints import pause_point
 from recinc_cli.io import read_events, sha256_file, write_table
 from recinc_cli.preprocess import preprocess
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.threads import use_threads
 
 # The modules below import torch (about 2 s); they are imported inside the functions that need
 # them so that `recinc preprocess` and `--help` start fast.
@@ -59,7 +59,7 @@ def init(
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
     target = Target.of(out, registry, keep)
-    use_all_threads()
+    use_threads()
     with target.locked(wait):
         df = read_events(events)
         check_feature_columns(df, model_cfg.item_features, events)
@@ -117,7 +117,7 @@ def update(
     target = Target.of(out, registry, keep)
     if not 0.0 <= max_drop < 1.0:
         raise UsageError(f"--max-drop must be in [0, 1): a relative NDCG@10 drop (got {max_drop:g})")
-    use_all_threads()
+    use_threads()
     with target.locked(wait):
         parent_path = resolve_checkpoint(checkpoint)
         bundle = load_bundle(parent_path)
@@ -195,7 +195,7 @@ def recommend(
     from recinc_cli.checkpoint import load_bundle
     from recinc_cli.serve import serve_top
 
-    use_all_threads()
+    use_threads()
     bundle = load_bundle(checkpoint)
     state = bundle.serving_state(None if history is None else read_events(history))
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
@@ -243,7 +243,7 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     reporter = reporter or NullReporter()
-    use_all_threads()
+    use_threads()
     bundle = load_bundle(checkpoint)
     df = read_events(events)
     before = None
@@ -335,7 +335,7 @@ def replay(
         require_matplotlib()
     out_dir = Path(out_dir)
     log = Path(log)
-    use_all_threads()
+    use_threads()
     if not log.exists():
         raise BadInputError(f"{log}: no such file; check the path")
     is_events = log.suffix in (".parquet", ".pq") and all(c in pl.read_parquet_schema(log) for c in EVENTS_SCHEMA)
@@ -382,18 +382,3 @@ def update_config(stored: TrainConfig, overrides: dict[str, Any], as_update: boo
     if "pop_weight" in overrides:
         cfg = dataclasses.replace(cfg, pop_weight=overrides["pop_weight"])
     return cfg
-
-
-def use_all_threads() -> None:
-    """Let torch use every core this process may run on (``RECINC_THREADS`` overrides).
-
-    torch's default can count the host's cores rather than the container's share.
-    """
-    import torch
-
-    env = os.environ.get("RECINC_THREADS")
-    try:
-        n = int(env) if env else len(os.sched_getaffinity(0))
-    except (ValueError, AttributeError):
-        n = os.cpu_count() or 1
-    torch.set_num_threads(max(1, n))

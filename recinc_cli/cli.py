@@ -446,7 +446,8 @@ def init(
         )
     info(
         f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, {how} "
-        f"in {r['train_seconds']:.1f}s ({r['epoch_seconds']:.1f}s per epoch, {r['events_per_second']:,.0f} events/s, "
+        f"in {r['train_seconds']:.1f}s on {_threads(r['threads'])} ({r['epoch_seconds']:.1f}s per epoch, "
+        f"{r['events_per_second']:,.0f} events/s, "
         f"peak memory {r['peak_memory_mb']:,.0f} MiB), {_loss(r['final_loss'])} -> {_written(r)}",
         quiet,
     )
@@ -562,10 +563,16 @@ def update(
     info(
         f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
         f"(now {r['n_users']:,} / {r['n_items']:,}), "
-        f"{'counted' if r['final_loss'] is None else _epochs(r['epochs'])} in {r['train_seconds']:.1f}s, "
+        f"{'counted' if r['final_loss'] is None else _epochs(r['epochs'])} in {r['train_seconds']:.1f}s "
+        f"on {_threads(r['threads'])}, "
         f"{_loss(r['final_loss'])}, {', '.join(notes)} -> {_written(r)}",
         quiet,
     )
+
+
+def _threads(n: int) -> str:
+    """How many threads trained, for the summary line (README "Threads and other jobs")."""
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def _written(r: dict[str, Any]) -> str:

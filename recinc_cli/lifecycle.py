@@ -37,6 +37,7 @@ from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.reservoir import Reservoir
 from recinc_cli.seen import SeenItems
 from recinc_cli.split import split_last
+from recinc_cli.threads import use_threads
 from recinc_cli.train import Trainer, seeded_generator
 from recinc_cli.vocab import Vocab
 
@@ -104,6 +105,7 @@ def create_bundle(
         new_users=len(users) - 1,
         new_items=len(items) - 1,
         peak_memory_mb=peak_memory_mb(),
+        threads=torch.get_num_threads(),
         **admitted,
     )
     stats["events_per_second"] = round(stats.pop("events_trained") / max(stats["train_seconds"], 1e-9), 1)
@@ -137,7 +139,7 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     else:
         cut = round(events.height * (1 - cfg.valid_fraction))
         older, held = events[:cut], events[cut:]
-    trainer = Trainer(bundle.model, cfg)
+    trainer = Trainer(bundle.model, cfg, size_threads=use_threads)
     stopped = None
     if held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
@@ -216,6 +218,7 @@ def update_bundle(
         "watermark": iso_ms(bundle.watermark_ms),
         "new_users": new_users,
         "new_items": new_items,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -285,6 +288,7 @@ def _nothing_trained(bundle: Bundle, cfg: TrainConfig) -> dict[str, Any]:
         "watermark": iso_ms(bundle.watermark_ms),
         "new_users": 0,
         "new_items": 0,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -295,7 +299,7 @@ def _trainer(
     teacher: Recommender | None = None,
 ) -> Trainer:
     """A trainer that continues the bundle's optimizer state (grown to the current tables)."""
-    trainer = Trainer(bundle.model, cfg, anchor, teacher)
+    trainer = Trainer(bundle.model, cfg, anchor, teacher, size_threads=use_threads)
     if bundle.optimizer:
         try:
             trainer.load_state_dict(bundle.optimizer)

@@ -32,6 +32,7 @@ from recinc_cli.data import TrainData
 from recinc_cli.errors import TrainingError
 from recinc_cli.failpoints import pause_point
 from recinc_cli.models.base import Recommender
+from recinc_cli.threads import count_flops
 
 #: callback(epoch, n_epochs, batch, n_batches, running_loss)
 ProgressFn = Callable[[int, int, int, int, float], None]
@@ -47,6 +48,8 @@ class Trainer:
     parent's items for the rows of each batch (knowledge distillation, as in IncCTR).
     The learning rate follows ``cfg.lr_schedule`` after a linear ``cfg.warmup`` over the steps
     planned with :meth:`plan` (default: the steps of each :meth:`fit` call).
+    ``size_threads``, if given, is called once with the FLOPs of the first step
+    (:attr:`step_flops`) to size torch's thread team (:func:`recinc_cli.threads.use_threads`).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Trainer:
         cfg: TrainConfig,
         anchor: dict[str, torch.Tensor] | None = None,
         teacher: Recommender | None = None,
+        size_threads: Callable[[float], int] | None = None,
     ) -> None:
         self.model = model
         self.cfg = cfg
@@ -62,6 +66,9 @@ class Trainer:
         self.anchor = anchor if anchor and cfg.anchor_weight > 0 else None
         self.teacher = teacher.eval() if teacher is not None and cfg.distill_weight > 0 else None
         self.step, self.total_steps = 0, 0
+        self.size_threads = size_threads
+        #: FLOPs of the first training step (matrix products, forward and backward), once counted.
+        self.step_flops: float | None = None
 
     def plan(self, total_steps: int) -> None:
         """Spread the learning-rate schedule over ``total_steps`` batches of later fit calls."""
@@ -140,17 +147,14 @@ class Trainer:
                 if self.cfg.lr_schedule != "constant" or self.cfg.warmup > 0:
                     self.set_lr(self.cfg.lr * self._lr_factor(self.step, total_steps))
                 self.step += 1
-                loss = self.model.loss(batch)
-                extra = self._extra_loss(batch)
-                if extra is not None:
-                    loss = loss + extra
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise TrainingError(
-                        f"loss became {value} in epoch {epoch + 1}, batch {b + 1}; "
-                        f"lower --lr (now {self.cfg.lr:g}) or check the event weights"
-                    )
-                loss.backward()
+                if self.size_threads is not None and self.step_flops is None:
+                    # The first step's work sizes the thread team for the rest (recinc_cli.threads).
+                    with count_flops() as flops:
+                        value = self._backward(batch, epoch, b)
+                    self.step_flops = flops[0]
+                    self.size_threads(self.step_flops)
+                else:
+                    value = self._backward(batch, epoch, b)
                 for opt in self.optimizers:
                     opt.step()
                 total += value
@@ -161,6 +165,22 @@ class Trainer:
             pause_point("epoch")
         self._check_weights()
         return history
+
+    def _backward(self, batch: dict[str, torch.Tensor], epoch: int, b: int) -> float:
+        """Loss of ``batch`` (plus the anti-forgetting terms) and its gradients; returns the loss.
+        Raises :class:`TrainingError` when it is NaN or infinite."""
+        loss = self.model.loss(batch)
+        extra = self._extra_loss(batch)
+        if extra is not None:
+            loss = loss + extra
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"loss became {value} in epoch {epoch + 1}, batch {b + 1}; "
+                f"lower --lr (now {self.cfg.lr:g}) or check the event weights"
+            )
+        loss.backward()
+        return value
 
     def _check_weights(self) -> None:
         for name, p in self.model.named_parameters():

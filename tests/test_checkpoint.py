@@ -40,6 +40,7 @@ LINEAGE_KEYS = {
     "new_users",
     "new_items",
     "epoch_seconds",
+    "threads",  # torch threads the training ran on (recinc_cli.threads)
     "version",  # registry version number; None for -o
 }
 INIT_KEYS = LINEAGE_KEYS | {"peak_memory_mb", "lr", "pop_weight", "events_not_admitted"}

@@ -70,13 +70,13 @@ def test_every_step_succeeded_with_a_one_line_summary(sasrec_pipeline) -> None:
         assert len(r.stderr.splitlines()) == 1, name
     assert re.fullmatch(
         r"init: sasrec on 19,157 events, 1,360 users, 762 items, [12] epochs? chosen by early stopping "
-        r"\(valid ndcg@10 0\.\d{4}\) \+ 1 epoch on the held-out newest events in [\d.]+s "
+        r"\(valid ndcg@10 0\.\d{4}\) \+ 1 epoch on the held-out newest events in [\d.]+s on 1 thread "
         r"\([\d.]+s per epoch, [\d,]+ events/s, peak memory [\d,]+ MiB\), "
         rf"loss [\d.]+ -> {re.escape(str(sasrec_pipeline.ckpt[10]))}\n",
         sasrec_pipeline.results["init"].stderr,
     )
     assert re.fullmatch(
-        r"update: 2,476 events, \+35 users, \+13 items \(now 1,395 / 775\), 1 epoch in [\d.]+s, "
+        r"update: 2,476 events, \+35 users, \+13 items \(now 1,395 / 775\), 1 epoch in [\d.]+s on 1 thread, "
         rf"loss [\d.]+, pop weight [\d.]+(, [\d,]+ replayed)? -> {re.escape(str(sasrec_pipeline.ckpt[11]))}\n",
         sasrec_pipeline.results["update 11"].stderr,
     )
@@ -287,7 +287,7 @@ def test_init_valid_last_early_stops_on_each_users_last_event(cli, cycle_model, 
     assert r.exit_code == 0, r.stderr
     assert re.fullmatch(
         r"init: sasrec on 270 events, 45 users, 15 items, [123] epochs? chosen by early stopping "
-        r"\(valid ndcg@10 \d\.\d{4}, leave-one-out\) in [\d.]+s \([\d.]+s per epoch, [\d,]+ events/s, "
+        r"\(valid ndcg@10 \d\.\d{4}, leave-one-out\) in [\d.]+s on 1 thread \([\d.]+s per epoch, [\d,]+ events/s, "
         rf"peak memory [\d,]+ MiB\), loss [\d.]+ -> {re.escape(str(out))}\n",
         r.stderr,
     )
