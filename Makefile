@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test lint demo bench bench-replay bench-loo sample-data clean
+.PHONY: install test lint demo bench bench-replay bench-loo bench-concurrency sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,7 +66,12 @@ bench-replay: $(STAMP)
 bench-loo: $(STAMP)
 	$(BIN)/python bench/loo.py --out bench_out
 
-bench: bench-replay bench-loo  # every benchmark
+# 1, 2 and 4 copies of the same update at once, before/after the thread policy of issue 19,
+# then the single-job cost of the new policy (about 40 minutes on 2 cores).
+bench-concurrency: $(STAMP)
+	$(BIN)/python bench/concurrency.py --out bench_out --single
+
+bench: bench-replay bench-loo bench-concurrency  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data

@@ -32,7 +32,8 @@ from pathlib import Path
 from recinc_cli.errors import UsageError
 
 #: Work of one training step (forward and backward, in FLOPs of matrix products) per thread.
-#: Measured on 2 cores: steps below ~5e8 FLOPs ran no faster on 2 threads than on 1.
+#: Measured on 2 cores, one job alone, step time on 1 thread / on 2: 1.13x at 4.4e7 FLOPs
+#: (mf on MovieLens), 0.89x at 1.6e8, 1.22x at 3.9e8, 1.57x at 7.2e8, 1.51x at 7e9 (sasrec).
 FLOPS_PER_THREAD = 2.5e8
 #: What recinc sets before torch loads, unless one of :data:`WAIT_VARS` is set already:
 #: libgomp (torch on Linux) spins GOMP_SPINCOUNT rounds (~100 per microsecond, default
