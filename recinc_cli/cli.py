@@ -571,7 +571,7 @@ def update(
 
 
 def _threads(n: int) -> str:
-    """How many threads trained, for the summary line (README "Threads and other jobs")."""
+    """How many threads trained, for the summary line (README "Several jobs on one machine")."""
     return f"{n} thread{'' if n == 1 else 's'}"
 
 

@@ -13,7 +13,8 @@ then burn each other's time slices spinning: two ``update`` runs side by side tr
    up to the cores this process may use (:func:`available_cores`). Small steps on many threads
    spend longer handing work out than computing; they also crowd out other jobs.
 
-``RECINC_THREADS=N`` fixes the count for every step of every command.
+``RECINC_THREADS=N`` fixes the count for every step of every command. README: "Several jobs
+on one machine", with the figures of bench/concurrency.py.
 
 >>> threads_for(2e7, cores=8)   # mf on MovieLens: tiny matrix products
 1
