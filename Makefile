@@ -67,9 +67,9 @@ bench-loo: $(STAMP)
 	$(BIN)/python bench/loo.py --out bench_out
 
 # 1, 2 and 4 copies of the same update at once, before/after the thread policy of issue 19,
-# then the single-job cost of the new policy (about 40 minutes on 2 cores).
+# an mf update beside a sasrec init, then the single-job cost of the new policy (about 45 minutes on 2 cores).
 bench-concurrency: $(STAMP)
-	$(BIN)/python bench/concurrency.py --out bench_out --single
+	$(BIN)/python bench/concurrency.py --out bench_out --beside --single
 
 bench: bench-replay bench-loo bench-concurrency  # every benchmark
 

@@ -14,6 +14,9 @@ Policies, each a set of environment variables given to every copy:
   libgomp's default wait (idle threads spin ~300,000 times, ``GOMP_SPINCOUNT=300000``).
 - ``new``: nothing set; recinc chooses (see the README, "Threads and other jobs").
 
+``--beside`` runs the ``mf`` update ``--repeat`` times, one after another, while a ``sasrec``
+``init`` on the base trains beside it (a big job and a small one sharing the machine).
+
 ``--single`` times, one job at a time, ``init`` on the whole log and ``update`` of the base
 model with the slice, ``--repeat`` times, the two policies alternating (A B A B ...); it
 reports the median of each and the median of the pairwise ratios new/today.
@@ -21,7 +24,7 @@ reports the median of each and the median of the pairwise ratios new/today.
 Usage::
 
     python bench/concurrency.py [--data-dir ../shared/data] [--out bench_out] [--models mf,sasrec]
-        [--copies 1,2,4] [--tries 3] [--single] [--repeat 3] [--show bench_out/concurrency.json]
+        [--copies 1,2,4] [--tries 3] [--beside] [--single] [--repeat 3] [--show bench_out/concurrency.json]
 """
 
 from __future__ import annotations
@@ -146,6 +149,39 @@ def single(paths: dict[str, Path], work: Path, models: list[str], repeat: int) -
     return rows
 
 
+def beside(paths: dict[str, Path], work: Path, repeat: int) -> list[dict]:
+    """Rows per policy: the mf update's seconds while a sasrec init runs beside it."""
+    rows = []
+    for policy in POLICIES:
+        big = recinc_cmd("init", str(paths["base"]), "-o", str(work / "beside.pt"), "--model", "sasrec", "-q")
+        side = subprocess.Popen(big, env=policy_env(policy), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(8)  # past its start-up: training
+        small = recinc_cmd("update", str(paths["mf"]), str(paths["slice"]), "-o", str(work / "small.pt"))
+        runs = []
+        for _ in range(repeat):
+            if side.poll() is not None:
+                break  # only runs that started while the big job trained count
+            runs += run_together([small], policy_env(policy))
+        side.wait()
+        rows.append({"policy": policy, "runs": runs})
+        console.print(beside_table(rows[-1:]))
+    return rows
+
+
+def beside_table(rows: list[dict]) -> Table:
+    table = Table(title=f"{LOG}: the mf update while a sasrec init trains beside it")
+    for col in ("policy", "runs", "training s (each)", "wall s (each)"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for row in rows:
+        table.add_row(
+            row["policy"],
+            str(len(row["runs"])),
+            ", ".join(f"{r['train_s']:.1f}" for r in row["runs"]),
+            ", ".join(f"{r['wall_s']:.1f}" for r in row["runs"]),
+        )
+    return table
+
+
 def worst_ratio(row: dict, rows: list[dict]) -> float:
     """The worst copy's wall over the median wall of one copy alone, same model and policy."""
     alone = [r for r in rows if r["model"] == row["model"] and r["policy"] == row["policy"] and r["copies"] == 1]
@@ -202,6 +238,8 @@ def single_table(rows: list[dict]) -> Table:
 def show(report: dict[str, Any]) -> None:
     if report.get("concurrency"):
         console.print(concurrency_table(report["concurrency"], report["tries"]))
+    if report.get("beside"):
+        console.print(beside_table(report["beside"]))
     if report.get("single"):
         console.print(single_table(report["single"]))
 
@@ -213,8 +251,9 @@ def main() -> None:
     parser.add_argument("--models", default="mf,sasrec")
     parser.add_argument("--copies", default="1,2,4")
     parser.add_argument("--tries", type=int, default=3)
+    parser.add_argument("--beside", action="store_true", help="also time the mf update beside a sasrec init")
     parser.add_argument("--single", action="store_true", help="also time init and update one job at a time")
-    parser.add_argument("--repeat", type=int, default=3, help="--single: runs of each policy")
+    parser.add_argument("--repeat", type=int, default=3, help="--single, --beside: runs of each policy")
     parser.add_argument("--show", type=Path, help="only print the tables of an earlier concurrency.json")
     parser.add_argument(
         "--policy", action="append", default=[], metavar="NAME:VAR=V,VAR=V",
@@ -231,11 +270,15 @@ def main() -> None:
     if not src.is_file():
         sys.exit(f"{src}: shared data not found; pass --data-dir")
     models = args.models.split(",")
+    if args.beside and "mf" not in models:
+        sys.exit("--beside times the mf update: include mf in --models")
     work = args.out / "concurrency"
     paths = prepare(src, work, models)
-    copies = [int(c) for c in args.copies.split(",")]
+    copies = [int(c) for c in args.copies.split(",") if c]  # --copies '': no concurrency runs
     report: dict[str, Any] = {"cores": CORES, "tries": args.tries, "policies": POLICIES}
     report["concurrency"] = concurrency(paths, work, models, copies, args.tries)
+    if args.beside:
+        report["beside"] = beside(paths, work, args.repeat)
     if args.single:
         report["single"] = single(paths, work, models, args.repeat)
     args.out.mkdir(parents=True, exist_ok=True)
