@@ -357,3 +357,25 @@ def test_updates_use_the_gentler_update_lr_unless_overridden(cli, sasrec_pipelin
     assert r.exit_code == 0, r.stderr
     after = torch.load(out, weights_only=True)
     assert after["lineage"][-1]["lr"] == 0.002 and after["train_config"]["update_lr"] == 0.001
+
+
+def test_update_whose_held_out_users_are_all_new(cli, tmp_path: Path) -> None:
+    """Issue 13, bug 1: the newest share of the slice (held out to choose epochs) holds only a
+    user first seen in it, so the validation batch had no event at all: exit 1, IndexError."""
+    t0 = 1_700_000_000
+    base = [(f"u{i % 4 + 1}", f"i{i * 7 % 12 + 1}", t0 + i * 60) for i in range(60)]
+    fresh = [(f"u{i % 4 + 1}", f"i{i * 5 % 12 + 1}", t0 + 4000 + i * 60) for i in range(16)]
+    fresh += [("u9", f"i{j}", t0 + 6000 + k * 60) for k, j in enumerate((3, 5, 7, 2))]  # the newest 20%
+    header = ["user_id", "item_id", "timestamp"]
+    for name, rows in (("base", base), ("slice", fresh)):
+        r = cli("preprocess", write_csv(tmp_path / f"{name}.csv", header, rows), "-o", tmp_path / f"{name}.parquet")
+        assert r.exit_code == 0, r.stderr
+    m0, m1 = tmp_path / "m0.pt", tmp_path / "m1.pt"
+    r = cli("init", tmp_path / "base.parquet", "-o", m0, *SASREC_ARCH, "--epochs", "2", "--seed", "1")
+    assert r.exit_code == 0, r.stderr
+    r = cli("update", m0, tmp_path / "slice.parquet", "-o", m1)
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.startswith("update: 20 events, +1 users, +0 items (now 5 / 12), ")
+    r = cli("recommend", m1, "--users", "u9", "-k", "3")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[1:] and all(line.startswith("u9,") for line in r.stdout.splitlines()[1:])

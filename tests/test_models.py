@@ -215,6 +215,20 @@ def test_left_padding_and_user_index_do_not_change_sequential_scores(name: str) 
         assert not torch.allclose(m.score(other), m.score(q))
 
 
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_a_batch_of_users_with_no_events_scores_like_all_padding(name: str) -> None:
+    # Issue 13, bug 1: when no user of a scoring batch has any event yet (users first seen in an
+    # update's held-out part), the batch is (B, 0) wide; sasrec indexed its last position.
+    m = make(name, sizes_for(name), **featured(name)).eval()
+    empty = torch.zeros(2, 0, dtype=torch.int64)
+    padding = torch.zeros(2, 3, dtype=torch.int64)
+    users = torch.tensor([1, 2])
+    with torch.no_grad():
+        s = m.score({"user": users, "seq_item": empty, "seq_type": empty})
+        assert s.shape == (2, m.n_items) and torch.isfinite(s).all()
+        torch.testing.assert_close(s, m.score({"user": users, "seq_item": padding, "seq_type": padding}))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_grow_appends_rows_and_keeps_old_rows_and_scores(name: str) -> None:
     m = with_features(make(name, sizes_for(name), **featured(name)))

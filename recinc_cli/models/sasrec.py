@@ -116,10 +116,15 @@ class SASRec(Recommender):
     # -- encoder ------------------------------------------------------------------------------
 
     def encode(self, items: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        """Hidden state after each position: ``(B, W)`` int64 items/types -> ``(B, W, d)``."""
-        _, w = items.shape
+        """Hidden state after each position: ``(B, W)`` int64 items/types -> ``(B, max(W, 1), d)``."""
+        b, w = items.shape
         if w > self.cfg.max_len:
             items, types, w = items[:, -self.cfg.max_len :], types[:, -self.cfg.max_len :], self.cfg.max_len
+        if w == 0:
+            # No user of the batch has an event yet: one padding position, which is what each
+            # of them sees in a wider batch too (a padding position attends only to itself).
+            items = types = torch.zeros(b, 1, dtype=torch.int64)
+            w = 1
         valid = items > 0
         x = self.item_vectors(items) * math.sqrt(self.cfg.dim) + self.type_emb[types]
         x = (x + self.pos_emb[self.cfg.max_len - w :]) * valid[..., None]
