@@ -28,3 +28,26 @@ def test_every_python_example_of_the_readme_runs(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, f"README python block {i}:\n{code}\n{proc.stderr}"
     assert (tmp_path / "m2.pt").is_file() and (tmp_path / "models" / "LATEST").is_file()
+
+
+def demo_block() -> str:
+    """The shell block of the README section "The demo in detail"."""
+    section = (REPO / "README.md").read_text().split("## The demo in detail", 1)[1]
+    found = re.search(r"^```sh\n(.*?)^```", section, flags=re.S | re.M)
+    assert found, "no shell block under 'The demo in detail'"
+    return found.group(1)
+
+
+def test_the_demo_commands_of_the_readme_run_as_written(tmp_path: Path) -> None:
+    (tmp_path / "sample_data").symlink_to(SAMPLE)
+    bin_dir = Path(sys.executable).parent  # where pip put the `recinc` script
+    env = {**os.environ, "RECINC_THREADS": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", demo_block()], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "demo_out"
+    assert (out / "m14.pt").is_file() and (out / "s11.pt").is_file()
+    assert (out / "recs.csv").read_text().startswith("user_id,rank,item_id,score,source\n")
+    assert (out / "models" / "LATEST").read_text().strip().endswith("000001.pt")  # after the rollback
+    assert proc.stdout.count("ndcg@10") == 5  # four mf days and the sasrec day, each beside popularity
