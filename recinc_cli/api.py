@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recinc_cli.config import POLICY_FIELDS, ModelConfig, TrainConfig
+from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, POLICY_FIELDS, ModelConfig, TrainConfig
 from recinc_cli.errors import BadInputError, PromotionError, UsageError
 from recinc_cli.evaluate import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.failpoints import pause_point
@@ -30,7 +30,7 @@ from recinc_cli.threads import use_threads
 # The modules below import torch (about 2 s); they are imported inside the functions that need
 # them so that `recinc preprocess` and `--help` start fast.
 
-__all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "rollback", "split", "update"]
+__all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "rollback", "split", "split_slices", "update"]
 
 
 def init(
@@ -72,7 +72,7 @@ def init(
         entry["version"] = target.version
         bundle.lineage.append(entry)
         saved = target.publish(bundle)
-    return {**entry, "events_per_second": stats["events_per_second"], **saved}
+    return {**entry, "model": model_cfg.name, "events_per_second": stats["events_per_second"], **saved}
 
 
 def update(
@@ -103,7 +103,8 @@ def update(
     ``gate``: a holdout events Parquet; the candidate is promoted only if its NDCG@10 there
     is at most ``max_drop`` (relative) below the parent's (:mod:`recinc_cli.gate`). Otherwise
     it is saved as ``*.rejected.pt`` and :class:`PromotionError` (exit 6) is raised, with the
-    verdict in its ``verdict`` attribute. The output is locked for the run.
+    verdict in its ``verdict`` attribute and, in ``result``, this function's result for the
+    rejected file (``path``, ``gate.passed`` False). The output is locked for the run.
     """
     from recinc_cli.checkpoint import load_bundle
     from recinc_cli.gate import judge
@@ -150,6 +151,14 @@ def update(
                 f"{path}: not promoted by --gate {gate}: {entry['gate']['reason']}; {target.served()}"
             )
             error.verdict = entry["gate"]
+            error.result = {
+                **entry,
+                "skipped": False,
+                "events_per_second": stats["events_per_second"],
+                "path": str(path),
+                "sha256": sha256_file(path),
+                "pruned": [],
+            }
             raise error
         saved = target.publish(bundle)
     return {**entry, "skipped": False, "events_per_second": stats["events_per_second"], **saved}
@@ -183,13 +192,15 @@ def recommend(
     k: int = 10,
     reporter: Reporter | None = None,
     history: str | Path | None = None,
+    repeats: bool | None = None,
 ) -> pl.DataFrame:
     """Top-``k`` unseen items per user; ``users=None`` means every user the model knows.
 
     ``history``: an events Parquet of fresh events (not trained on). They extend each user's
     context and seen items in memory; a sequential model then recommends for users it has
     never seen from those events alone (``source="history"``). Other users unknown to the
-    model get the decayed most-popular items (``source="popular"``). Returns columns
+    model get the decayed most-popular items (``source="popular"``). ``repeats`` (default: the
+    checkpoint's stored setting) ranks items the user has seen too. Returns columns
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.checkpoint import load_bundle
@@ -199,7 +210,8 @@ def recommend(
     bundle = load_bundle(checkpoint)
     state = bundle.serving_state(None if history is None else read_events(history))
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
-    items, scores, source = serve_top(bundle, state, raw, k, reporter)
+    repeats = bundle.train_cfg.repeats if repeats is None else repeats
+    items, scores, source = serve_top(bundle, state, raw, k, reporter, repeats=repeats)
     item_ids = pl.Series(bundle.items.ids, dtype=pl.String)
     flat = items.reshape(-1)
     frame = pl.DataFrame(
@@ -214,7 +226,7 @@ def recommend(
     return frame.filter(pl.Series(flat > 0))
 
 
-PROTOCOLS = ("next", "loo")
+PROTOCOLS = ("next", "loo", "session")
 
 
 def evaluate(
@@ -223,6 +235,7 @@ def evaluate(
     k: int = 10,
     reporter: Reporter | None = None,
     protocol: str = "next",
+    repeats: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model and its most-popular baseline on the test events ``events``.
 
@@ -230,14 +243,24 @@ def evaluate(
     items new to them in ``events``; ground truth = those items. ``protocol="loo"``:
     leave-one-out: each user's last event in ``events`` is the target; their earlier events
     there (if any) are first appended to their context and seen items, as ``--history`` does.
-    Either way the full catalogue minus each user's seen items is ranked.
+    Either way the full catalogue minus each user's seen items is ranked. ``protocol="session"``:
+    every next click of each session (user) of ``events``, from the clicks before it
+    (:mod:`recinc_cli.sessions`); HR, MRR and NDCG at 10, 20 and ``k``.
 
-    Returns ``{"k", "protocol", "users", "model": {...}, "popular": {...}, "latency_ms":
-    {"p50", "p99"}, ...}`` with the metrics of :func:`~recinc_cli.evaluate.ranking_metrics`
-    for each scorer. Raises :class:`BadInputError` when no user is eligible.
+    ``repeats`` (default: the checkpoint's stored setting): rank items the user has seen too,
+    and count them in the ground truth (re-purchases, repeat clicks in a session).
+
+    Returns ``{"k", "protocol", "users", "repeats", "model": {...}, "popular": {...},
+    "evidence": {...}, "warning", ...}``: the metrics of each scorer, the number of users (or
+    sessions) scored, the 95% bootstrap interval of the model's NDCG@k lift over popularity
+    (:func:`~recinc_cli.significance.lift_evidence`) and a warning (None when the figures can be
+    trusted). Raises :class:`BadInputError` when no user is eligible.
     """
     from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.evaluate import user_metrics
     from recinc_cli.recommend import top_k
+    from recinc_cli.sessions import evaluate_sessions
+    from recinc_cli.significance import lift_evidence, thin_warning
     from recinc_cli.split import split_last
 
     if protocol not in PROTOCOLS:
@@ -245,30 +268,39 @@ def evaluate(
     reporter = reporter or NullReporter()
     use_threads()
     bundle = load_bundle(checkpoint)
+    repeats = bundle.train_cfg.repeats if repeats is None else repeats
     df = read_events(events)
+    head: dict[str, Any] = {"k": k, "protocol": protocol, "repeats": repeats, "test_events": df.height}
+    head |= {"catalogue": len(bundle.items) - 1, "checkpoint": str(checkpoint)}
+    if protocol == "session":
+        result = head | evaluate_sessions(bundle, df, k, repeats, reporter)
+        if result["cases"] == 0:
+            raise BadInputError(
+                f"{events}: no session there has two clicks on items the model knows; nothing to evaluate"
+            )
+        return result | {"warning": thin_warning(result["evidence"])}
     before = None
     if protocol == "loo":
         before, df = split_last(df, 1, min_left=0)
     state = bundle.serving_state(before if before is not None and before.height else None)
-    users, row, truth = slice_truth(df, bundle.users, bundle.items, state.seen.contains)
+    seen = None if repeats else state.seen
+    never_seen = lambda u, i: np.zeros(len(u), dtype=bool)  # noqa: E731 - every item counts
+    users, row, truth = slice_truth(df, bundle.users, bundle.items, never_seen if repeats else state.seen.contains)
     if len(users) == 0:
         raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
-    result: dict[str, Any] = {
-        "k": k,
-        "protocol": protocol,
-        "users": len(users),
-        "test_events": df.height,
-        "catalogue": len(bundle.items) - 1,
-        "checkpoint": str(checkpoint),
-    }
+    result = head | {"users": len(users)}
     model_fn = bundle.scorer(state.context)
     scorers = {"model": model_fn, "popular": bundle.popular_scorer()}
+    per_user = {}
     reporter.start("evaluating", 2 * len(users))
     for name, fn in scorers.items():
-        top, _ = top_k(fn, users, state.seen, k, progress=reporter.advance)
+        top, _ = top_k(fn, users, seen, k, progress=reporter.advance)
         result[name] = ranking_metrics(top, row, truth, k, len(bundle.items) - 1)
+        per_user[name] = user_metrics(top, row, truth, k)["ndcg"]
     reporter.stop()
-    result["latency_ms"] = latency_ms(lambda u: top_k(model_fn, u, state.seen, k), users)
+    result["evidence"] = lift_evidence(per_user["model"], per_user["popular"])
+    result["warning"] = thin_warning(result["evidence"])
+    result["latency_ms"] = latency_ms(lambda u: top_k(model_fn, u, seen, k), users)
     return result
 
 
@@ -278,9 +310,10 @@ def split(
     test_out: str | Path,
     last: int | None = None,
     at: dt.datetime | None = None,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Split an events Parquet into train and test files: each user's ``last`` events, or
-    every event at or after time ``at``, go to ``test_out``. Returns the row counts.
+    every event at or after time ``at``, go to ``test_out``. Returns the row counts and paths:
+    ``{"events", "train", "test", "test_users", "train_path", "test_path"}``.
 
     With ``last``, users with ``last`` events or fewer stay wholly in train (nothing would
     predict their held-out events).
@@ -298,7 +331,55 @@ def split(
             raise BadInputError(f"{events}: the {name} part would be empty; change --last / --at")
     write_table(train, train_out)
     write_table(test, test_out)
-    return {"events": df.height, "train": train.height, "test": test.height, "test_users": test["user_id"].n_unique()}
+    return {
+        "events": df.height,
+        "train": train.height,
+        "test": test.height,
+        "test_users": test["user_id"].n_unique(),
+        "train_path": str(train_out),
+        "test_path": str(test_out),
+    }
+
+
+def split_slices(events: str | Path, n: int, prefix: str | Path) -> dict[str, Any]:
+    """Cut an events Parquet by time into ``n`` files ``PREFIX1.parquet`` .. ``PREFIXn.parquet``
+    (numbers zero-padded to the width of ``n``, so they sort in time order) of about equal
+    event counts; all events of one timestamp stay in one slice (:func:`~recinc_cli.split.split_slices`).
+
+    Each file is written atomically. Returns ``{"events", "slices": [{"path", "events",
+    "users", "items", "time_min", "time_max"}]}``. Raises :class:`UsageError` for ``n`` below 2
+    and :class:`BadInputError` when the events have fewer distinct times than ``n``.
+    """
+    from recinc_cli.split import split_slices as cut
+
+    if n < 2:
+        raise UsageError(f"--slices must be at least 2 (got {n})")
+    df = read_events(events)
+    times = df["timestamp"].n_unique()
+    if times < n:
+        raise BadInputError(
+            f"{events}: {df.height} events at {times} distinct times cannot make {n} slices "
+            "(events of one time stay together); use fewer --slices"
+        )
+    parts = cut(df, n)
+    written = []
+    for k, part in enumerate(parts, 1):
+        path = Path(f"{prefix}{k:0{len(str(n))}d}.parquet")
+        write_table(part, path)
+        written.append(_slice_summary(part, path))
+    return {"events": df.height, "slices": written}
+
+
+def _slice_summary(part: pl.DataFrame, path: Path) -> dict[str, Any]:
+    ts = part["timestamp"]
+    return {
+        "path": str(path),
+        "events": part.height,
+        "users": part["user_id"].n_unique(),
+        "items": part["item_id"].n_unique(),
+        "time_min": ts.min().isoformat(),  # type: ignore[union-attr]
+        "time_max": ts.max().isoformat(),  # type: ignore[union-attr]
+    }
 
 
 def replay(
@@ -306,13 +387,14 @@ def replay(
     out_dir: str | Path,
     model_cfg: ModelConfig | None = None,
     train_cfg: TrainConfig | None = None,
-    strategies: Sequence[str] = ("frozen", "incremental", "retrain", "popular"),
+    strategies: Sequence[str] = DEFAULT_REPLAY_STRATEGIES,
     n_slices: int = 5,
     base_fraction: float = 0.5,
     k: int = 10,
     plot: str | Path | None = None,
     reporter: Reporter | None = None,
     on_step: Any = None,
+    on_slice: Any = None,
     **update_overrides: Any,
 ) -> dict[str, Any]:
     """Run the streaming benchmark (:mod:`recinc_cli.replay`) on ``log``; write
@@ -321,7 +403,13 @@ def replay(
     ``log`` is an events Parquet from ``recinc preprocess`` or a raw CSV/Parquet log, which is
     preprocessed with the default settings into ``out_dir/events.parquet`` first.
     ``update_overrides`` are :class:`TrainConfig` fields of the incremental updates only
-    (e.g. ``replay_ratio=0``), so one run measures what an option buys.
+    (e.g. ``replay_ratio=0``), so one run measures what an option buys. ``strategies``
+    defaults to :data:`~recinc_cli.config.DEFAULT_REPLAY_STRATEGIES` (no ``retrain``: it costs
+    several updates' time at every slice).
+
+    ``report.json`` is rewritten (atomically) after the base fit and after each slice, with
+    ``"complete": false`` and the slices done so far until the last one, so a killed run keeps
+    what finished. ``on_slice(report)`` is called after each such write.
     """
     import json
 
@@ -345,6 +433,15 @@ def replay(
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
     update_cfg = update_config(train_cfg, update_overrides)
+    source = {"log": str(log), "data_sha256": sha256_file(events_path)}
+
+    def save(partial: dict[str, Any]) -> None:
+        with atomic_path(out_dir / "report.json") as tmp:
+            tmp.write_text(json.dumps({**source, **partial}, indent=2) + "\n")
+        pause_point(f"replay:slice-{partial['slices_done']}")
+        if on_slice is not None:
+            on_slice({**source, **partial})
+
     report = run_replay(
         read_events(events_path),
         model_cfg,
@@ -356,10 +453,9 @@ def replay(
         update_cfg,
         reporter,
         on_step,
+        save,
     )
-    report = {"log": str(log), "data_sha256": sha256_file(events_path), **report}
-    with atomic_path(out_dir / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    report = {**source, **report}
     if plot is not None:
         plot_path = Path(plot)
         plot_report(report, plot_path if plot_path.parent != Path() else out_dir / plot_path)

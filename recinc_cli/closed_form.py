@@ -14,8 +14,8 @@ import polars as pl
 
 from recinc_cli.data import TrainData
 from recinc_cli.early_stop import choose_pop_weight
-from recinc_cli.evaluate import slice_truth
 from recinc_cli.incremental import iso_ms
+from recinc_cli.validation import validation_for
 
 if TYPE_CHECKING:
     from recinc_cli.checkpoint import Bundle
@@ -35,7 +35,8 @@ def closed_form_fit(
     half_life = bundle.train_cfg.cooc_half_life_events or 0.0
     cut = round(events.height * (1 - valid_fraction))
     older, held = (events[:cut], events[cut:]) if 0 < cut < events.height else (events, events[:0])
-    valid_ndcg = None
+    valid_ndcg = valid_ndcg_model = None
+    described: dict[str, Any] = {}
 
     def absorb(part: pl.DataFrame) -> None:
         data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
@@ -46,9 +47,11 @@ def closed_form_fit(
     if pop_weight is not None:
         bundle.pop_weight = pop_weight
     elif held.height:
-        users, row, truth = slice_truth(held, bundle.users, bundle.items, bundle.seen.contains)
-        if len(users):
-            valid_ndcg, bundle.pop_weight = choose_pop_weight(bundle, users, row, truth)
+        validation = validation_for(bundle, held, bundle.seen)
+        if validation is not None:
+            choice = choose_pop_weight(bundle, validation)
+            bundle.pop_weight, valid_ndcg, valid_ndcg_model = choice.weight, choice.ndcg, choice.model_ndcg
+            described = validation.describe()
     if held.height:
         absorb(held)
     seconds = time.perf_counter() - start
@@ -64,5 +67,7 @@ def closed_form_fit(
         "ts_min": iso_ms(int(ts.min())),  # type: ignore[arg-type]
         "ts_max": iso_ms(int(ts.max())),  # type: ignore[arg-type]
         "valid_ndcg": None if valid_ndcg is None else round(valid_ndcg, 5),
+        "valid_ndcg_model": None if valid_ndcg_model is None else round(valid_ndcg_model, 5),
         "pop_weight": bundle.pop_weight,
+        **described,
     }

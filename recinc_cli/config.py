@@ -53,6 +53,10 @@ class PreprocessConfig:
     ``"\\t"`` name the tab. Events outside ``[time_min, time_max]`` (fixed dates, so the same
     input always gives the same output) and ids longer than ``max_id_len`` characters are rejected.
 
+    ``weight_col``: each event's weight is that column's number (e.g. a rating) instead of its
+    event type's weight; ``min_weight``: events weighing less are filtered out (counted, not
+    rejected: they are sound rows, just not wanted, e.g. ratings below 4).
+
     >>> PreprocessConfig(separator="tab").separator
     '\\t'
     """
@@ -66,6 +70,8 @@ class PreprocessConfig:
     only_events: bool = False
     event_col_required: bool = False
     separator: str | None = None
+    weight_col: str | None = None
+    min_weight: float | None = None
     max_id_len: int = 1024
     time_min: dt.datetime = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     time_max: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
@@ -82,15 +88,70 @@ class PreprocessConfig:
                     f"or 'tab' (got {self.separator!r})"
                 )
             object.__setattr__(self, "separator", sep)
+        if self.min_weight is not None and not 0 <= self.min_weight < float("inf"):
+            raise UsageError(f"--min-weight must be a number from 0 up (got {self.min_weight:g})")
 
 
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
 #: Kept here so validating a name does not import torch.
-MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease")
+MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease", "sknn")
 #: Models that read each user's recent events (``max_len`` of them).
-SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec", "ease"})
+SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec", "ease", "sknn"})
 #: Models that embed item features (``--item-features``).
 FEATURE_MODELS: frozenset[str] = frozenset({"sasrec"})
+#: Models trained by gradient steps (epochs, learning rate, batches, early stopping, Adam state);
+#: the others are solved in closed form (``CLOSED_FORM`` in the registry agrees, tested).
+GRADIENT_MODELS: frozenset[str] = frozenset({"mf", "sasrec"})
+#: Models built of transformer blocks (``--blocks``, ``--heads``, ``--dropout``).
+ATTENTION_MODELS: frozenset[str] = frozenset({"sasrec"})
+#: Models that train against the popularity prior (``--pop-prior``; ``POP_PRIOR`` in the registry).
+POP_PRIOR_MODELS: frozenset[str] = frozenset({"mf"})
+#: :class:`ModelConfig` / :class:`TrainConfig` field -> the models it applies to; a field not
+#: listed applies to every model. ``--help`` names these models (:func:`models_for`).
+OPTION_MODELS: dict[str, frozenset[str]] = {
+    "dim": GRADIENT_MODELS,
+    "max_len": SEQUENTIAL_MODELS,
+    "blocks": ATTENTION_MODELS,
+    "heads": ATTENTION_MODELS,
+    "dropout": ATTENTION_MODELS,
+    "item_features": FEATURE_MODELS,
+    "ease_l2": frozenset({"ease"}),
+    "neighbors": frozenset({"sknn"}),
+    "l2": frozenset({"mf"}),
+    "pop_prior": POP_PRIOR_MODELS,
+    **dict.fromkeys(
+        (
+            "epochs",
+            "update_epochs",
+            "lr",
+            "update_lr",
+            "batch_size",
+            "n_negatives",
+            "full_softmax_max_items",
+            "init",
+            "valid_last",
+            "patience",
+            "half_life_s",
+            "replay_size",
+            "replay_ratio",
+            "anchor_weight",
+            "distill_weight",
+            "lr_schedule",
+            "warmup",
+        ),
+        GRADIENT_MODELS,
+    ),
+}
+
+
+def models_for(field: str) -> tuple[str, ...]:
+    """The models, in :data:`MODEL_NAMES` order, that the option of config field ``field`` applies to.
+
+    >>> "ease" in models_for("lr"), "ease" in models_for("ease_l2"), models_for("seed") == MODEL_NAMES
+    (False, True, True)
+    """
+    only = OPTION_MODELS.get(field)
+    return tuple(n for n in MODEL_NAMES if only is None or n in only)
 
 
 @dataclass(frozen=True)
@@ -111,6 +172,7 @@ class ModelConfig:
     dropout: float = 0.2
     item_features: tuple[str, ...] = ()
     ease_l2: float = 30.0
+    neighbors: int = 100
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_features", tuple(self.item_features))
@@ -130,6 +192,8 @@ class ModelConfig:
                     f"{message} (got dim={self.dim}, max_len={self.max_len}, blocks={self.blocks}, "
                     f"heads={self.heads}, dropout={self.dropout})"
                 )
+        if self.neighbors < 1:
+            raise UsageError(f"--neighbors must be a positive integer (got {self.neighbors})")
         if not self.ease_l2 > 0:
             raise UsageError(f"--ease-l2 must be positive (got {self.ease_l2:g})")
         if self.item_features and self.name not in FEATURE_MODELS:
@@ -196,6 +260,8 @@ class TrainConfig:
     - ``allowed_lateness_s`` / ``late``: events older than watermark - lateness are kept,
       dropped or refused.
     - ``lr_schedule`` / ``warmup``: learning-rate schedule of each run (warm-up share of steps).
+    - ``repeats``: serve and evaluate with items the user has seen ranked too (repeat clicks
+      in a session, re-purchases); the default of ``recommend`` and ``evaluate``.
     """
 
     epochs: int = 30
@@ -230,6 +296,7 @@ class TrainConfig:
     late: str = "keep"
     lr_schedule: str = "constant"
     warmup: float = 0.0
+    repeats: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -318,6 +385,7 @@ POLICY_FIELDS: frozenset[str] = frozenset(
         "late",
         "lr_schedule",
         "warmup",
+        "repeats",
     }
 )
 
@@ -328,6 +396,12 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "mf": {"pop_prior": 1.0},
     "sasrec": {"lr": 3e-3, "update_lr": 1e-3, "batch_size": 4096, "epochs": 30, "update_epochs": 1, "patience": 5},
 }
+
+#: ``replay --strategies`` when none are given: what a nightly benchmark can afford. ``retrain``
+#: (``init`` from scratch on everything so far, at every slice) costs about 2x an incremental
+#: update for ease and 6-13x for mf and sasrec in README "Streaming", and grows with the log, so
+#: it runs only when named.
+DEFAULT_REPLAY_STRATEGIES: tuple[str, ...] = ("frozen", "incremental", "popular")
 
 
 def parse_event_weights(text: str) -> dict[str, float]:

@@ -140,7 +140,9 @@ def replay_reporter(quiet: bool) -> ReplayProgress:
 
 
 def replay_table(report: dict[str, Any]) -> Table:
-    """Per strategy: NDCG@k of each slice, the means of NDCG / Recall / HR @k, seconds per update."""
+    """Per strategy: NDCG@k of each slice, the means of NDCG / Recall / HR @k, seconds per
+    update, and for a model its NDCG@k minus latest-slice popularity's over every user of every
+    slice, with the 95% interval; the first row is the users scored in each slice."""
     k = report["k"]
     n_slices = len(report["slices"]) - 1
     table = Table(
@@ -151,11 +153,12 @@ def replay_table(report: dict[str, Any]) -> Table:
     table.add_column("strategy")
     for s in range(1, n_slices + 1):
         table.add_column(str(s), justify="right")
-    for col in ("ndcg", "recall", "hr"):
+    for col in ("ndcg", "recall", "hr", "s/upd", "ndcg - popular (95% interval)"):
         table.add_column(col, justify="right")
-    table.add_column("s/upd", justify="right")
+    users = [x["users"] for x in next(iter(report["strategies"].values()))["per_slice"]]
+    table.add_row("users", *(f"{u:,}" for u in users), "", "", "", "", "")
     for name, r in report["strategies"].items():
-        m = r["mean"]
+        m, lift = r["mean"], r.get("vs_popular")
         table.add_row(
             name,
             *(f"{x['ndcg']:.3f}" for x in r["per_slice"]),
@@ -163,5 +166,47 @@ def replay_table(report: dict[str, Any]) -> Table:
             f"{m['recall']:.4f}",
             f"{m['hit_rate']:.3f}",
             f"{m['seconds']:.2f}",
+            "" if lift is None else _lift(lift),
         )
     return table
+
+
+def _lift(evidence: dict[str, Any]) -> str:
+    lo, hi = evidence["interval"]
+    return f"{evidence['difference']:+.4f} ({lo:+.4f} .. {hi:+.4f})"
+
+
+def replay_line(report: dict[str, Any]) -> str | None:
+    """The one stderr line of a finished base fit or slice of ``replay`` (its report so far), e.g.
+    ``replay: slice 2/5: ndcg@10 frozen 0.1500, incremental 0.1612, popular 0.1400 (312 users);
+    update incremental 2.1s``; None after a base fit when no model is replayed."""
+    done, n_slices, k = report["slices_done"], len(report["slices"]) - 1, report["k"]
+    if done == 0:
+        if set(report["strategies"]) == {"popular"}:
+            return None
+        return (
+            f"replay: base model {report['model']} trained on {report['slices'][0]['events']:,} events "
+            f"in {report['base_seconds']:.1f}s"
+        )
+    rows = {name: r["per_slice"][done - 1] for name, r in report["strategies"].items()}
+    scores = ", ".join(f"{name} {row['ndcg']:.4f}" for name, row in rows.items())
+    users = next(iter(rows.values()))["users"]
+    updates = ", ".join(
+        f"{name} {row['seconds']:.1f}s" for name, row in rows.items() if name in ("incremental", "retrain")
+    )
+    return f"replay: slice {done}/{n_slices}: ndcg@{k} {scores} ({users:,} users)" + (
+        f"; update {updates}" if updates and done < n_slices else ""
+    )
+
+
+#: Width of stdout when it is no terminal: wide enough that no table is ever cut.
+_PIPE_WIDTH = 4096
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on stdout: fitted to a terminal; to a pipe, file or cron mail at its full
+    width (rich would cut it to 80 columns there, ``0.16…``)."""
+    if stdout.is_terminal:
+        stdout.print(table)
+    else:
+        Console(highlight=False, width=_PIPE_WIDTH, file=sys.stdout).print(table)

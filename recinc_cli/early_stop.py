@@ -2,30 +2,28 @@
 
 A model fit too long to years of history ranks what was consumed then, not next week; a
 model fit too briefly has not learned tastes. Which one bites depends on the log, so ``init``
-measures it: train on the older events, score the newest ones with the next-slice protocol
-after each epoch, keep the best epoch.
+measures it: train on the older events, score the newest ones after each epoch (next-slice
+protocol, or the session protocol on session logs: :mod:`recinc_cli.validation`), keep the
+best epoch.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
 import torch
 
 from recinc_cli.data import TrainData
-from recinc_cli.evaluate import ranking_metrics, slice_truth
 from recinc_cli.progress import NullReporter, Reporter
-from recinc_cli.recommend import top_k
 from recinc_cli.train import Trainer
+from recinc_cli.validation import VALID_K, Validation, validation_for
 
 if TYPE_CHECKING:
     from recinc_cli.checkpoint import Bundle
-
-VALID_K = 10
 
 
 #: Candidate weights of the popularity logit adjustment (README "Recency"); the last one ranks
@@ -48,22 +46,25 @@ def early_stopped_fit(
 
     ``train`` are the events before ``newest`` as trained on (weights possibly time-decayed),
     ``fold`` the same events as logged; ``replay`` past events mixed into every epoch.
-    ``newest`` is either the newest events (next-slice protocol) or each user's last event
-    (leave-one-out); either way a user's ground truth is their items there that they had not
-    seen before. Epochs are compared on the model's own ranking (or with the configured
+    ``newest`` is either the newest events (next-slice protocol, or the session protocol when
+    its users are mostly new: :func:`~recinc_cli.validation.validation_for`) or each user's
+    last event (leave-one-out). Epochs are compared on the model's own ranking (or with the configured
     ``pop_weight``), so popularity cannot mask an undertrained model; the best epoch then
     chooses the popularity adjustment among :data:`POP_WEIGHTS`.
     Restores the best epoch's weights and optimizer state (``bundle.optimizer``), sets
     ``bundle.pop_weight`` and folds ``fold`` into seen items, context and popularity.
-    Returns ``{"epochs", "valid_ndcg", "pop_weight", "final_loss", "epoch_seconds",
-    "events_trained"}`` or None (nothing trained) when no user of ``fold`` has new items in
-    ``newest``, so there is nothing to validate on.
+    Returns ``{"epochs", "valid_ndcg", "valid_ndcg_model", "pop_weight", "final_loss",
+    "epoch_seconds", "events_trained", "valid_protocol", "valid_units"}`` (``valid_ndcg`` with
+    the popularity weight served,
+    ``valid_ndcg_model`` of the model's own ranking, weight 0, on the same users), or None
+    (nothing trained) when no user of ``fold`` has new items in ``newest``, so there is nothing
+    to validate on.
     """
     reporter = reporter or NullReporter()
     cfg, model = trainer.cfg, bundle.model
     seen = bundle.seen.merge(fold.user_idx, fold.item_idx, len(bundle.users))
-    users, row, truth = slice_truth(newest, bundle.users, bundle.items, seen.contains)
-    if len(users) == 0:
+    validation = validation_for(bundle, newest, seen)
+    if validation is None:
         return None
     prior = bundle.context
     bundle.fold(fold)
@@ -77,7 +78,7 @@ def early_stopped_fit(
         loss = trainer.fit(train, 1, gen, prior=prior, replay=replay)[0]
         train_seconds += time.perf_counter() - start
         model.eval()
-        ndcg = _ndcg(bundle, fixed, users, row, truth)
+        ndcg = validation.ndcg(bundle, fixed)
         reporter.advance(1, f"epoch {epoch} loss {loss:.4f} valid ndcg@{VALID_K} {ndcg:.4f}")
         if best is None or ndcg > best[0]:
             best = (ndcg, epoch, fixed, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
@@ -87,16 +88,21 @@ def early_stopped_fit(
     assert best is not None  # the loop ran at least once (max_epochs >= 1)
     model.load_state_dict(best[4])
     bundle.optimizer = best[5]
-    valid_ndcg, bundle.pop_weight = best[0], fixed
     if cfg.pop_weight is None:
-        valid_ndcg, bundle.pop_weight = choose_pop_weight(bundle, users, row, truth)
+        choice = choose_pop_weight(bundle, validation)
+    else:  # a given weight: epochs were compared with it, the model alone is scored once more
+        model_ndcg = best[0] if fixed == 0 else validation.ndcg(bundle, 0.0)
+        choice = PopChoice(fixed, best[0], model_ndcg)
+    bundle.pop_weight = choice.weight
     return {
         "epochs": best[1],
-        "valid_ndcg": round(valid_ndcg, 5),
+        "valid_ndcg": round(choice.ndcg, 5),
+        "valid_ndcg_model": round(choice.model_ndcg, 5),
         "pop_weight": bundle.pop_weight,
         "final_loss": best[3],
         "epoch_seconds": round(train_seconds / epoch, 3),
         "events_trained": (len(train) + (len(replay) if replay is not None else 0)) * epoch,
+        **validation.describe(),
     }
 
 
@@ -105,20 +111,36 @@ def early_stopped_fit(
 EVIDENCE_DECAY = 0.5
 
 
-def choose_pop_weight(bundle: Bundle, users: np.ndarray, row: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """Pick the :data:`POP_WEIGHTS` entry with the most evidence; return (its NDCG@10 here, it).
+@dataclass(frozen=True)
+class PopChoice:
+    """A popularity weight and what it scores on held-out users: ``ndcg`` is the NDCG@10 of
+    the model's logits + ``weight`` x log(1 + popularity), ``model_ndcg`` that of the model's
+    own ranking (weight 0) on the same users, so a weight that buries the model shows."""
 
-    Evidence = user-weighted NDCG@10 on these held-out events plus :data:`EVIDENCE_DECAY` x the
+    weight: float
+    ndcg: float
+    model_ndcg: float
+
+
+def choose_pop_weight(bundle: Bundle, validation: Validation) -> PopChoice:
+    """Pick the :data:`POP_WEIGHTS` entry with the most evidence, scored by ``validation``.
+
+    Evidence = unit-weighted NDCG@10 on these held-out events plus :data:`EVIDENCE_DECAY` x the
     evidence kept in ``bundle.pop_evidence`` (updated in place), so the weight follows the log
-    without jumping on the noise of one slice's few users.
+    without jumping on the noise of one slice's few users. Ties go to the smaller weight.
     """
-    ndcg = [_ndcg(bundle, w, users, row, truth) for w in POP_WEIGHTS]
+    ndcg = [validation.ndcg(bundle, w) for w in POP_WEIGHTS]
     old = bundle.pop_evidence if len(bundle.pop_evidence) == len(POP_WEIGHTS) else [0.0] * len(POP_WEIGHTS)
-    bundle.pop_evidence = [EVIDENCE_DECAY * e + len(users) * n for e, n in zip(old, ndcg, strict=True)]
+    bundle.pop_evidence = [EVIDENCE_DECAY * e + validation.units * n for e, n in zip(old, ndcg, strict=True)]
     best = max(range(len(POP_WEIGHTS)), key=lambda j: bundle.pop_evidence[j])
-    return ndcg[best], POP_WEIGHTS[best]
+    return PopChoice(POP_WEIGHTS[best], ndcg[best], ndcg[POP_WEIGHTS.index(0.0)])
 
 
-def _ndcg(bundle: Bundle, pop_weight: float, users: np.ndarray, row: np.ndarray, truth: np.ndarray) -> float:
-    top, _ = top_k(bundle.scorer(pop_weight=pop_weight), users, bundle.seen, VALID_K)
-    return ranking_metrics(top, row, truth, VALID_K, len(bundle.items) - 1)["ndcg"]
+def pop_weight_note(weight: float) -> str | None:
+    """The warning for a popularity weight so large (the last of :data:`POP_WEIGHTS`) that the
+    served ranking is popularity's and the model only breaks its ties; None otherwise.
+
+    >>> pop_weight_note(1000.0), pop_weight_note(8.0)
+    ('model ranking not used: popularity weight 1000', None)
+    """
+    return f"model ranking not used: popularity weight {weight:g}" if weight >= POP_WEIGHTS[-1] else None

@@ -41,10 +41,12 @@ class TrainingError(RecincError):
 
 class PromotionError(RecincError):
     """The promotion gate refused the candidate (exit 6): it is kept aside as ``*.rejected.pt``
-    and the previous model stays the one served. ``verdict`` holds the gate's figures."""
+    and the previous model stays the one served. ``verdict`` holds the gate's figures;
+    ``result`` what ``update`` would have returned, for the rejected file (``update --json``)."""
 
     exit_code = 6
     verdict: dict[str, object] | None = None
+    result: dict[str, object] | None = None
 
 
 class LockedError(RecincError):

@@ -43,6 +43,23 @@ def ranking_metrics(
     dict with recall, precision, f1, ndcg, mrr, hit_rate, coverage, users. Recall divides by
     min(k, |truth|) and NDCG's ideal DCG has min(k, |truth|) hits, as in PROTOCOL.md.
     """
+    per_user = user_metrics(top_items, truth_row, truth_item, k)
+    top = top_items[:, :k]
+    recommended = np.unique(top[top > 0])
+    return {
+        **{name: float(v.mean()) if len(v) else 0.0 for name, v in per_user.items()},
+        "coverage": len(recommended) / max(n_catalogue, 1),
+        "users": int(top_items.shape[0]),
+    }
+
+
+def user_metrics(top_items: np.ndarray, truth_row: np.ndarray, truth_item: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each user's metrics@k: ``{"recall", "precision", "f1", "ndcg", "mrr", "hit_rate"}``, each
+    (U,) float64, from the same inputs as :func:`ranking_metrics` (which averages them).
+
+    >>> user_metrics(np.array([[5, 7], [1, 2]]), np.array([0, 1]), np.array([7, 3]), k=2)["mrr"].tolist()
+    [0.5, 0.0]
+    """
     n_users = top_items.shape[0]
     top = top_items[:, :k]
     n_truth = np.bincount(truth_row, minlength=n_users)
@@ -61,16 +78,13 @@ def ranking_metrics(
         f1 = np.where(n_hits > 0, 2 * precision * recall / (precision + recall), 0.0)
     first = np.where(hits.any(1), hits.argmax(1) + 1, 0)
     mrr = np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)
-    recommended = np.unique(top[top > 0])
     return {
-        "recall": float(recall.mean()),
-        "precision": float(precision.mean()),
-        "f1": float(f1.mean()),
-        "ndcg": float((dcg / idcg).mean()),
-        "mrr": float(mrr.mean()),
-        "hit_rate": float((n_hits > 0).mean()),
-        "coverage": len(recommended) / max(n_catalogue, 1),
-        "users": int(n_users),
+        "recall": recall.astype(np.float64),
+        "precision": precision.astype(np.float64),
+        "f1": f1.astype(np.float64),
+        "ndcg": dcg / idcg,
+        "mrr": mrr,
+        "hit_rate": (n_hits > 0).astype(np.float64),
     }
 
 

@@ -7,7 +7,8 @@ and so on. Unset (always, outside the tests), a pause point costs one dictionary
 
 Points, in the order an ``update`` reaches them: ``locked``, ``loaded``, ``read``,
 ``epoch`` (each epoch's end), ``trained``, ``gated``, ``save:open``, ``save:partial``,
-``save:written``, ``save:renamed``, ``registry:switched``.
+``save:written``, ``save:renamed``, ``registry:switched``. ``replay`` reaches
+``replay:slice-N`` once its report.json holds N slices (0: the base model).
 
 >>> pause_point("loaded")  # not armed: returns at once
 """

@@ -26,7 +26,7 @@ from recinc_cli.closed_form import closed_form_fit
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
-from recinc_cli.early_stop import early_stopped_fit
+from recinc_cli.early_stop import early_stopped_fit, pop_weight_note
 from recinc_cli.errors import BadInputError, CheckpointError, TrainingError, UsageError
 from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.incremental import iso_ms, late_events, parent_anchor, prune_expired
@@ -260,6 +260,7 @@ def _train_update(
         "events": events.height,
         "epochs": stopped["epochs"],
         "valid_ndcg": stopped["valid_ndcg"],
+        "valid_ndcg_model": stopped["valid_ndcg_model"],
         "train_seconds": round(seconds, 3),
         "epoch_seconds": stopped["epoch_seconds"],
         "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
@@ -369,7 +370,13 @@ def check_finite(bundle: Bundle) -> None:
 def lineage_entry(
     command: str, data_sha256: str, data_path: str, parent_sha256: str | None, bundle: Bundle, stats: dict[str, Any]
 ) -> dict[str, Any]:
-    """One lineage record: plain Python values only."""
+    """One lineage record: plain Python values only.
+
+    ``valid_ndcg`` / ``valid_ndcg_model``: held-out NDCG@10 of the ranking served (with
+    ``pop_weight``) and of the model alone (None when nothing was held out);
+    ``pop_weight_note``: :func:`~recinc_cli.early_stop.pop_weight_note` of the weight served
+    (``"model ranking not used: popularity weight 1000"``), else None.
+    """
     return {
         "command": command,
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -380,7 +387,10 @@ def lineage_entry(
         "n_users": len(bundle.users) - 1,
         "n_items": len(bundle.items) - 1,
         "valid_ndcg": None,
+        "valid_ndcg_model": None,
         **{k: v for k, v in stats.items() if k != "events_per_second"},
+        "pop_weight": bundle.pop_weight,
+        "pop_weight_note": pop_weight_note(bundle.pop_weight),
     }
 
 

@@ -11,7 +11,12 @@ row number (1 = the first record after the header) and reason, and the counts go
   "control character in id" (ids are trimmed of surrounding whitespace first);
 - time: "missing timestamp", "unparsable timestamp" (also NaN, inf and numbers beyond year
   9999), "timestamp before 1970-01-01", "timestamp after 2100-01-01";
+- with ``--weight-col``: "missing weight", "unparsable weight" (not a finite number),
+  "negative weight";
 - "event type not in --event-weights" (with ``--only-events``), "exact duplicate".
+
+Sound rows weighing less than ``--min-weight`` are not rejects: they are left out and counted
+as ``rows_below_min_weight`` in the manifest.
 
 A file that cannot be used at all (missing, empty, not CSV text, a column missing or
 duplicated, a Parquet column of the wrong type) raises :class:`BadInputError` naming the file
@@ -90,12 +95,13 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
         atomic_path(out) as tmp_out,
         atomic_path(rejects_path) as tmp_rej,
     ):
-        _sink_or_fall_back(files, raw, cfg, (tmp_out, tmp_rej), Path(scratch))
-        manifest = _manifest(files, tmp_out, tmp_rej, out)
+        below = _sink_or_fall_back(files, raw, cfg, (tmp_out, tmp_rej), Path(scratch))
+        manifest = _manifest(files, tmp_out, tmp_rej, out, cfg, below)
         if manifest["rows_kept"] == 0:
+            filtered = f"; {below} below --min-weight {cfg.min_weight:g}" if below else ""
             raise BadInputError(
                 f"{', '.join(map(str, files))}: no usable rows "
-                f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'})"
+                f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'}{filtered})"
             )
         with atomic_path(manifest_path) as tmp_man:
             tmp_man.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -107,12 +113,11 @@ _CORE = ("user_id", "item_id", "timestamp", "event_type", "weight")
 
 def _sink_or_fall_back(
     files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, outs: tuple[Path, Path], scratch: Path
-) -> None:
+) -> int:
     """:func:`_sink`; when polars cannot parse a CSV, read just that file again with Python's
     csv module (:func:`read_csv_python`) and sink once more. Raises :class:`BadInputError`."""
     try:
-        _sink(files, raw, cfg, *outs)
-        return
+        return _sink(files, raw, cfg, *outs)
     except POLARS_ERRORS as e:
         broken = [i for i, f in enumerate(files) if not csv_parses(f, cfg)]
         if not broken:
@@ -120,22 +125,25 @@ def _sink_or_fall_back(
     for i in broken:
         raw[i] = read_csv_python(files[i], cfg, scratch)
     try:
-        _sink(files, raw, cfg, *outs)
+        return _sink(files, raw, cfg, *outs)
     except POLARS_ERRORS as e:
         raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
 
 
-def _sink(files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, tmp_out: Path, tmp_rej: Path) -> None:
-    """Write the kept rows (time-sorted) to ``tmp_out`` and the rejects to ``tmp_rej``."""
+def _sink(files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, tmp_out: Path, tmp_rej: Path) -> int:
+    """Write the kept rows (time-sorted) to ``tmp_out`` and the rejects to ``tmp_rej``; return
+    how many sound rows weighed less than ``cfg.min_weight`` (left out)."""
     frames = [_normalise(lf, f, i, cfg) for i, (f, lf) in enumerate(zip(files, raw, strict=True))]
     tagged = _tag_rejects(pl.concat(frames, how="diagonal_relaxed"), cfg)
     extras = [c for c in tagged.collect_schema() if not c.startswith("_") and c not in _CORE]
+    sound = pl.col("_reason").is_null()
+    wanted = pl.lit(True) if cfg.min_weight is None else pl.col("weight") >= cfg.min_weight
     kept = (
-        tagged.filter(pl.col("_reason").is_null())
+        tagged.filter(sound & wanted)
         .select("user_id", "item_id", "timestamp", "event_type", "weight", *extras)
         .sort("timestamp", maintain_order=True)
     )
-    rejects = tagged.filter(pl.col("_reason").is_not_null()).select(
+    rejects = tagged.filter(~sound).select(
         pl.col("_source").alias("source"),
         pl.col("_row").alias("row"),
         pl.col("_reason").alias("reason"),
@@ -143,15 +151,18 @@ def _sink(files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, tmp
         "item_id",
         pl.col("_ts_raw").alias("timestamp_raw"),
         "event_type",
+        *([pl.col("_w_raw").alias("weight_raw")] if cfg.weight_col else []),
     )
-    pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True)])
+    below = tagged.filter(sound & ~wanted).select(pl.len())
+    done = pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True), below])
+    return int(done[-1].item())
 
 
 def _normalise(raw: pl.LazyFrame, path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFrame:
     """Rename one scanned file's columns to the canonical names, ids as trimmed strings."""
     schema = raw.collect_schema()
     has_event = cfg.event_col in schema
-    used = {cfg.user_col, cfg.item_col, cfg.time_col, cfg.event_col}
+    used = {cfg.user_col, cfg.item_col, cfg.time_col, cfg.event_col, cfg.weight_col}
     extras = [c for c in schema.names() if c not in used and c not in _CORE and not c.startswith("_")]
     event = pl.col(cfg.event_col).cast(pl.String).str.strip_chars() if has_event else pl.lit(DEFAULT_EVENT_TYPE)
     return (
@@ -165,10 +176,19 @@ def _normalise(raw: pl.LazyFrame, path: Path, index: int, cfg: PreprocessConfig)
             pl.col(cfg.time_col).cast(pl.String).alias("_ts_raw"),
             event.fill_null("").alias("event_type"),
             pl.col(FLAG).alias("_flag"),
+            *(_weight_columns(cfg.weight_col, schema[cfg.weight_col]) if cfg.weight_col else []),
             *[pl.col(c) for c in extras],
         )
         .with_columns(pl.lit(index).alias("_file"))
     )
+
+
+def _weight_columns(col: str, dtype: pl.DataType) -> list[pl.Expr]:
+    """``_w_raw`` (the ``--weight-col`` value as trimmed text, for rejects) and ``_w_num`` (Float64,
+    null where it is no number)."""
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    number = pl.col(col).cast(pl.Float64) if dtype.is_numeric() else text.cast(pl.Float64, strict=False)
+    return [text.alias("_w_raw"), number.alias("_w_num")]
 
 
 def _clean_id(col: str) -> pl.Expr:
@@ -208,7 +228,10 @@ def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
     known = {k.lower(): v for k, v in cfg.event_weights.items()}
     etype = pl.col("event_type").str.to_lowercase()
     weight = etype.replace_strict(known, default=UNKNOWN_EVENT_WEIGHT, return_dtype=pl.Float32)
-    content = [c for c in lf.collect_schema() if c not in ("_source", "_row", "_file", "_flag", "timestamp")]
+    if cfg.weight_col:
+        weight = pl.col("_w_num").cast(pl.Float32)
+    skip = ("_source", "_row", "_file", "_flag", "_w_num", "timestamp")
+    content = [c for c in lf.collect_schema() if c not in skip]
     ids = (pl.col("user_id"), pl.col("item_id"))
     ts_raw = pl.col("_ts_raw").str.strip_chars()
     time_min, time_max = (pl.lit(t).cast(pl.Datetime("ms", "UTC")) for t in (cfg.time_min, cfg.time_max))
@@ -234,13 +257,24 @@ def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
         .when(pl.col("timestamp") > time_max)
         .then(pl.lit(f"timestamp after {cfg.time_max:%Y-%m-%d}"))
     )
+    if cfg.weight_col:
+        reason = (
+            reason.when(pl.col("_w_raw").fill_null("") == "")
+            .then(pl.lit("missing weight"))
+            .when(~weight.is_finite().fill_null(False))  # also a number beyond float32
+            .then(pl.lit("unparsable weight"))
+            .when(weight < 0)
+            .then(pl.lit("negative weight"))
+        )
     if cfg.only_events:
         reason = reason.when(~etype.is_in(list(known))).then(pl.lit("event type not in --event-weights"))
     reason = reason.when(~pl.struct(content).is_first_distinct()).then(pl.lit("exact duplicate"))
     return lf.with_columns(weight.alias("weight"), reason.otherwise(None).alias("_reason"))
 
 
-def _manifest(files: list[Path], kept: Path, rejects: Path, out: Path) -> dict[str, Any]:
+def _manifest(
+    files: list[Path], kept: Path, rejects: Path, out: Path, cfg: PreprocessConfig, below: int
+) -> dict[str, Any]:
     stats = (
         pl.scan_parquet(kept)
         .select(
@@ -261,9 +295,12 @@ def _manifest(files: list[Path], kept: Path, rejects: Path, out: Path) -> dict[s
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": [str(f) for f in files],
         "output": str(out),
-        "rows_read": int(stats["n"]) + sum(rejected.values()),
+        "rows_read": int(stats["n"]) + sum(rejected.values()) + below,
         "rows_kept": int(stats["n"]),
         "rows_rejected": rejected,
+        "rows_below_min_weight": below,
+        "weight_col": cfg.weight_col,
+        "min_weight": cfg.min_weight,
         "users": int(stats["users"]),
         "items": int(stats["items"]),
         "event_types": dict(zip(events["event_type"].to_list(), events["len"].to_list(), strict=True)),

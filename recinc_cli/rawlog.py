@@ -241,6 +241,8 @@ def _check_columns(path: Path, names: list[str], cfg: PreprocessConfig, sep: str
     required = [("--user-col", cfg.user_col), ("--item-col", cfg.item_col), ("--time-col", cfg.time_col)]
     if cfg.event_col_required:
         required.append(("--event-col", cfg.event_col))
+    if cfg.weight_col:
+        required.append(("--weight-col", cfg.weight_col))
     for flag, col in required:
         if col in names:
             continue
@@ -271,6 +273,9 @@ def _check_types(path: Path, schema: pl.Schema, cfg: PreprocessConfig) -> None:
             f"{path}: column {cfg.time_col!r} holds {dtype}; the event time must be a datetime, "
             "a unix time number or ISO 8601 text"
         )
+    dtype = schema.get(cfg.weight_col) if cfg.weight_col else None
+    if dtype is not None and not (dtype in (pl.String, pl.Null) or dtype.is_numeric()):
+        raise BadInputError(f"{path}: column {cfg.weight_col!r} holds {dtype}; --weight-col needs a column of numbers")
 
 
 def _read_head(path: Path) -> bytes:

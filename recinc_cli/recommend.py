@@ -25,7 +25,7 @@ CHUNK = 2048
 def top_k(
     score_fn: ScoreFn,
     user_idx: np.ndarray,
-    seen: SeenItems,
+    seen: SeenItems | None,
     k: int,
     chunk: int = CHUNK,
     progress: Callable[[int], None] | None = None,
@@ -36,6 +36,7 @@ def top_k(
     ----------
     score_fn: maps user indices (B,) int64 to scores (B, n_items).
     user_idx: (U,) int64 user indices; indices beyond ``seen`` have nothing masked.
+    seen: each user's items to leave out; None ranks them too (``--repeats``).
 
     Returns
     -------
@@ -49,8 +50,8 @@ def top_k(
             users = torch.from_numpy(np.asarray(user_idx[start : start + chunk], dtype=np.int64))
             scores = score_fn(users).float().clone()
             scores[:, 0] = float("-inf")
-            known = users < seen.n_users
-            if known.any():
+            known = users < (seen.n_users if seen is not None else 0)
+            if seen is not None and known.any():
                 rows = known.nonzero().squeeze(1)
                 sub = scores[rows]
                 seen.mask_(sub, users[rows])

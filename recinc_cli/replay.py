@@ -17,8 +17,14 @@ ranked. A user a model does not know gets that model's popularity fallback, as `
 would serve. Update seconds are the in-process wall time of ``update`` / ``init`` (no process
 start-up, no file I/O). The update after the last slice is not run: nothing would evaluate it.
 
->>> STRATEGIES
-('frozen', 'incremental', 'retrain', 'popular')
+How much to trust a difference: for each model strategy, the paired bootstrap interval of its
+NDCG@k minus latest-slice popularity's on the same users (:mod:`recinc_cli.significance`), per
+slice and pooled over every (user, slice) pair; popularity is scored for this even when
+``popular`` is not among the strategies (it trains nothing). ``warnings`` name the slices with
+fewer than 100 users and the strategies whose pooled lift is within the noise.
+
+>>> STRATEGIES, DEFAULT_REPLAY_STRATEGIES
+(('frozen', 'incremental', 'retrain', 'popular'), ('frozen', 'incremental', 'popular'))
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, ModelConfig, TrainConfig
 from recinc_cli.errors import BadInputError, UsageError
-from recinc_cli.evaluate import ranking_metrics
+from recinc_cli.evaluate import user_metrics
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.significance import MIN_USERS, lift_evidence, thin_warning
 from recinc_cli.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -45,6 +52,9 @@ STRATEGIES: tuple[str, ...] = ("frozen", "incremental", "retrain", "popular")
 METRICS: tuple[str, ...] = ("ndcg", "recall", "hit_rate")
 #: callback(done, total, what): one step (a strategy on a slice) is finished.
 StepFn = Callable[[int, int, str], None]
+#: callback(report): the base model or a slice is finished; the report so far (``complete`` False
+#: until the last slice), so a caller can save it and a killed run keeps what finished.
+SliceFn = Callable[[dict[str, Any]], None]
 
 
 def cut_slices(events: pl.DataFrame, n_slices: int, base_fraction: float) -> list[pl.DataFrame]:
@@ -85,7 +95,17 @@ def slice_truth(before: pl.DataFrame, test: pl.DataFrame) -> SliceTruth:
     return SliceTruth(users, new["user_id"], new["item_id"], history)
 
 
-def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class Scored:
+    """One ranking scored on one slice: ``metrics`` the means@k (ndcg, recall, hit_rate) and
+    ``users``; ``ndcg`` (U,) float64 each user's NDCG@k in the order of ``SliceTruth.users``,
+    so two rankings of the same slice pair user by user."""
+
+    metrics: dict[str, float]
+    ndcg: np.ndarray
+
+
+def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> Scored:
     """Metrics@k of ``bundle`` on ``truth``; users it does not know get its popularity fallback."""
     from recinc_cli.recommend import top_k
     from recinc_cli.seen import SeenItems
@@ -112,7 +132,7 @@ def _popular_top(bundle: Bundle, truth: SliceTruth, rows: np.ndarray, k: int) ->
     return _masked_top(scores.numpy(), truth, rows, bundle.items, k)
 
 
-def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k: int) -> dict[str, float]:
+def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k: int) -> Scored:
     """Metrics@k of ranking the catalogue known ``before`` by item count in ``window``."""
     items = Vocab.empty()
     items.extend(before["item_id"].unique(maintain_order=True))
@@ -137,11 +157,12 @@ def _masked_top(scores: np.ndarray, truth: SliceTruth, rows: np.ndarray, items: 
     return out
 
 
-def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> dict[str, float]:
+def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> Scored:
     row = pl.DataFrame({"user_id": truth.users, "row": np.arange(len(truth.users))})
     rows = pl.DataFrame({"user_id": truth.truth_user}).join(row, on="user_id", how="left")["row"].to_numpy()
-    m = ranking_metrics(top, rows, items.lookup(truth.truth_item), k, len(items) - 1)
-    return {name: m[name] for name in METRICS} | {"users": m["users"]}
+    per_user = user_metrics(top, rows, items.lookup(truth.truth_item), k)
+    means = {name: float(per_user[name].mean()) if len(top) else 0.0 for name in METRICS}
+    return Scored(means | {"users": int(top.shape[0])}, per_user["ndcg"])
 
 
 def check_options(strategies: Sequence[str], n_slices: int, base_fraction: float) -> None:
@@ -157,21 +178,25 @@ def replay(
     events: pl.DataFrame,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
-    strategies: Sequence[str] = STRATEGIES,
+    strategies: Sequence[str] = DEFAULT_REPLAY_STRATEGIES,
     n_slices: int = 5,
     base_fraction: float = 0.5,
     k: int = 10,
     update_cfg: TrainConfig | None = None,
     reporter: Reporter | None = None,
     on_step: StepFn | None = None,
+    on_slice: SliceFn | None = None,
 ) -> dict[str, Any]:
     """Run the streaming protocol on the time-sorted ``events``; return the report dict.
 
     ``train_cfg`` trains the base model (and each retrain); ``update_cfg`` the incremental
     updates (default: ``train_cfg.for_update()``). The report has ``slices`` (events and time
-    range of each), ``base_seconds`` and per strategy ``per_slice`` (ndcg, recall, hit_rate,
-    users, seconds of the update that followed, and for model strategies the ``pop_weight`` the
-    slice was scored with) and ``mean``.
+    range of each), ``base_seconds``, ``complete`` and ``slices_done``, ``warnings`` (lines for
+    the user) and per strategy ``per_slice`` (ndcg, recall, hit_rate, users, seconds of the
+    update that followed, and for model strategies the ``pop_weight`` the slice was scored with
+    and ``vs_popular``, the lift evidence of :func:`~recinc_cli.significance.lift_evidence`)
+    and ``mean`` (and for model strategies ``vs_popular`` pooled over every user and slice).
+    ``on_slice`` receives the report after the base fit and after each slice.
     """
     from recinc_cli.lifecycle import create_bundle, update_bundle
 
@@ -182,7 +207,17 @@ def replay(
     reporter = reporter or NullReporter()
     update_cfg = update_cfg or train_cfg.for_update()
     models = [s for s in strategies if s != "popular"]
-    results: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
+    run = _Run(strategies, n_slices)
+    header: dict[str, Any] = {
+        "events": events.height,
+        "k": k,
+        "model": model_cfg.name,
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "update_config": update_cfg.to_dict(),
+        "base_seconds": 0.0,
+        "slices": [_describe(p) for p in parts],
+    }
     total, done = n_slices * len(strategies) + (1 if models else 0), 0
 
     def step(what: str) -> None:
@@ -191,44 +226,104 @@ def replay(
         if on_step:
             on_step(done, total, what)
 
-    base_seconds = 0.0
     bundles: dict[str, Bundle] = {}
     if models:
         start = time.perf_counter()
         base, _ = create_bundle(parts[0], model_cfg, train_cfg, reporter)
-        base_seconds = time.perf_counter() - start
+        header["base_seconds"] = round(time.perf_counter() - start, 3)
         bundles = {s: (base if i == 0 else copy.deepcopy(base)) for i, s in enumerate(models)}
         step("base model")
+    if on_slice:
+        on_slice(run.report(header))
     for s in range(1, n_slices + 1):
         before, test = pl.concat(parts[:s]), parts[s]
         truth = slice_truth(before, test)
         last = s == n_slices
+        window = parts[s - 1] if s > 1 else parts[0][-test.height :]
+        popular = popular_of(window, before, truth, k)  # every model's baseline, asked for or not
+        run.add_baseline(popular)
         for name in strategies:
             if name == "popular":
-                window = parts[s - 1] if s > 1 else parts[0][-test.height :]
-                metrics, seconds = popular_of(window, before, truth, k), 0.0
-            else:
-                metrics = score_bundle(bundles[name], truth, k)
-                metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
-                start = time.perf_counter()
-                if name == "incremental" and not last:
-                    update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
-                elif name == "retrain" and not last:
-                    bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
-                seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
-            results[name].append({**metrics, "seconds": round(seconds, 3)})
+                run.add(name, popular, popular, 0.0)
+                step(f"slice {s}: {name}")
+                continue
+            scored = score_bundle(bundles[name], truth, k)
+            scored.metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
+            start = time.perf_counter()
+            if name == "incremental" and not last:
+                update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
+            elif name == "retrain" and not last:
+                bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
+            seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
+            run.add(name, scored, popular, seconds)
             step(f"slice {s}: {name}")
-    return {
-        "events": events.height,
-        "k": k,
-        "model": model_cfg.name,
-        "model_config": model_cfg.to_dict(),
-        "train_config": train_cfg.to_dict(),
-        "update_config": update_cfg.to_dict(),
-        "base_seconds": round(base_seconds, 3),
-        "slices": [_describe(p) for p in parts],
-        "strategies": {name: {"per_slice": r, "mean": _mean(r)} for name, r in results.items()},
-    }
+        if on_slice:
+            on_slice(run.report(header))
+    return run.report(header)
+
+
+class _Run:
+    """The results of a replay so far, and the report they make (complete or not)."""
+
+    def __init__(self, strategies: Sequence[str], n_slices: int) -> None:
+        self.n_slices = n_slices
+        self.rows: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies}
+        # Per-user NDCG of each model strategy and of its popularity baseline, slice by slice.
+        self.ndcg: dict[str, list[np.ndarray]] = {s: [] for s in strategies if s != "popular"}
+        self.baseline: list[np.ndarray] = []
+        self.users: list[int] = []
+
+    def add_baseline(self, popular: Scored) -> None:
+        """Start a slice: its users and their NDCG under latest-slice popularity."""
+        self.baseline.append(popular.ndcg)
+        self.users.append(int(popular.metrics["users"]))
+
+    def add(self, name: str, scored: Scored, popular: Scored, seconds: float) -> None:
+        """Record strategy ``name`` on the current slice, and for a model its lift over ``popular``."""
+        row: dict[str, Any] = {**scored.metrics, "seconds": round(seconds, 3)}
+        if name != "popular":
+            self.ndcg[name].append(scored.ndcg)
+            row["vs_popular"] = _evidence(scored.ndcg, popular.ndcg)
+        self.rows[name].append(row)
+
+    def report(self, header: dict[str, Any]) -> dict[str, Any]:
+        done = len(self.users)
+        strategies: dict[str, Any] = {}
+        for name, rows in self.rows.items():
+            entry: dict[str, Any] = {"per_slice": rows, "mean": _mean(rows, self.n_slices) if rows else {}}
+            if name in self.ndcg and rows:
+                pooled = np.concatenate(self.ndcg[name]), np.concatenate(self.baseline)
+                entry["vs_popular"] = _evidence(*pooled, unit="user-slices")
+            strategies[name] = entry
+        return {
+            **header,
+            "complete": done == self.n_slices,
+            "slices_done": done,
+            "strategies": strategies,
+            "warnings": self.warnings(strategies),
+        }
+
+    def warnings(self, strategies: dict[str, Any]) -> list[str]:
+        """One line per slice with too few users, one per model strategy whose pooled lift over
+        popularity is within the noise (per-slice intervals are in the report, not warned)."""
+        # Under MIN_USERS thin_warning reads the count alone; a popular-only run has no lift.
+        out = [
+            f"slice {s}: {thin_warning({'units': n, 'unit': 'users'})}"
+            for s, n in enumerate(self.users, 1)
+            if n < MIN_USERS
+        ]
+        for name, entry in strategies.items():
+            pooled = entry.get("vs_popular")
+            warning = None if pooled is None else thin_warning(pooled)
+            if warning is not None:
+                out.append(f"{name}, all slices: {warning}")
+        return out
+
+
+def _evidence(model: np.ndarray, baseline: np.ndarray, unit: str = "users") -> dict[str, Any]:
+    """:func:`lift_evidence` of per-user NDCG, rounded for the report."""
+    e = lift_evidence(model, baseline, unit=unit)
+    return e | {"difference": round(e["difference"], 5), "interval": [round(x, 5) for x in e["interval"]]}
 
 
 def _describe(part: pl.DataFrame) -> dict[str, Any]:
@@ -236,8 +331,8 @@ def _describe(part: pl.DataFrame) -> dict[str, Any]:
     return {"events": part.height, "ts_min": str(ts.min()), "ts_max": str(ts.max())}
 
 
-def _mean(per_slice: list[dict[str, float]]) -> dict[str, float]:
+def _mean(per_slice: list[dict[str, Any]], n_slices: int) -> dict[str, float]:
     out = {m: round(float(np.mean([r[m] for r in per_slice])), 5) for m in METRICS}
-    updates = [r["seconds"] for r in per_slice[:-1]] or [0.0]
+    updates = [r["seconds"] for r in per_slice[: n_slices - 1]] or [0.0]  # none runs after the last slice
     out["seconds"] = round(float(np.mean(updates)), 3)
     return out

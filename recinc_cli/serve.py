@@ -17,9 +17,15 @@ from recinc_cli.recommend import top_k
 
 
 def serve_top(
-    bundle: Bundle, state: ServingState, raw: pl.Series, k: int, reporter: Reporter | None = None
+    bundle: Bundle,
+    state: ServingState,
+    raw: pl.Series,
+    k: int,
+    reporter: Reporter | None = None,
+    repeats: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-``k`` unseen items for the users ``raw`` (U,) as ``bundle`` serves them from ``state``.
+    """Top-``k`` unseen items for the users ``raw`` (U,) as ``bundle`` serves them from ``state``;
+    with ``repeats`` items a user has seen are ranked too (``--repeats``).
 
     Known users with a model row (or, for sequential models, a context) are scored by the
     model; users only ``state``'s fresh history knows are scored from it (``history``); the
@@ -37,15 +43,16 @@ def serve_top(
     items = np.zeros((len(raw), k), dtype=np.int64)
     scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
     reporter.start("scoring users", len(raw))
+    seen = None if repeats else state.seen
     scorer = bundle.scorer(state.context)
-    items[by_model], scores[by_model] = top_k(scorer, idx[by_model], state.seen, k, progress=reporter.advance)
+    items[by_model], scores[by_model] = top_k(scorer, idx[by_model], seen, k, progress=reporter.advance)
     popular = bundle.popular_scorer()
     masked = ~by_model & known  # popular items minus what these users' history shows they have seen
-    items[masked], scores[masked] = top_k(popular, idx[masked], state.seen, k, progress=reporter.advance)
+    items[masked], scores[masked] = top_k(popular, idx[masked], seen, k, progress=reporter.advance)
     cold = ~known
     if cold.any():
         # Every cold-start user gets the same list: rank once, then broadcast.
-        cold_items, cold_scores = top_k(popular, np.zeros(1, np.int64), state.seen, k)
+        cold_items, cold_scores = top_k(popular, np.zeros(1, np.int64), seen, k)
         items[cold], scores[cold] = cold_items, cold_scores
         reporter.advance(int(cold.sum()))
     reporter.stop()

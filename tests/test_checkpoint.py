@@ -23,6 +23,9 @@ from recinc_cli.io import sha256_file
 #: Keys of every lineage entry; init adds its peak memory, update its learning rate.
 LINEAGE_KEYS = {
     "valid_ndcg",
+    "valid_ndcg_model",  # held-out NDCG@10 of the model alone (pop weight 0)
+    "pop_weight",
+    "pop_weight_note",  # "model ranking not used: popularity weight 1000", else None
     "command",
     "time",
     "recinc_version",

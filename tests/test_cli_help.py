@@ -45,3 +45,83 @@ def test_python_dash_m_entry_point() -> None:
     assert proc.stdout.startswith("Usage: recinc [OPTIONS] COMMAND [ARGS]...")
     for command in COMMANDS:
         assert command in proc.stdout
+
+
+# --- options that only some models read (issue 13, point 11) ------------------------------------
+
+#: typer parameter name -> the config field it sets, where they differ.
+FIELD_OF = {"negatives": "n_negatives", "half_life": "half_life_s", "init_": "init"}
+#: Options whose default differs per model: --help lists it for each model the option applies to.
+PER_MODEL = ("epochs", "update_epochs", "lr", "batch_size", "patience", "pop_prior")
+
+
+def option_help(command: str) -> dict[str, str]:
+    """Parameter name -> its help text, from the command typer builds."""
+    from typer.main import get_command
+
+    from recinc_cli.cli import app
+
+    cmd = get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {p.name: " ".join((p.help or "").split()) for p in cmd.params}
+
+
+@pytest.mark.parametrize("command", ["init", "replay"])
+def test_model_choices_are_listed(cli, command: str) -> None:
+    from recinc_cli.config import MODEL_NAMES
+
+    r = cli(command, "--help")
+    assert f"--model [{'|'.join(MODEL_NAMES)}]" in r.stdout
+    assert "--model [mf|sasrec|ease" in r.stdout
+
+
+@pytest.mark.parametrize("command", ["init", "update", "replay"])
+def test_each_option_names_the_models_it_applies_to(command: str) -> None:
+    from recinc_cli.config import MODEL_NAMES, OPTION_MODELS, TrainConfig, models_for
+
+    helps = option_help(command)
+    checked = 0
+    for name, text in helps.items():
+        field = FIELD_OF.get(name, "update_epochs" if (command, name) == ("update", "epochs") else name)
+        if field not in OPTION_MODELS:
+            assert not text.startswith(tuple(f"{m}:" for m in MODEL_NAMES)), (name, text)
+            assert not text.startswith(tuple(f"{m}," for m in MODEL_NAMES)), (name, text)
+            continue
+        checked += 1
+        assert text.startswith(", ".join(models_for(field)) + ": "), (name, text)
+        if name in PER_MODEL and command != "update":
+            defaults = {getattr(TrainConfig.for_model(m), field) for m in models_for(field)}
+            assert ("[default: mf " in text) == (len(defaults) > 1), (name, text)
+            for m in MODEL_NAMES:
+                assert (f" {m} " in text.split("[default:")[1]) == (m in models_for(field) and len(defaults) > 1)
+    assert checked >= {"init": 24, "update": 10, "replay": 14}[command]
+
+
+def test_init_help_shows_only_the_defaults_that_apply(cli) -> None:
+    text = " ".join(cli("init", "--help").stdout.split())
+    assert "--lr <float> mf, sasrec: Adam learning rate. [default: mf 0.002, sasrec 0.003]" in text
+    assert "--epochs <int> mf, sasrec: Most training epochs (early stopping picks fewer). [default: 30]" in text
+    assert "--update-lr <float> mf, sasrec: Default learning rate of later updates. [default: mf the --lr, " in text
+    assert "--pop-prior <float> mf: Train against the popularity prior" in text and "off. [default: 1]" in text
+    assert "--ease-l2 <float> ease: Ridge penalty" in text
+    assert "--max-len <int> sasrec, ease: Events of each user's context" in text
+    assert "--seed <int> Random seed; same seed, same model. [default: 0]" in text
+    assert "ease 30" not in text and "ease 0.002" not in text  # the issue: ease listed epochs and lr
+
+
+def test_option_models_agree_with_the_registry() -> None:
+    from recinc_cli.config import (
+        FEATURE_MODELS,
+        GRADIENT_MODELS,
+        MODEL_NAMES,
+        OPTION_MODELS,
+        POP_PRIOR_MODELS,
+        SEQUENTIAL_MODELS,
+    )
+    from recinc_cli.models import MODELS
+
+    assert {n for n, cls in MODELS.items() if not cls.CLOSED_FORM} == GRADIENT_MODELS
+    assert {n for n, cls in MODELS.items() if cls.POP_PRIOR} == POP_PRIOR_MODELS
+    assert {n for n, cls in MODELS.items() if cls.CONTEXT} == SEQUENTIAL_MODELS
+    assert FEATURE_MODELS <= SEQUENTIAL_MODELS
+    for field, models in OPTION_MODELS.items():
+        assert models and models <= set(MODEL_NAMES), field

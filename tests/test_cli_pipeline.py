@@ -24,15 +24,17 @@ def test_every_step_succeeded_with_a_one_line_summary(pipeline) -> None:
     init = pipeline.results["init"].stderr
     assert re.fullmatch(
         r"init: mf on 19,157 events, 1,360 users, 762 items, [12] epochs? chosen by early stopping "
-        r"\(valid ndcg@10 0\.\d{4}\) \+ 1 epoch on the held-out newest events in [\d.]+s on 1 thread "
+        r"\+ 1 epoch on the held-out newest events in [\d.]+s on 1 thread "
         r"\([\d.]+s per epoch, [\d,]+ events/s, peak memory [\d,]+ MiB\), "
-        rf"loss [\d.]+ -> {re.escape(str(pipeline.ckpt[10]))}\n",
+        r"loss [\d.]+, pop weight [\d.]+ \(valid ndcg@10 0\.\d{4}; model alone 0\.\d{4}\) "
+        rf"-> {re.escape(str(pipeline.ckpt[10]))}\n",
         init,
     )
     up = pipeline.results["update 11"].stderr
     assert re.fullmatch(
         r"update: 2,476 events, \+35 users, \+13 items \(now 1,395 / 775\), 1 epoch in [\d.]+s on 1 thread, "
-        rf"loss [\d.]+, pop weight [\d.]+(, [\d,]+ replayed)? -> {re.escape(str(pipeline.ckpt[11]))}\n",
+        r"loss [\d.]+, pop weight [\d.]+ \(valid ndcg@10 0\.\d{4}; model alone 0\.\d{4}\)"
+        rf"(, [\d,]+ replayed)? -> {re.escape(str(pipeline.ckpt[11]))}\n",
         up,
     )
 

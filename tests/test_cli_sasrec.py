@@ -70,14 +70,16 @@ def test_every_step_succeeded_with_a_one_line_summary(sasrec_pipeline) -> None:
         assert len(r.stderr.splitlines()) == 1, name
     assert re.fullmatch(
         r"init: sasrec on 19,157 events, 1,360 users, 762 items, [12] epochs? chosen by early stopping "
-        r"\(valid ndcg@10 0\.\d{4}\) \+ 1 epoch on the held-out newest events in [\d.]+s on 1 thread "
+        r"\+ 1 epoch on the held-out newest events in [\d.]+s on 1 thread "
         r"\([\d.]+s per epoch, [\d,]+ events/s, peak memory [\d,]+ MiB\), "
-        rf"loss [\d.]+ -> {re.escape(str(sasrec_pipeline.ckpt[10]))}\n",
+        r"loss [\d.]+, pop weight [\d.]+ \(valid ndcg@10 0\.\d{4}; model alone 0\.\d{4}\) "
+        rf"-> {re.escape(str(sasrec_pipeline.ckpt[10]))}\n",
         sasrec_pipeline.results["init"].stderr,
     )
     assert re.fullmatch(
         r"update: 2,476 events, \+35 users, \+13 items \(now 1,395 / 775\), 1 epoch in [\d.]+s on 1 thread, "
-        rf"loss [\d.]+, pop weight [\d.]+(, [\d,]+ replayed)? -> {re.escape(str(sasrec_pipeline.ckpt[11]))}\n",
+        r"loss [\d.]+, pop weight [\d.]+ \(valid ndcg@10 0\.\d{4}; model alone 0\.\d{4}\)"
+        rf"(, [\d,]+ replayed)? -> {re.escape(str(sasrec_pipeline.ckpt[11]))}\n",
         sasrec_pipeline.results["update 11"].stderr,
     )
 
@@ -287,8 +289,9 @@ def test_init_valid_last_early_stops_on_each_users_last_event(cli, cycle_model, 
     assert r.exit_code == 0, r.stderr
     assert re.fullmatch(
         r"init: sasrec on 270 events, 45 users, 15 items, [123] epochs? chosen by early stopping "
-        r"\(valid ndcg@10 \d\.\d{4}, leave-one-out\) in [\d.]+s on 1 thread \([\d.]+s per epoch, [\d,]+ events/s, "
-        rf"peak memory [\d,]+ MiB\), loss [\d.]+ -> {re.escape(str(out))}\n",
+        r"\(leave-one-out\) in [\d.]+s on 1 thread \([\d.]+s per epoch, [\d,]+ events/s, "
+        r"peak memory [\d,]+ MiB\), loss [\d.]+, pop weight [\d.]+ \(valid ndcg@10 \d\.\d{4}; "
+        rf"model alone \d\.\d{{4}}\) -> {re.escape(str(out))}\n",
         r.stderr,
     )
     raw = torch.load(out, weights_only=True)
@@ -331,8 +334,8 @@ def test_split_at_a_time(cli, cycle_model, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--last", "1", "--at", "2026-03-01"], 2, "give exactly one of --last or --at"),
-        ([], 2, "give exactly one of --last or --at"),
+        (["--last", "1", "--at", "2026-03-01"], 2, "give exactly one of --last, --at or --slices"),
+        ([], 2, "give exactly one of --last, --at or --slices"),
         (["--last", "0"], 2, "--last must be at least 1"),
         (["--at", "soon"], 2, "--at: cannot read time 'soon'; use ISO 8601 like 2026-03-01 or 2026-03-01T12:00"),
         (["--last", "6"], 3, "{events}: the test part would be empty; change --last / --at"),

@@ -184,7 +184,7 @@ def test_ease_through_the_cli(pipeline, tmp_path: Path, cli) -> None:
     m0, m1 = tmp_path / "e0.pt", tmp_path / "e1.pt"
     r = cli("init", pipeline.events["base"], "-o", m0, "--model", "ease", "--ease-l2", "10")
     assert r.exit_code == 0, r.stderr
-    assert "co-occurrences counted, pop weight" in r.stderr and "closed form" in r.stderr
+    assert "co-occurrences counted in" in r.stderr and ", closed form, pop weight" in r.stderr
     assert load_bundle(m0).model_cfg.ease_l2 == 10
     r = cli("update", m0, pipeline.events["day11"], "-o", m1)
     assert r.exit_code == 0, r.stderr

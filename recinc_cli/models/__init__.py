@@ -1,7 +1,7 @@
 """Model registry: ``MODELS[name]`` is the class behind ``--model name``.
 
 >>> sorted(MODELS)
-['ease', 'mf', 'sasrec']
+['ease', 'mf', 'sasrec', 'sknn']
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from recinc_cli.models.base import Recommender
 from recinc_cli.models.ease import EASE
 from recinc_cli.models.mf import MF
 from recinc_cli.models.sasrec import SASRec
+from recinc_cli.models.sknn import SKNN
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec, EASE)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec, EASE, SKNN)}
 
 
 def build_model(cfg: ModelConfig, sizes: Mapping[str, int]) -> Recommender:
