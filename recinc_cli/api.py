@@ -395,6 +395,7 @@ def replay(
     reporter: Reporter | None = None,
     on_step: Any = None,
     on_slice: Any = None,
+    protocol: str = "next",
     **update_overrides: Any,
 ) -> dict[str, Any]:
     """Run the streaming benchmark (:mod:`recinc_cli.replay`) on ``log``; write
@@ -410,7 +411,11 @@ def replay(
     ``report.json`` is rewritten (atomically) after the base fit and after each slice, with
     ``"complete": false`` and the slices done so far until the last one, so a killed run keeps
     what finished. ``on_slice(report)`` is called after each such write.
+
+    ``protocol``: ``next`` (next-slice) or ``session`` (each slice's sessions click by click,
+    for session logs). ``repeats`` among ``update_overrides`` applies to every strategy.
     """
+    import dataclasses
     import json
 
     from recinc_cli.io import EVENTS_SCHEMA, atomic_path
@@ -418,7 +423,7 @@ def replay(
     from recinc_cli.replay import check_options
     from recinc_cli.replay import replay as run_replay
 
-    check_options(strategies, n_slices, base_fraction)  # fail before the long run, not after it
+    check_options(strategies, n_slices, base_fraction, protocol)  # fail before the long run, not after it
     if plot is not None:
         require_matplotlib()
     out_dir = Path(out_dir)
@@ -432,6 +437,8 @@ def replay(
         preprocess([log], events_path)
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
+    if update_overrides.get("repeats") is not None:  # how every strategy serves, not an update policy
+        train_cfg = dataclasses.replace(train_cfg, repeats=update_overrides["repeats"])
     update_cfg = update_config(train_cfg, update_overrides)
     source = {"log": str(log), "data_sha256": sha256_file(events_path)}
 
@@ -454,6 +461,7 @@ def replay(
         reporter,
         on_step,
         save,
+        protocol=protocol,
     )
     report = {**source, **report}
     if plot is not None:

@@ -30,7 +30,7 @@ from recinc_cli.config import (
     parse_duration,
     parse_event_weights,
 )
-from recinc_cli.console import info, metrics_table, reporter, stdout
+from recinc_cli.console import info, metrics_table, print_table, reporter
 from recinc_cli.errors import EXIT_CODES, BadInputError, PromotionError, RecincError, UsageError
 from recinc_cli.helptext import applies, model_metavar, train_option
 from recinc_cli.io import read_user_ids, write_table
@@ -706,7 +706,8 @@ def _pop(r: dict[str, Any]) -> str:
     what = r.get("pop_weight_note") or f"pop weight {r['pop_weight']:g}"
     if r.get("valid_ndcg") is None or r.get("valid_ndcg_model") is None:
         return what
-    return f"{what} (valid ndcg@10 {r['valid_ndcg']:.4f}; model alone {r['valid_ndcg_model']:.4f})"
+    on = f" on {r['valid_units']:,} held-out sessions" if r.get("valid_protocol") == "session" else ""
+    return f"{what} (valid ndcg@10 {r['valid_ndcg']:.4f}{on}; model alone {r['valid_ndcg_model']:.4f})"
 
 
 def _print_json(r: dict[str, Any]) -> None:
@@ -825,8 +826,10 @@ def evaluate(
     r = api.evaluate(checkpoint, events, k=k, reporter=reporter(quiet or json_), protocol=protocol, repeats=repeats)
     if json_:
         sys.stdout.write(json.dumps(r) + "\n")
-        return
-    stdout.print(metrics_table(r))
+    else:
+        print_table(metrics_table(r))
+    if r["warning"]:
+        info(f"evaluate: warning: {r['warning']}", quiet)
 
 
 @command
@@ -946,6 +949,13 @@ def replay(
         ),
     ] = ",".join(DEFAULT_REPLAY_STRATEGIES),
     slices: Annotated[int, typer.Option(help="Slices after the base, of equal event count.")] = 5,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="next (each slice's returning users and their new items) or session (each slice's "
+            "sessions scored click by click, for session logs)."
+        ),
+    ] = "next",
     base_fraction: Annotated[
         float, typer.Option(help="Share of the log (oldest first) the base model trains on.")
     ] = 0.5,
@@ -1035,6 +1045,7 @@ def replay(
             reporter=progress.inner,
             on_step=progress.step,
             on_slice=on_slice,
+            protocol=protocol,
             **_policies(locals()),
         )
     if json_:

@@ -65,18 +65,62 @@ METRICS = ("ndcg", "recall", "precision", "f1", "mrr", "hit_rate", "coverage")
 
 def metrics_table(result: dict[str, Any]) -> Table:
     """Model beside its most-popular baseline, with the lift, for ``evaluate``."""
+    if result.get("protocol") == "session":
+        return session_table(result)
     k = result["k"]
     protocol = {"next": "next-slice", "loo": "leave-one-out"}[result.get("protocol", "next")]
-    table = Table(title=f"{protocol} evaluation @ {k}: {result['users']} users, catalogue {result['catalogue']}")
+    repeats = ", repeats ranked" if result.get("repeats") else ""
+    title = f"{protocol} evaluation @ {k}: {result['users']:,} users scored, catalogue {result['catalogue']:,}"
+    table = Table(title=title + repeats)
     for col in ("metric", "model", "popular", "lift"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for m in METRICS:
         a, b = result["model"][m], result["popular"][m]
         lift = f"{a / b:.2f}x" if b > 0 else "-"
         table.add_row(f"{m}@{k}" if m != "coverage" else m, f"{a:.4f}", f"{b:.4f}", lift)
+    _interval_row(table, result, k, 2)
     lat = result["latency_ms"]
     table.add_row("ms/user p50 | p99", f"{lat['p50']:.2f} | {lat['p99']:.2f}", "", "")
     return table
+
+
+def session_table(result: dict[str, Any]) -> Table:
+    """``evaluate --protocol session``: HR, MRR, NDCG at each cut-off over every next click and
+    over each session's last click, for the model, the sequential rule and popularity."""
+    names = [n for n in ("model", "rule", "popular") if n in result]
+    repeats = (
+        "repeats ranked and counted"
+        if result["repeats"]
+        else f"{result['repeat_targets_skipped']:,} repeat clicks not counted"
+    )
+    served = ", ".join(f"{n:,} {s}" for s, n in result["served_by"].items())
+    table = Table(
+        title=f"session evaluation: {result['cases']:,} next clicks of {result['sessions']:,} sessions "
+        f"({repeats}; {result['dropped_unknown']:,} clicks on unknown items dropped; served: {served})"
+    )
+    table.add_column("metric")
+    for n in names:
+        table.add_column(n, justify="right")
+    table.add_column("lift vs " + ("rule" if "rule" in result else "popular"), justify="right")
+    base = "rule" if "rule" in result else "popular"
+    for part, label in (("all", "next click"), ("last", f"last click ({result['last_click_cases']:,})")):
+        source = result if part == "all" else result["last_click"]
+        for key in source["model"]:
+            a, b = source["model"][key], source[base][key]
+            table.add_row(
+                f"{key} {label}", *(f"{source[n][key]:.4f}" for n in names), f"{a / b:.2f}x" if b > 0 else "-"
+            )
+    _interval_row(table, result, result["k"], len(names))
+    return table
+
+
+def _interval_row(table: Table, result: dict[str, Any], k: int, n_values: int) -> None:
+    """The row with the 95% bootstrap interval of the model's NDCG@k lift over popularity."""
+    ev = result.get("evidence")
+    if ev and "interval" in ev:
+        lo, hi = ev["interval"]
+        cells = [f"{ev['difference']:+.4f}"] + [""] * (n_values - 1)
+        table.add_row(f"ndcg@{k} - popular (95% interval)", *cells, f"{lo:+.4f} .. {hi:+.4f}")
 
 
 class ReplayProgress:

@@ -30,6 +30,7 @@ fewer than 100 users and the strategies whose pooled lift is within the noise.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -165,8 +166,14 @@ def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> Scored
     return Scored(means | {"users": int(top.shape[0])}, per_user["ndcg"])
 
 
-def check_options(strategies: Sequence[str], n_slices: int, base_fraction: float) -> None:
-    """Raise :class:`UsageError` for an unknown strategy or an impossible cut."""
+#: ``replay --protocol`` choices.
+REPLAY_PROTOCOLS: tuple[str, ...] = ("next", "session")
+
+
+def check_options(strategies: Sequence[str], n_slices: int, base_fraction: float, protocol: str = "next") -> None:
+    """Raise :class:`UsageError` for an unknown strategy or protocol, or an impossible cut."""
+    if protocol not in REPLAY_PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(REPLAY_PROTOCOLS)} (got {protocol!r})")
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
         raise UsageError(f"--strategies: choose from {', '.join(STRATEGIES)} (got {', '.join(strategies) or 'none'})")
@@ -186,8 +193,12 @@ def replay(
     reporter: Reporter | None = None,
     on_step: StepFn | None = None,
     on_slice: SliceFn | None = None,
+    protocol: str = "next",
 ) -> dict[str, Any]:
     """Run the streaming protocol on the time-sorted ``events``; return the report dict.
+
+    ``protocol``: ``next`` (next-slice, above) or ``session`` (each slice's sessions scored
+    click by click: :mod:`recinc_cli.replay_sessions`; repeats per ``update_cfg.repeats``).
 
     ``train_cfg`` trains the base model (and each retrain); ``update_cfg`` the incremental
     updates (default: ``train_cfg.for_update()``). The report has ``slices`` (events and time
@@ -199,8 +210,9 @@ def replay(
     ``on_slice`` receives the report after the base fit and after each slice.
     """
     from recinc_cli.lifecycle import create_bundle, update_bundle
+    from recinc_cli.replay_sessions import popular_sessions, score_bundle_sessions, session_truth
 
-    check_options(strategies, n_slices, base_fraction)
+    check_options(strategies, n_slices, base_fraction, protocol)
     parts = cut_slices(events, n_slices, base_fraction)
     if min(p.height for p in parts) == 0:
         raise BadInputError(f"{events.height} events are too few for a base and {n_slices} slices; use --slices")
@@ -216,6 +228,7 @@ def replay(
         "train_config": train_cfg.to_dict(),
         "update_config": update_cfg.to_dict(),
         "base_seconds": 0.0,
+        "protocol": protocol,
         "slices": [_describe(p) for p in parts],
     }
     total, done = n_slices * len(strategies) + (1 if models else 0), 0
@@ -237,17 +250,24 @@ def replay(
         on_slice(run.report(header))
     for s in range(1, n_slices + 1):
         before, test = pl.concat(parts[:s]), parts[s]
-        truth = slice_truth(before, test)
         last = s == n_slices
         window = parts[s - 1] if s > 1 else parts[0][-test.height :]
-        popular = popular_of(window, before, truth, k)  # every model's baseline, asked for or not
+        score: Callable[[Bundle], Scored]
+        if protocol == "session":
+            cases = session_truth(before, test, model_cfg.max_len, update_cfg.repeats)
+            popular = popular_sessions(window, cases, k)
+            score = functools.partial(score_bundle_sessions, truth=cases, k=k)
+        else:
+            truth = slice_truth(before, test)
+            popular = popular_of(window, before, truth, k)  # every model's baseline, asked for or not
+            score = functools.partial(score_bundle, truth=truth, k=k)
         run.add_baseline(popular)
         for name in strategies:
             if name == "popular":
                 run.add(name, popular, popular, 0.0)
                 step(f"slice {s}: {name}")
                 continue
-            scored = score_bundle(bundles[name], truth, k)
+            scored = score(bundles[name])
             scored.metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
             start = time.perf_counter()
             if name == "incremental" and not last:
