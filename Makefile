@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test lint demo bench bench-replay bench-loo bench-concurrency sample-data clean
+.PHONY: install test lint demo bench bench-replay bench-loo bench-concurrency bench-sessions sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,8 @@ test: lint
 	$(BIN)/python -m pytest
 
 # preprocess -> init on days 1-10 -> for each later day: evaluate (test-then-train), update
-# -> recommend; sasrec; then a registry with a promotion gate and a rollback. Artefacts land in $(DEMO)/.
+# -> recommend; sasrec; a session log with sknn; then a registry with a promotion gate and a
+# rollback. Artefacts land in $(DEMO)/.
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(RECINC) preprocess sample_data/base.csv -o $(DEMO)/base.parquet
@@ -49,6 +50,13 @@ demo: $(STAMP)
 	@echo "== session-based cold start: a visitor the model never saw, from their clicks so far"
 	$(RECINC) preprocess sample_data/visitor.csv -o $(DEMO)/visitor.parquet
 	$(RECINC) recommend $(DEMO)/s11.pt --users visitor -k 5 --history $(DEMO)/visitor.parquet
+	@echo "== session logs: anonymous visits, session-kNN on days 1-3, every next click of day 4 scored"
+	$(RECINC) preprocess sample_data/sessions.csv -o $(DEMO)/sessions.parquet --user-col session_id
+	$(RECINC) split $(DEMO)/sessions.parquet --at 2026-04-04 --train $(DEMO)/sessions-past.parquet --test $(DEMO)/sessions-day4.parquet
+	$(RECINC) init $(DEMO)/sessions-past.parquet -o $(DEMO)/sknn.pt --model sknn
+	$(RECINC) evaluate $(DEMO)/sknn.pt $(DEMO)/sessions-day4.parquet --protocol session --repeats
+	$(RECINC) preprocess sample_data/live_session.csv -o $(DEMO)/live.parquet --user-col session_id
+	$(RECINC) recommend $(DEMO)/sknn.pt --users live -k 5 --history $(DEMO)/live.parquet --repeats
 	@echo "== production: a model registry, a promotion gate (exit 6 = not promoted), a rollback"
 	$(RECINC) update $(DEMO)/m10.pt $(DEMO)/day11.parquet --registry $(DEMO)/models
 	$(RECINC) update $(DEMO)/models $(DEMO)/day12.parquet --gate $(DEMO)/day13.parquet --keep 5 || [ $$? -eq 6 ]
@@ -71,7 +79,11 @@ bench-loo: $(STAMP)
 bench-concurrency: $(STAMP)
 	$(BIN)/python bench/concurrency.py --out bench_out --beside --single
 
-bench: bench-replay bench-loo bench-concurrency  # every benchmark
+# Session logs: sknn and sasrec under the session protocol on YooChoose, last day held out (about 4 minutes).
+bench-sessions: $(STAMP)
+	$(BIN)/python bench/sessions.py --out bench_out
+
+bench: bench-replay bench-loo bench-concurrency bench-sessions  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data

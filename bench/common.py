@@ -21,6 +21,7 @@ DATASETS = {
     "ml-1m": "ml-1m-users1-1500.parquet",
     "ml-100k": "ml-100k.parquet",
     "taobao": "taobao-userbehavior-84k.parquet",
+    "yoochoose": "yoochoose-sessions-70k.parquet",
 }
 console = Console(width=200)
 

@@ -282,6 +282,7 @@ def evaluate(
     before = None
     if protocol == "loo":
         before, df = split_last(df, 1, min_left=0)
+        head["test_events"] = df.height  # the targets; the events before them are context
     state = bundle.serving_state(before if before is not None and before.height else None)
     seen = None if repeats else state.seen
     never_seen = lambda u, i: np.zeros(len(u), dtype=bool)  # noqa: E731 - every item counts

@@ -94,6 +94,8 @@ def session_table(result: dict[str, Any]) -> Table:
         else f"{result['repeat_targets_skipped']:,} repeat clicks not counted"
     )
     served = ", ".join(f"{n:,} {s}" for s, n in result["served_by"].items())
+    if result["served_by"].get("popular"):  # e.g. mf: it cannot read a session's clicks
+        served += " (the model cannot serve from a session's clicks: popularity fallback, as recommend does)"
     table = Table(
         title=f"session evaluation: {result['cases']:,} next clicks of {result['sessions']:,} sessions "
         f"({repeats}; {result['dropped_unknown']:,} clicks on unknown items dropped; served: {served})"

@@ -261,6 +261,8 @@ def _train_update(
         "epochs": stopped["epochs"],
         "valid_ndcg": stopped["valid_ndcg"],
         "valid_ndcg_model": stopped["valid_ndcg_model"],
+        "valid_protocol": stopped["valid_protocol"],
+        "valid_units": stopped["valid_units"],
         "train_seconds": round(seconds, 3),
         "epoch_seconds": stopped["epoch_seconds"],
         "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
@@ -373,7 +375,9 @@ def lineage_entry(
     """One lineage record: plain Python values only.
 
     ``valid_ndcg`` / ``valid_ndcg_model``: held-out NDCG@10 of the ranking served (with
-    ``pop_weight``) and of the model alone (None when nothing was held out);
+    ``pop_weight``) and of the model alone (None when nothing was held out), judged by
+    ``valid_protocol`` (``next`` or ``session``, :mod:`recinc_cli.validation`) over
+    ``valid_units`` users or sessions;
     ``pop_weight_note``: :func:`~recinc_cli.early_stop.pop_weight_note` of the weight served
     (``"model ranking not used: popularity weight 1000"``), else None.
     """
@@ -388,6 +392,8 @@ def lineage_entry(
         "n_items": len(bundle.items) - 1,
         "valid_ndcg": None,
         "valid_ndcg_model": None,
+        "valid_protocol": None,
+        "valid_units": None,
         **{k: v for k, v in stats.items() if k != "events_per_second"},
         "pop_weight": bundle.pop_weight,
         "pop_weight_note": pop_weight_note(bundle.pop_weight),

@@ -11,7 +11,7 @@ session protocol (:mod:`recinc_cli.sessions`) is used instead: each held-out ses
 clicks, from its clicks before them. The lineage records which (``valid_protocol``).
 
 >>> returning_share(np.array([1, 1, 2, 3]), np.array([True, False, True, False]))
-0.5
+0.25
 """
 
 from __future__ import annotations

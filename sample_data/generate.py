@@ -24,7 +24,9 @@ comparison between models meaningful, without shipping any real user data:
 Output, columns ``user_id,item_id,event_type,timestamp,category``:
 
 * ``base.csv``: days 1-10 (2026-03-01 .. 2026-03-10, UTC);
-* ``day11.csv`` .. ``day14.csv``: one file per later day.
+* ``day11.csv`` .. ``day14.csv``: one file per later day;
+* ``sessions.csv`` and ``live_session.csv``: a separate log of anonymous click sessions
+  (``session_id,item_id,timestamp``), from ``generate_sessions.py``, which says how it is built.
 
 Rows are in time order within a file, except the dirty rows. Only the standard
 library and numpy are used, and the output is byte-for-byte identical for a
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from generate_sessions import generate_sessions
 from numpy.typing import NDArray
 
 Int = NDArray[np.int64]
@@ -295,7 +298,7 @@ def write_csv(path: Path, rows: list[list[str]]) -> None:
 
 
 def generate(out_dir: Path, seed: int) -> dict[str, int]:
-    """Write base.csv and day11..day14.csv to ``out_dir``; returns rows per file."""
+    """Write base.csv, day11..day14.csv and the session log to ``out_dir``; returns rows per file."""
     rng = np.random.default_rng(seed)
     cat = make_catalogue(rng)
     pop = make_population(rng, cat.cat_share)
@@ -313,7 +316,7 @@ def generate(out_dir: Path, seed: int) -> dict[str, int]:
         bad = bad[plan[2] :]
         write_csv(out_dir / f"{name}.csv", rows)
         counts[name] = len(rows)
-    return counts
+    return counts | generate_sessions(out_dir, seed)
 
 
 def main() -> None:

@@ -24,6 +24,9 @@ from recinc_cli.io import sha256_file
 LINEAGE_KEYS = {
     "valid_ndcg",
     "valid_ndcg_model",  # held-out NDCG@10 of the model alone (pop weight 0)
+    # the validation that chose the epochs and the popularity weight (recinc_cli.validation):
+    "valid_protocol",  # next or session; None when nothing was held out
+    "valid_units",  # users or sessions judged
     "pop_weight",
     "pop_weight_note",  # "model ranking not used: popularity weight 1000", else None
     "command",
@@ -46,7 +49,12 @@ LINEAGE_KEYS = {
     "threads",  # torch threads the training ran on (recinc_cli.threads)
     "version",  # registry version number; None for -o
 }
-INIT_KEYS = LINEAGE_KEYS | {"peak_memory_mb", "lr", "pop_weight", "events_not_admitted"}
+INIT_KEYS = LINEAGE_KEYS | {
+    "peak_memory_mb",
+    "lr",
+    "pop_weight",
+    "events_not_admitted",
+}
 UPDATE_KEYS = LINEAGE_KEYS | {
     "lr",
     "pop_weight",
@@ -69,6 +77,7 @@ MF_CONFIG = {
     "dropout": 0.2,
     "item_features": (),
     "ease_l2": 30.0,
+    "neighbors": 100,
 }
 TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
@@ -140,6 +149,7 @@ def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipelin
         "dropout": 0.0,
         "item_features": ("category",),
         "ease_l2": 30.0,
+        "neighbors": 100,
     }
     base = pl.read_parquet(sasrec_pipeline.events["base"])
     assert raw["features"] == {"category": ["", *base["category"].unique(maintain_order=True).to_list()]}
@@ -260,6 +270,8 @@ def test_lineage_records_every_run(pipeline) -> None:
     raw = torch.load(pipeline.ckpt[13], weights_only=True)
     assert (lineage[-1]["n_users"], lineage[-1]["n_items"]) == (len(raw["users"]) - 1, len(raw["items"]) - 1)
     assert all(e["epoch_seconds"] >= 0 for e in lineage) and lineage[0]["peak_memory_mb"] > 0
+    # mf reads no sessions: its held-out users are judged by the next-slice protocol.
+    assert lineage[0]["valid_protocol"] == "next" and lineage[0]["valid_units"] > 100
 
 
 def test_init_lineage_records_the_learning_rate(pipeline) -> None:

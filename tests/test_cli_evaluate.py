@@ -17,9 +17,11 @@ METRICS = {"recall", "precision", "f1", "ndcg", "mrr", "hit_rate", "coverage", "
 def day14_json(pipeline) -> dict:
     r = run_cli("evaluate", pipeline.ckpt[13], pipeline.events["day14"], "--json")
     assert r.exit_code == 0, r.stderr
-    assert r.stderr == ""
     assert r.stdout.endswith("}\n") and r.stdout.count("\n") == 1
-    return json.loads(r.stdout)  # the whole of stdout is one JSON object
+    out = json.loads(r.stdout)  # the whole of stdout is one JSON object
+    # A thin-evidence warning is in the JSON and, as one line, on stderr (README "How far to trust").
+    assert r.stderr == ("" if out["warning"] is None else f"evaluate: warning: {out['warning']}\n")
+    return out
 
 
 def test_json_shape(day14_json: dict, pipeline) -> None:
@@ -34,7 +36,23 @@ def test_json_shape(day14_json: dict, pipeline) -> None:
         "model",
         "popular",
         "latency_ms",
+        "repeats",
+        "evidence",
+        "warning",
     }
+    assert r["repeats"] is False  # the checkpoint's stored default
+    ev = r["evidence"]
+    assert (ev["units"], ev["unit"], ev["level"]) == (r["users"], "users", 0.95)
+    assert ev["difference"] == pytest.approx(r["model"]["ndcg"] - r["popular"]["ndcg"])
+    assert ev["interval"][0] <= ev["difference"] <= ev["interval"][1]
+    lo, hi = ev["interval"]
+    if lo <= 0 <= hi:
+        assert r["warning"] == (
+            f"the lift over popularity ({ev['difference']:+.4f}) is within the noise: its 95% interval "
+            f"over {r['users']:,} users is {lo:+.4f} .. {hi:+.4f}"
+        )
+    else:
+        assert r["warning"] is None
     assert r["k"] == 10 and r["protocol"] == "next" and r["checkpoint"] == str(pipeline.ckpt[13])
     assert r["test_events"] == pl.read_parquet(pipeline.events["day14"]).height
     assert r["catalogue"] == len(torch.load(pipeline.ckpt[13], weights_only=True)["items"]) - 1
@@ -77,7 +95,10 @@ def test_popular_baseline_and_eligible_users_by_brute_force(day14_json: dict, pi
 def test_table_output(cli, pipeline) -> None:
     r = cli("evaluate", pipeline.ckpt[13], pipeline.events["day14"], "-k", "5")
     assert r.exit_code == 0, r.stderr
-    assert r.stderr == ""
+    warning = json.loads(cli("evaluate", pipeline.ckpt[13], pipeline.events["day14"], "-k", "5", "--json").stdout)[
+        "warning"
+    ]
+    assert r.stderr == ("" if warning is None else f"evaluate: warning: {warning}\n")
     out = r.stdout
     assert not out.lstrip().startswith("{")
     assert "next-slice evaluation @ 5:" in out
@@ -94,6 +115,7 @@ def test_table_output(cli, pipeline) -> None:
         "hit_rate@5",
         "coverage",
         "ms/user p50 | p99",
+        "ndcg@5 - popular (95% interval)",
     ):
         assert word in out, word
 

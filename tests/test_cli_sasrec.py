@@ -279,7 +279,9 @@ def test_loo_evaluation_on_a_split(cli, cycle_model, tmp_path: Path, last: int) 
     r = cli("evaluate", tmp_path / "m.pt", test, "--protocol", "loo")
     assert r.exit_code == 0 and "ndcg@10" in r.stdout
     r = cli("evaluate", tmp_path / "m.pt", test, "--protocol", "random")
-    assert r.exit_code == 2 and r.stderr == "recinc: error: --protocol must be one of next, loo (got 'random')\n"
+    assert (
+        r.exit_code == 2 and r.stderr == "recinc: error: --protocol must be one of next, loo, session (got 'random')\n"
+    )
 
 
 def test_init_valid_last_early_stops_on_each_users_last_event(cli, cycle_model, tmp_path: Path) -> None:

@@ -29,8 +29,11 @@ from recinc_cli.seen import SeenItems
 from recinc_cli.train import Trainer, seeded_generator
 from recinc_cli.vocab import Vocab
 
-#: Models trained by gradient steps; the closed-form ``ease`` has its own tests (test_ease.py).
+#: Models trained by gradient steps; the closed-form ones (``ease``, ``sknn``) have the contract
+#: of :data:`CLOSED` below and their own tests (test_ease.py, test_sknn.py).
 NAMES = sorted(n for n in MODELS if not MODELS[n].CLOSED_FORM)
+#: Models solved in closed form (``absorb``): events folded in, never trained by gradient steps.
+CLOSED = sorted(n for n in MODELS if MODELS[n].CLOSED_FORM)
 #: A tiny architecture per model; a new model must add one here (checked below).
 TINY: dict[str, ModelConfig] = {
     "mf": ModelConfig(name="mf", dim=8),
@@ -155,9 +158,10 @@ def train_on(name: str, task: Task, epochs: int, seed: int = 0, cfg: TrainConfig
 
 def test_registry_and_unknown_model() -> None:
     assert NAMES == ["mf", "sasrec"] == sorted(TINY) == sorted(TRAIN)
-    assert sorted(MODEL_NAMES) == sorted(MODELS) == ["ease", "mf", "sasrec"]
+    assert sorted(MODEL_NAMES) == sorted(MODELS) == ["ease", "mf", "sasrec", "sknn"]
+    assert CLOSED == ["ease", "sknn"] == sorted(CLOSED_TINY)
     assert SEQUENTIAL == ["sasrec"]
-    with pytest.raises(UsageError, match=r"^--model 'nope' is unknown; choose one of mf, sasrec, ease$"):
+    with pytest.raises(UsageError, match=r"^--model 'nope' is unknown; choose one of mf, sasrec, ease, sknn$"):
         ModelConfig(name="nope")
 
 
@@ -438,3 +442,122 @@ def test_a_diverging_learning_rate_raises_training_error(name: str) -> None:
     m = make(name, {"user": task.n_users, "item": task.n_items})
     with pytest.raises(TrainingError, match=r"lower --lr"):
         Trainer(m, TRAIN[name].replace(lr=1e30)).fit(task.data, epochs=3, generator=seeded_generator(0))
+
+
+# --- the closed-form contract ----------------------------------------------------------------------
+
+#: A tiny configuration per closed-form model; a new one must add one here (checked above).
+CLOSED_TINY: dict[str, ModelConfig] = {
+    "ease": ModelConfig(name="ease", max_len=8, ease_l2=1.0),
+    "sknn": ModelConfig(name="sknn", max_len=8, neighbors=10),
+}
+
+
+def absorbed(name: str, data: TrainData, n_users: int, n_items: int, cuts: tuple[int, ...] = ()) -> Recommender:
+    """A closed-form model that absorbed ``data``, at once or in the slices between ``cuts``."""
+    m = build_model(CLOSED_TINY[name], {"user": n_users, "item": n_items})
+    m.reset_parameters("random", seeded_generator(0))
+    ctx = Context.empty(n_users)
+    for lo, hi in zip((0, *cuts), (*cuts, len(data)), strict=True):
+        part = data.subset(np.arange(lo, hi))
+        m.absorb(part, ctx, half_life_events=0)  # type: ignore[operator]
+        ctx = ctx.extend(part.user_idx, part.item_idx, part.types(), part.ts_ms, n_users, m.cfg.max_len)
+    return m.eval()
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_scores_shape_and_no_gradient_path(name: str) -> None:
+    m = absorbed(name, HISTORY, 5, 7)
+    assert m.CONTEXT
+    with torch.no_grad():
+        s = m.score(query(m, torch.tensor([1, 2, 4]), HISTORY))
+    assert s.shape == (3, 7) and s.dtype == torch.float32 and torch.isfinite(s).all()
+    assert list(m.parameters()) == [] and m.tables() == {}
+    with pytest.raises(NotImplementedError, match=f"^{name} "):
+        m.loss({})
+    with pytest.raises(NotImplementedError, match=f"^{name} "):
+        m.batches(HISTORY, Context.empty(5), TrainConfig(), seeded_generator(0))
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_absorbing_in_slices_equals_absorbing_at_once(name: str) -> None:
+    task = chains()
+    whole = absorbed(name, task.data, task.n_users, task.n_items)
+    parts = absorbed(name, task.data, task.n_users, task.n_items, cuts=(5, 40, 41))
+    users = torch.from_numpy(task.users)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            parts.score(query(parts, users, task.data)),
+            whole.score(query(whole, users, task.data)),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_learns_that_item_i_is_followed_by_item_i_plus_1(name: str) -> None:
+    task = chains()
+    m = absorbed(name, task.data, task.n_users, task.n_items)
+    assert task.popularity_hit_rate() == 0.0
+    assert hit_rate_at_1(scorer(m, task.data), task.data, task.users, task.targets) == 1.0
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_grow_keeps_old_scores_and_refuses_to_shrink(name: str) -> None:
+    m = absorbed(name, HISTORY, 5, 7)
+    users = torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        before = m.score(query(m, users, HISTORY)).clone()
+        m.grow({"user": 8, "item": 10}, "random", seeded_generator(1))
+        after = m.score(query(m, users, HISTORY))
+    assert (m.n_users, m.n_items) == (8, 10) and after.shape == (4, 10)
+    torch.testing.assert_close(after[:, :7], before, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"^cannot shrink"):
+        m.grow({"item": 3}, "random", seeded_generator(1))
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
+    task = chains()
+    m = absorbed(name, task.data, task.n_users, task.n_items)
+    cfg = CLOSED_TINY[name]
+    bundle = Bundle(
+        model=m,
+        model_cfg=cfg,
+        train_cfg=TrainConfig.for_model(name),
+        users=ids("u", task.n_users),
+        items=ids("i", task.n_items),
+        seen=SeenItems.empty(task.n_users).merge(task.data.user_idx, task.data.item_idx, task.n_users),
+        item_pop=torch.rand(task.n_items),
+        pop_time_ms=123,
+        types=ids("t", 2),
+        features={},
+        context=context_of(task.data, task.n_users, cfg.max_len),
+    )
+    save_bundle(bundle, tmp_path / "m.pt")
+    loaded = load_bundle(tmp_path / "m.pt")
+    assert type(loaded.model) is type(m) and loaded.model_cfg == cfg
+    state = loaded.model.state_dict()
+    assert set(state) == set(m.state_dict())
+    for key, t in m.state_dict().items():
+        assert torch.equal(state[key], t), key
+    users = torch.arange(task.n_users)
+    with torch.no_grad():
+        assert torch.equal(loaded.scorer()(users), bundle.scorer()(users))
+
+
+#: Closed-form models that read the order of a user's events (sknn's sequential rules); ease
+#: counts co-occurrences, blind to order.
+ORDER_AWARE = {"ease": False, "sknn": True}
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_cycle_direction_is_learned_only_from_order(name: str) -> None:
+    assert sorted(ORDER_AWARE) == CLOSED
+    task = cycle()
+    m = absorbed(name, task.data, task.n_users, task.n_items)
+    hit_rate = hit_rate_at_1(scorer(m, task.data), task.data, task.users, task.targets)
+    if ORDER_AWARE[name]:
+        assert hit_rate == 1.0
+    else:
+        assert hit_rate < 0.7
