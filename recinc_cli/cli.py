@@ -536,8 +536,8 @@ def init(
     if json_:
         _print_json(r)
         return
-    if r["final_loss"] is None:  # closed form (ease): counted and solved, no epochs
-        how = "co-occurrences counted"
+    if r["final_loss"] is None:  # closed form (ease, sknn): counted or stored, no epochs
+        how = "sessions stored" if model == "sknn" else "co-occurrences counted"
     elif r["valid_ndcg"] is None:
         how = _epochs(r["epochs"])
     elif valid_last:
@@ -813,13 +813,19 @@ def evaluate(
     last event in EVENTS is the target (their earlier events there become context first);
     split a log with `recinc split --last 1`. Either way the full catalogue minus each user's
     seen items is ranked. Reports Recall, Precision, F1, NDCG, MRR, HitRate @k, coverage
-    and ms per user.
+    and ms per user. --protocol session (session logs): every next click of each session in
+    EVENTS from the clicks before it, through the --history path; HR, MRR, NDCG @10, @20 and
+    @k, over every next click and each session's last click, beside popularity and the
+    sequential rule. Every protocol prints the users (or sessions) scored and the 95% bootstrap
+    interval of the NDCG@k lift over popularity, and warns on stderr when under 100 were scored
+    or the interval includes 0.
 
     \b
     Example:
       recinc evaluate m1.pt day12.parquet -k 10
       recinc evaluate m1.pt day12.parquet --json | jq .model.ndcg
       recinc evaluate m0.pt test.parquet --protocol loo
+      recinc evaluate sknn.pt lastday.parquet --protocol session --repeats
     """
     if k < 1:
         raise UsageError("-k must be at least 1")
