@@ -24,9 +24,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFra
 
 
 @pytest.mark.parametrize("repeats", [False, True])
-def test_every_strategy_is_scored_on_the_cases_of_the_log(
-    sessions: tuple[Path, pl.DataFrame], repeats: bool
-) -> None:
+def test_every_strategy_is_scored_on_the_cases_of_the_log(sessions: tuple[Path, pl.DataFrame], repeats: bool) -> None:
     out, events = sessions
     report = api.replay(
         out / "sessions.parquet",
