@@ -257,7 +257,7 @@ def evaluate(
     trusted). Raises :class:`BadInputError` when no user is eligible.
     """
     from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.evaluate import user_metrics
+    from recinc_cli.evaluate import never_seen, user_metrics
     from recinc_cli.recommend import top_k
     from recinc_cli.sessions import evaluate_sessions
     from recinc_cli.significance import lift_evidence, thin_warning
@@ -285,7 +285,6 @@ def evaluate(
         head["test_events"] = df.height  # the targets; the events before them are context
     state = bundle.serving_state(before if before is not None and before.height else None)
     seen = None if repeats else state.seen
-    never_seen = lambda u, i: np.zeros(len(u), dtype=bool)  # noqa: E731 - every item counts
     users, row, truth = slice_truth(df, bundle.users, bundle.items, never_seen if repeats else state.seen.contains)
     if len(users) == 0:
         raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")

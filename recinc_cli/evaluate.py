@@ -117,6 +117,12 @@ def next_slice_truth(
     return users, row, i
 
 
+def never_seen(user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+    """A ``seen_contains`` under which every item counts as new (``--repeats``: items a user has
+    seen are ranked and count as ground truth too)."""
+    return np.zeros(len(user_idx), dtype=bool)
+
+
 def slice_truth(
     events: pl.DataFrame, users: Vocab, items: Vocab, seen_contains: Callable[[np.ndarray, np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -215,15 +215,11 @@ def rule_scorer(stored: Context, serving: Context, item_pop: torch.Tensor) -> Sc
     >>> rule_scorer(c, c, torch.tensor([0.0, 1.0, 1.0, 5.0]))(torch.tensor([1])).argsort(descending=True)[0, :2]
     tensor([3, 1])
     """
-    from scipy import sparse
+    from recinc_cli.models.sknn import follow_weights
 
     n_items = len(item_pop)
     user = np.repeat(np.arange(stored.n_users), stored.lengths())
-    items = stored.items.numpy().astype(np.int64)
-    same = (user[1:] == user[:-1]) & (items[:-1] < n_items) & (items[1:] < n_items)
-    follows = sparse.csr_matrix(
-        (np.ones(int(same.sum()), np.float32), (items[:-1][same], items[1:][same])), shape=(n_items, n_items)
-    )
+    follows = follow_weights(user, stored.items.numpy().astype(np.int64), n_items, steps=1)
     fill = (item_pop / item_pop.max().clamp(min=1e-12)).float() * 1e-3
 
     def score(users: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from recinc_cli.evaluate import ranking_metrics, slice_truth
+from recinc_cli.evaluate import never_seen, ranking_metrics, slice_truth
 from recinc_cli.recommend import top_k
 from recinc_cli.seen import SeenItems
 from recinc_cli.sessions import session_cases
@@ -101,8 +101,7 @@ def validation_for(bundle: Bundle, held: pl.DataFrame, seen: SeenItems) -> Valid
         counted = len(cases) if repeats else int((~cases.is_repeat).sum())
         if counted:
             return Validation("session", cases.n_sessions, repeats, cases=cases)
-    never = lambda u, i: np.zeros(len(u), dtype=bool)  # noqa: E731 - with repeats every item counts
-    users, row, truth = slice_truth(held, bundle.users, bundle.items, never if repeats else seen.contains)
+    users, row, truth = slice_truth(held, bundle.users, bundle.items, never_seen if repeats else seen.contains)
     if len(users) == 0:
         return None
     return Validation("next", len(users), repeats, truth=(users, row, truth))

@@ -132,7 +132,7 @@ class SKNN(Recommender):
             )
             sessions.data[:] = 1.0  # an item clicked twice in a session counts once
             pop = torch.from_numpy(np.asarray(sessions.sum(0)).ravel().astype(np.float32))
-            self._cache = (sessions, _rules(user, items, n_items), pop / pop.max().clamp(min=1.0))
+            self._cache = (sessions, follow_weights(user, items, n_items), pop / pop.max().clamp(min=1.0))
         return self._cache
 
     def score(self, query: Query) -> torch.Tensor:
@@ -188,11 +188,14 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.max(1, keepdim=True).values.clamp(min=1e-12)
 
 
-def _rules(user: np.ndarray, items: np.ndarray, n_items: int) -> sparse.csr_matrix:
-    """(n_items, n_items) float32: weight of item b following item a within a stored session,
-    summed over sessions, 1/steps for b up to :data:`RULE_STEPS` clicks after a."""
+def follow_weights(user: np.ndarray, items: np.ndarray, n_items: int, steps: int = RULE_STEPS) -> sparse.csr_matrix:
+    """(n_items, n_items) float32: weight of item b following item a within a session, summed
+    over sessions, 1/steps for b up to ``steps`` clicks after a (``steps`` 1: pair counts).
+
+    ``user``, ``items`` (n,) int64: the sessions' clicks, grouped by session, each in time order.
+    """
     src, dst, val = [], [], []
-    for step in range(1, RULE_STEPS + 1):
+    for step in range(1, steps + 1):
         same = user[step:] == user[:-step] if len(user) > step else np.zeros(0, bool)
         src.append(items[:-step][same] if len(user) > step else items[:0])
         dst.append(items[step:][same] if len(user) > step else items[:0])
