@@ -4,8 +4,9 @@ Both models are judged as they would serve the holdout's users right after this 
 candidate with the slice trained in, the parent with the slice as fresh history it was not
 trained on (its seen items and, for sequential models, contexts include the slice, exactly
 as ``recommend --history`` would serve). Ground truth is the next-slice protocol
-(PROTOCOL.md): each holdout user's items new to them after the slice; the same users and truth
-for both. The candidate passes when its NDCG@k is at least ``(1 - max_drop)`` x the parent's:
+(PROTOCOL.md): each holdout user's items new to them after the slice (with the checkpoint's
+``repeats`` on, every item they take, seen ones ranked too, as they would be served); the same
+users and truth for both. The candidate passes when its NDCG@k is at least ``(1 - max_drop)`` x the parent's:
 a relative tolerance, so one setting means the same on a log scoring 0.05 and one scoring 0.4.
 
 The verdict also says how far to trust it: the users judged and a paired bootstrap interval of
@@ -30,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.checkpoint import Bundle
-from recinc_cli.evaluate import slice_truth, user_metrics
+from recinc_cli.evaluate import never_seen, slice_truth, user_metrics
 from recinc_cli.serve import serve_top
 from recinc_cli.significance import MIN_USERS, lift_evidence
 
@@ -54,7 +55,9 @@ def judge(
     carries the warning too. ``passed`` is False when no holdout user can be judged: a gate that
     cannot see must not wave a model through.
     """
-    users, row, truth = slice_truth(holdout, candidate.users, candidate.items, candidate.seen.contains)
+    repeats = candidate.train_cfg.repeats  # judge what would be served: seen items too with --repeats
+    seen_contains = never_seen if repeats else candidate.seen.contains
+    users, row, truth = slice_truth(holdout, candidate.users, candidate.items, seen_contains)
     verdict: dict[str, Any] = {"k": k, "max_drop": max_drop, "users": len(users)}
     if len(users) == 0:
         return verdict | {
@@ -69,8 +72,8 @@ def judge(
             "reason": "no holdout user known to the model has items new to them there; nothing to judge by",
         }
     raw = pl.Series("user_id", candidate.users.ids, pl.String).gather(users)
-    cand_top, _, _ = serve_top(candidate, candidate.serving_state(None), raw, k)
-    par_top, _, _ = serve_top(parent, parent.serving_state(slice_events), raw, k)
+    cand_top, _, _ = serve_top(candidate, candidate.serving_state(None), raw, k, repeats=repeats)
+    par_top, _, _ = serve_top(parent, parent.serving_state(slice_events), raw, k, repeats=repeats)
     # The parent's item indices are a prefix of the candidate's (append-only), but map by id anyway.
     to_cand = candidate.items.lookup(pl.Series(parent.items.ids, dtype=pl.String))
     to_cand[0] = 0

@@ -117,3 +117,22 @@ def test_a_few_users_verdict_warns_in_the_summary_and_lineage(cli, pipeline: Pip
     assert gate["warning"] == f"only {gate['users']} holdout users judged (under 100): the verdict rests on few users"
     assert gate["reason"].endswith(f"on {gate['users']} holdout users (warning: {gate['warning']})")
     assert f", gate passed: {gate['reason']} -> " in r.stderr
+
+
+def test_with_repeats_the_gate_judges_seen_items_as_served(pipeline: Pipeline) -> None:
+    import dataclasses
+
+    from recinc_cli.evaluate import slice_truth
+
+    holdout = read_events(pipeline.events["day13"])
+    plain = load_bundle(pipeline.ckpt[11])
+    repeats = load_bundle(pipeline.ckpt[11])
+    repeats.train_cfg = dataclasses.replace(repeats.train_cfg, repeats=True)
+    v_plain = judge(plain, plain, holdout.head(0), holdout, 0.0)
+    v_rep = judge(repeats, repeats, holdout.head(0), holdout, 0.0)
+    # Every holdout user the model knows counts with repeats (re-taken items are truth too);
+    # without, only those with an item new to them.
+    known = int((repeats.users.lookup(holdout["user_id"].unique()) > 0).sum())
+    new_only = len(slice_truth(holdout, plain.users, plain.items, plain.seen.contains)[0])
+    assert v_rep["users"] == known > v_plain["users"] == new_only
+    assert v_rep["candidate_ndcg"] != v_plain["candidate_ndcg"]
