@@ -186,9 +186,10 @@ def replay_reporter(quiet: bool) -> ReplayProgress:
 
 
 def replay_table(report: dict[str, Any]) -> Table:
-    """Per strategy: NDCG@k of each slice, the means of NDCG / Recall / HR @k, seconds per
-    update, and for a model its NDCG@k minus latest-slice popularity's over every user of every
-    slice, with the 95% interval; the first row is the users scored in each slice."""
+    """Per strategy: NDCG@k of each slice, the means of NDCG, of the model's own ranking's NDCG
+    (popularity weight 0), Recall and HR @k, seconds per update, and for a model its NDCG@k minus
+    latest-slice popularity's over every user of every slice, with the 95% interval; the first
+    row is the users scored in each slice."""
     k = report["k"]
     n_slices = len(report["slices"]) - 1
     table = Table(
@@ -199,16 +200,17 @@ def replay_table(report: dict[str, Any]) -> Table:
     table.add_column("strategy")
     for s in range(1, n_slices + 1):
         table.add_column(str(s), justify="right")
-    for col in ("ndcg", "recall", "hr", "s/upd", "ndcg - popular (95% interval)"):
+    for col in ("ndcg", "own ndcg", "recall", "hr", "s/upd", "ndcg - popular (95% interval)"):
         table.add_column(col, justify="right")
     users = [x["users"] for x in next(iter(report["strategies"].values()))["per_slice"]]
-    table.add_row("users", *(f"{u:,}" for u in users), "", "", "", "", "")
+    table.add_row("users", *(f"{u:,}" for u in users), "", "", "", "", "", "")
     for name, r in report["strategies"].items():
         m, lift = r["mean"], r.get("vs_popular")
         table.add_row(
             name,
             *(f"{x['ndcg']:.3f}" for x in r["per_slice"]),
             f"{m['ndcg']:.4f}",
+            f"{m['own_ndcg']:.4f}" if "own_ndcg" in m else "",
             f"{m['recall']:.4f}",
             f"{m['hit_rate']:.3f}",
             f"{m['seconds']:.2f}",

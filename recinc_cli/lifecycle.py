@@ -148,6 +148,8 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
                 bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
             )
     if stopped is None:
+        if cfg.pop_weight is not None:  # nothing held out to choose it on: a given weight still applies
+            bundle.pop_weight = cfg.pop_weight
         stats = _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
         return {**stats, "events_trained": stats["events"] * stats["epochs"], "valid_ndcg": None}
     stopped["lr"] = cfg.lr

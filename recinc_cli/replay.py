@@ -269,6 +269,7 @@ def replay(
                 continue
             scored = score(bundles[name])
             scored.metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
+            scored.metrics["own_ndcg"] = _own_ndcg(bundles[name], scored, score)
             start = time.perf_counter()
             if name == "incremental" and not last:
                 update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
@@ -351,8 +352,23 @@ def _describe(part: pl.DataFrame) -> dict[str, Any]:
     return {"events": part.height, "ts_min": str(ts.min()), "ts_max": str(ts.max())}
 
 
+def _own_ndcg(bundle: Bundle, served: Scored, score: Callable[[Bundle], Scored]) -> float:
+    """NDCG@k of ``bundle``'s own ranking (popularity weight 0) on the slice ``served`` was
+    scored on: a served ranking can lean on popularity so hard that it hides an untrained model."""
+    weight = bundle.pop_weight
+    if weight == 0:
+        return served.metrics["ndcg"]
+    bundle.pop_weight = 0.0
+    try:
+        return score(bundle).metrics["ndcg"]
+    finally:
+        bundle.pop_weight = weight
+
+
 def _mean(per_slice: list[dict[str, Any]], n_slices: int) -> dict[str, float]:
     out = {m: round(float(np.mean([r[m] for r in per_slice])), 5) for m in METRICS}
+    if all("own_ndcg" in r for r in per_slice):
+        out["own_ndcg"] = round(float(np.mean([r["own_ndcg"] for r in per_slice])), 5)
     updates = [r["seconds"] for r in per_slice[: n_slices - 1]] or [0.0]  # none runs after the last slice
     out["seconds"] = round(float(np.mean(updates)), 3)
     return out

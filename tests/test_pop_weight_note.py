@@ -97,3 +97,16 @@ def test_the_pipelines_lineage_scores_the_model_alone(pipeline) -> None:
     for e in (init, *updates):
         assert isinstance(e["valid_ndcg_model"], float), e["command"]
         assert e["pop_weight_note"] == (NOTE if e["pop_weight"] >= POP_WEIGHTS[-1] else None)
+
+
+def test_a_given_weight_is_served_when_nothing_is_held_out(cli, pipeline, tmp_path: Path) -> None:
+    """``--valid-fraction 0``: nothing to choose the weight on, so the given one must be served
+    (it used to be left at 0 while the lineage said otherwise)."""
+    from recinc_cli.checkpoint import load_bundle
+
+    for model in ("mf", "sasrec"):
+        out = tmp_path / f"{model}.pt"
+        r = cli("init", pipeline.events["base"], "-o", out, "--model", model, "--valid-fraction", "0",
+                "--epochs", "1", "--pop-weight", "2", "--dim", "8")  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        assert load_bundle(out).pop_weight == 2.0 and _entry(out)["pop_weight"] == 2.0

@@ -80,7 +80,8 @@ def test_report_holds_every_strategy_and_slice(run: Run) -> None:
     assert rep["slices"][0]["ts_min"] == str(ts.min()) and rep["slices"][-1]["ts_max"] == str(ts.max())
     for name, r in rep["strategies"].items():
         assert len(r["per_slice"]) == SLICES, name
-        served = {"pop_weight", "vs_popular"} if name != "popular" else set()  # weight scored with, lift
+        # weight scored with, the model's own ranking (weight 0), lift over popularity
+        served = {"pop_weight", "own_ndcg", "vs_popular"} if name != "popular" else set()
         for s in r["per_slice"]:
             assert set(s) == {*METRICS, "users", "seconds", *served}
             assert all(0 <= s[m] <= 1 for m in METRICS)
@@ -90,6 +91,28 @@ def test_report_holds_every_strategy_and_slice(run: Run) -> None:
         assert rep["strategies"]["frozen"]["per_slice"][j]["users"] > 0
     for name in STRATEGIES:
         assert name in run.stdout
+
+
+def test_the_models_own_ranking_is_reported_beside_the_served_one(run: Run, tmp_path: Path) -> None:
+    for name in ("frozen", "incremental", "retrain"):
+        r = run.report["strategies"][name]
+        for s in r["per_slice"]:
+            if s["pop_weight"] == 0:
+                assert s["own_ndcg"] == s["ndcg"]
+        assert r["mean"]["own_ndcg"] == pytest.approx(np.mean([s["own_ndcg"] for s in r["per_slice"]]), abs=1e-5)
+    assert "own_ndcg" not in run.report["strategies"]["popular"]["mean"]
+    # The same model served with popularity weight 1000 and with 0 (no early stopping, so the
+    # weight cannot change the training): the own ranking of the first is the score of the second.
+    runs = {
+        w: api.replay(
+            run.dir / "events.parquet", tmp_path / str(w), ModelConfig(dim=8),
+            TrainConfig.for_model("mf", epochs=2, seed=4, pop_weight=w, valid_fraction=0.0), ["frozen"], n_slices=2,
+        )["strategies"]["frozen"]["per_slice"]
+        for w in (1000.0, 0.0)
+    }  # fmt: skip
+    assert [s["pop_weight"] for s in runs[1000.0]] == [1000.0, 1000.0]
+    assert [s["own_ndcg"] for s in runs[1000.0]] == [s["ndcg"] for s in runs[0.0]]
+    assert [s["own_ndcg"] for s in runs[1000.0]] != [s["ndcg"] for s in runs[1000.0]]
 
 
 def test_means_are_means_of_the_slices(run: Run) -> None:
@@ -255,7 +278,7 @@ def test_table_is_printed_whole_without_a_terminal(run: Run) -> None:
         return [c.strip() for c in row.strip("│").split("│")]
 
     users = [p["users"] for p in run.report["strategies"]["popular"]["per_slice"]]
-    assert cells("users") == ["users", *(str(u) for u in users), "", "", "", "", ""]
+    assert cells("users") == ["users", *(str(u) for u in users), "", "", "", "", "", ""]
     for name, r in run.report["strategies"].items():
         m, e = r["mean"], r.get("vs_popular")
         lift = "" if e is None else f"{e['difference']:+.4f} ({e['interval'][0]:+.4f} .. {e['interval'][1]:+.4f})"
@@ -263,6 +286,7 @@ def test_table_is_printed_whole_without_a_terminal(run: Run) -> None:
             name,
             *(f"{s['ndcg']:.3f}" for s in r["per_slice"]),
             f"{m['ndcg']:.4f}",
+            f"{m['own_ndcg']:.4f}" if name != "popular" else "",
             f"{m['recall']:.4f}",
             f"{m['hit_rate']:.3f}",
             f"{m['seconds']:.2f}",
