@@ -105,7 +105,7 @@ GRADIENT_MODELS: frozenset[str] = frozenset({"mf", "sasrec"})
 #: Models built of transformer blocks (``--blocks``, ``--heads``, ``--dropout``).
 ATTENTION_MODELS: frozenset[str] = frozenset({"sasrec"})
 #: Models that train against the popularity prior (``--pop-prior``; ``POP_PRIOR`` in the registry).
-POP_PRIOR_MODELS: frozenset[str] = frozenset({"mf"})
+POP_PRIOR_MODELS: frozenset[str] = frozenset({"mf", "sasrec"})
 #: :class:`ModelConfig` / :class:`TrainConfig` field -> the models it applies to; a field not
 #: listed applies to every model. ``--help`` names these models (:func:`models_for`).
 OPTION_MODELS: dict[str, frozenset[str]] = {
@@ -254,7 +254,7 @@ class TrainConfig:
       ``None`` = chosen on the held-out events.
     - ``pop_prior``: train against the popularity prior: every event's logits get
       pop_prior x log(1 + popularity just before it) added (:mod:`recinc_cli.pop_prior`), so
-      the model learns what users take beyond the trend of the time; 0 = off (mf only).
+      the model learns what users take beyond the trend of the time; 0 = off (mf and sasrec).
     - ``min_count``: sightings before a new user/item gets a row; ``expire_after_s``: items not
       seen for this long are not recommended (0 = never); ``prune`` also drops their training state.
     - ``allowed_lateness_s`` / ``late``: events older than watermark - lateness are kept,

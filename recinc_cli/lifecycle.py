@@ -114,7 +114,8 @@ def create_bundle(
 
 def _check_pop_prior(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
     if cfg.pop_prior > 0 and not MODELS[model_cfg.name].POP_PRIOR:
-        raise UsageError(f"--pop-prior applies to mf only; {model_cfg.name} trains without it (use 0)")
+        able = ", ".join(sorted(n for n, cls in MODELS.items() if cls.POP_PRIOR))
+        raise UsageError(f"--pop-prior applies to {able} only; {model_cfg.name} trains without it (use 0)")
 
 
 @contextlib.contextmanager

@@ -29,7 +29,9 @@ class Windows:
 
     ``items``/``types`` int64 inputs (0 = padding); ``targets`` int64 the item that follows
     each input position (0 = no target there); ``weight`` float32 target weights (0 = no target);
-    ``lengths`` (n_windows,) int64 number of non-padding inputs.
+    ``lengths`` (n_windows,) int64 number of non-padding inputs; ``target_event`` int64 the
+    row of the training data each target is (-1 where there is no target, or for replayed
+    events), so a target can be given what was known at its time (the popularity prior).
     """
 
     items: torch.Tensor
@@ -37,6 +39,7 @@ class Windows:
     targets: torch.Tensor
     weight: torch.Tensor
     lengths: torch.Tensor
+    target_event: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -58,9 +61,10 @@ def build_windows(prior: Context, data: TrainData, max_len: int) -> Windows:
     seq_type = np.concatenate([prior.types.numpy()[prior_pos].astype(np.int64), data.types()])
     seq_weight = np.concatenate([np.zeros(len(prior_pos), np.float32), data.weight.astype(np.float32)])
     is_new = np.concatenate([np.zeros(len(prior_pos), bool), np.ones(len(data), bool)])
+    seq_event = np.concatenate([np.full(len(prior_pos), -1, np.int64), np.arange(len(data), dtype=np.int64)])
     order = np.argsort(seq_user, kind="stable")  # prior before new, both in time order
     seq_user, seq_item, seq_type = seq_user[order], seq_item[order], seq_type[order]
-    seq_weight, is_new = seq_weight[order], is_new[order]
+    seq_weight, is_new, seq_event = seq_weight[order], is_new[order], seq_event[order]
 
     _, start, n = np.unique(seq_user, return_index=True, return_counts=True)
     n_old = n - np.add.reduceat(is_new.astype(np.int64), start)
@@ -82,6 +86,7 @@ def build_windows(prior: Context, data: TrainData, max_len: int) -> Windows:
         targets=torch.from_numpy(np.where(tgt_ok, seq_item[tgt], 0)),
         weight=torch.from_numpy(np.where(tgt_ok, seq_weight[tgt], 0).astype(np.float32)),
         lengths=torch.from_numpy(in_ok.sum(1).astype(np.int64)),
+        target_event=torch.from_numpy(np.where(tgt_ok, seq_event[tgt], -1)),
     )
 
 
@@ -110,7 +115,8 @@ def replay_windows(prior: Context, replay: TrainData, max_len: int) -> Windows:
     )
     win = build_windows(Context.empty(0), data, max_len)
     keep = win.weight.sum(1) > 0
-    return Windows(win.items[keep], win.types[keep], win.targets[keep], win.weight[keep], win.lengths[keep])
+    no_event = torch.full_like(win.target_event[keep], -1)  # replayed: not rows of this slice's data
+    return Windows(win.items[keep], win.types[keep], win.targets[keep], win.weight[keep], win.lengths[keep], no_event)
 
 
 def concat_windows(a: Windows, b: Windows) -> Windows:
@@ -119,8 +125,8 @@ def concat_windows(a: Windows, b: Windows) -> Windows:
         *(
             torch.cat([x, y])
             for x, y in zip(
-                (a.items, a.types, a.targets, a.weight, a.lengths),
-                (b.items, b.types, b.targets, b.weight, b.lengths),
+                (a.items, a.types, a.targets, a.weight, a.lengths, a.target_event),
+                (b.items, b.types, b.targets, b.weight, b.lengths, b.target_event),
                 strict=True,
             )
         )

@@ -176,7 +176,7 @@ def cli_recommend(cli, ckpt: Path, tmp_path: Path) -> Path:
 
 def test_pop_prior_is_refused_for_models_that_do_not_train_with_it(pipeline, tmp_path: Path, expect_error, cli) -> None:
     r = cli("init", pipeline.events["base"], "-o", tmp_path / "m.pt", "--model", "ease", "--pop-prior", "1")
-    expect_error(r, 2, "--pop-prior applies to mf only; ease trains without it (use 0)")
+    expect_error(r, 2, "--pop-prior applies to mf, sasrec only; ease trains without it (use 0)")
     assert not (tmp_path / "m.pt").exists()
 
 

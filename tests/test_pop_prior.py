@@ -86,3 +86,46 @@ def test_mf_defaults_to_the_prior_and_update_stores_a_new_weight(pipeline, tmp_p
     api.update(m10, pipeline.events["day11"], m11, pop_prior=2.0)
     assert load_bundle(m11).train_cfg.pop_prior == 2.0
     assert load_bundle(m11).model.train_prior is None  # a fit's prior is not part of the model
+
+
+def test_sasrec_windows_know_which_event_each_target_is() -> None:
+    from recinc_cli.context import Context
+    from recinc_cli.sequences import build_windows
+
+    data = skewed(n_users=5)
+    prior = Context.empty(6).extend(
+        np.array([1, 1, 2]), np.array([3, 4, 5]), np.zeros(3, np.int64), np.array([-3, -2, -1]), 6, 10
+    )
+    win = build_windows(prior, data, max_len=7)
+    has = win.target_event >= 0
+    assert torch.equal(has, win.weight > 0) and int(has.sum()) == len(data) - 3  # users 3-5 lose their first
+    ev = win.target_event[has].numpy()
+    assert torch.equal(win.targets[has], torch.from_numpy(data.item_idx[ev]))
+    assert len(np.unique(ev)) == len(ev)  # each event is a target once
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_sasrec_trained_against_the_prior_leaves_popularity_to_it(sampled: bool) -> None:
+    """As for mf: on a log with nothing personal, sasrec's scores learn the Zipf popularity
+    without the prior, and far less of it with it."""
+    from recinc_cli.context import Context
+
+    data = skewed(n_users=40)
+    seq = torch.from_numpy(data.item_idx[:40].reshape(8, 5))
+    gaps = []
+    for weight in (0.0, 1.0):
+        cfg = TrainConfig.for_model(
+            "sasrec", lr=0.01, batch_size=4096, full_softmax_max_items=5 if sampled else 50_000, n_negatives=8
+        )
+        m = build_model(ModelConfig(name="sasrec", dim=8, max_len=10, dropout=0.0), {"user": 41, "item": 12})
+        gen = seeded_generator(0)
+        m.reset_parameters("random", gen)
+        if weight:
+            m.train_prior = PriorSource(torch.zeros(12), PopClock(0, 1e9, events=True), weight, 12)
+        Trainer(m, cfg).fit(data, epochs=40, generator=gen, prior=Context.empty(41))
+        m.eval()
+        with torch.no_grad():
+            s = m.score({"user": torch.zeros(8, dtype=torch.int64), "seq_item": seq, "seq_type": torch.zeros_like(seq)})
+        gaps.append(float((s[:, 1] - s[:, -1]).mean()))
+    assert gaps[0] > 1.0, gaps
+    assert gaps[1] < 0.5 * gaps[0], gaps

@@ -20,13 +20,19 @@ MAX_LOGITS = 1 << 25
 
 
 def _ce_chunk(
-    h: torch.Tensor, item_vecs: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor
+    h: torch.Tensor,
+    item_vecs: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     # The padding row is never a candidate; adding -inf (not writing it in place) keeps autograd
     # happy, and cross_entropy's fused log-softmax is ~15% faster than logsumexp minus gather.
     mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype)
     mask[0] = float("-inf")
     logits = torch.addmm(mask if bias is None else bias + mask, h, item_vecs.T)
+    if offset is not None:
+        logits = logits + offset
     return F.cross_entropy(logits, target, reduction="none")
 
 
@@ -36,16 +42,26 @@ def full_softmax_ce(
     target: torch.Tensor,
     bias: torch.Tensor | None = None,
     max_logits: int = MAX_LOGITS,
+    offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-event cross-entropy over every item: ``(N, d)`` x ``(n_items, d)`` -> ``(N,)``.
 
-    ``target`` (N,) int64 item indices; ``bias`` optional (n_items,) added to every logit.
+    ``target`` (N,) int64 item indices; ``bias`` optional (n_items,) added to every logit;
+    ``offset`` optional (N, n_items) added to each event's logits (a logit adjustment).
     """
     rows = max(1, max_logits // max(item_vecs.shape[0], 1))
     if h.shape[0] <= rows:
-        return _ce_chunk(h, item_vecs, bias, target)
+        return _ce_chunk(h, item_vecs, bias, target, offset)
     parts = [
-        checkpoint(_ce_chunk, h[s : s + rows], item_vecs, bias, target[s : s + rows], use_reentrant=False)
+        checkpoint(
+            _ce_chunk,
+            h[s : s + rows],
+            item_vecs,
+            bias,
+            target[s : s + rows],
+            None if offset is None else offset[s : s + rows],
+            use_reentrant=False,
+        )
         for s in range(0, h.shape[0], rows)
     ]
     return torch.cat(parts)

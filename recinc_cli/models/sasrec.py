@@ -63,6 +63,7 @@ class SASRec(Recommender):
 
     name = "sasrec"
     CONTEXT: ClassVar[bool] = True
+    POP_PRIOR: ClassVar[bool] = True
     INIT_STD: ClassVar[float] = 0.02
     item_feat: torch.Tensor
 
@@ -161,6 +162,7 @@ class SASRec(Recommender):
             counts[0] = 0
             q = counts / counts.sum()
             log_q = torch.log(q * cfg.n_negatives).float()
+        pop = None if self.train_prior is None else self.train_prior(data)
         for idx in length_batches(win.lengths, cfg.batch_size, generator):
             w = int(win.lengths[idx].max().clamp(min=1))
             batch = {
@@ -169,6 +171,12 @@ class SASRec(Recommender):
                 "target": win.targets[idx, -w:],
                 "weight": win.weight[idx, -w:],
             }
+            if pop is not None:
+                # Each target's snapshot of the popularity before it; replayed events read the
+                # slice's first snapshot (PopPrior.extended).
+                event = win.target_event[idx, -w:]
+                batch["snap"] = torch.from_numpy(pop.snap)[event.clamp(min=0)] * (event >= 0)
+                batch["log_pop"] = pop.log_pop
             if sampled:
                 batch["neg"] = torch.multinomial(q, cfg.n_negatives, replacement=True, generator=generator)
                 batch["log_q"] = log_q
@@ -178,16 +186,23 @@ class SASRec(Recommender):
         """Weighted cross-entropy of each target given the events before it.
 
         ``seq_item``/``seq_type``/``target`` (B, W) int64, ``weight`` (B, W) float32 (0 where
-        there is no target); optional ``neg`` (M,) sampled negatives and ``log_q`` (n_items,).
+        there is no target); optional ``neg`` (M,) sampled negatives and ``log_q`` (n_items,);
+        optional popularity prior (``--pop-prior``, :mod:`recinc_cli.pop_prior`): ``snap``
+        (B, W) int64 each target's snapshot and ``log_pop`` (n_snapshots, n_items) the offsets.
         """
         h = self.encode(batch["seq_item"], batch["seq_type"])
         at = batch["weight"] > 0
         h, target, w = h[at], batch["target"][at], batch["weight"][at]
+        snap = batch["snap"][at] if "snap" in batch else None
         if "neg" in batch:
             neg = batch["neg"]
             pos_logit = (h * self.item_vectors(target)).sum(-1)
             neg_logit = h @ self.item_vectors(neg).T
+            if snap is not None:
+                pos_logit = pos_logit + batch["log_pop"][snap, target]
+                neg_logit = neg_logit + batch["log_pop"][:, neg][snap]
             ce = sampled_softmax_ce(pos_logit, neg_logit, target, neg, batch["log_q"])
         else:
-            ce = full_softmax_ce(h, self.item_vectors(), target)
+            offset = None if snap is None else batch["log_pop"][snap]
+            ce = full_softmax_ce(h, self.item_vectors(), target, offset=offset)
         return (w * ce).sum() / w.sum().clamp(min=1e-12)
