@@ -394,7 +394,16 @@ POLICY_FIELDS: frozenset[str] = frozenset(
 #: (in events: whole sequences) and more patience than matrix factorisation; see README "Models".
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "mf": {"pop_prior": 1.0},
-    "sasrec": {"lr": 3e-3, "update_lr": 1e-3, "batch_size": 4096, "epochs": 30, "update_epochs": 1, "patience": 5},
+    "sasrec": {
+        "lr": 3e-3,
+        "update_lr": 1e-3,
+        "batch_size": 4096,
+        "epochs": 30,
+        "update_epochs": 1,
+        "patience": 5,
+        # README "Streaming": +0.0054 NDCG@10 on MovieLens-100K, +0.0039 on MovieLens-1M.
+        "pop_prior": 1.0,
+    },
 }
 
 #: ``replay --strategies`` when none are given: what a nightly benchmark can afford. ``retrain``

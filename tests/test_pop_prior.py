@@ -80,7 +80,7 @@ def test_a_model_trained_against_the_prior_leaves_popularity_to_it(sampled: bool
 def test_mf_defaults_to_the_prior_and_update_stores_a_new_weight(pipeline, tmp_path: Path) -> None:
     m10, m11 = tmp_path / "m10.pt", tmp_path / "m11.pt"
     cfg = TrainConfig.for_model("mf", epochs=1, update_epochs=1, batch_size=4096)
-    assert cfg.pop_prior == 1.0 and TrainConfig.for_model("sasrec").pop_prior == 0.0
+    assert cfg.pop_prior == 1.0 and TrainConfig.for_model("sasrec").pop_prior == 1.0
     api.init(pipeline.events["base"], m10, ModelConfig(dim=4), cfg)
     assert load_bundle(m10).train_cfg.pop_prior == 1.0
     api.update(m10, pipeline.events["day11"], m11, pop_prior=2.0)
