@@ -47,7 +47,7 @@ def early_stopped_fit(
     ``train`` are the events before ``newest`` as trained on (weights possibly time-decayed),
     ``fold`` the same events as logged; ``replay`` past events mixed into every epoch.
     ``newest`` is either the newest events (next-slice protocol, or the session protocol when
-    its users are mostly new: :func:`~recinc_cli.validation.validation_for`) or each user's
+    almost none of its users returns: :func:`~recinc_cli.validation.validation_for`) or each user's
     last event (leave-one-out). Epochs are compared on the model's own ranking (or with the configured
     ``pop_weight``), so popularity cannot mask an undertrained model; the best epoch then
     chooses the popularity adjustment among :data:`POP_WEIGHTS`.

@@ -105,6 +105,13 @@ class Scored:
     metrics: dict[str, float]
     ndcg: np.ndarray
 
+    @classmethod
+    def of(cls, top: np.ndarray, truth_row: np.ndarray, truth_item: np.ndarray, k: int) -> Scored:
+        """Score rankings ``top`` (U, k) against the truth pairs of :func:`~recinc_cli.evaluate.user_metrics`."""
+        per_user = user_metrics(top, truth_row, truth_item, k)
+        means = {name: float(per_user[name].mean()) if len(top) else 0.0 for name in METRICS}
+        return cls(means | {"users": int(top.shape[0])}, per_user["ndcg"])
+
 
 def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> Scored:
     """Metrics@k of ``bundle`` on ``truth``; users it does not know get its popularity fallback."""
@@ -161,9 +168,7 @@ def _masked_top(scores: np.ndarray, truth: SliceTruth, rows: np.ndarray, items: 
 def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> Scored:
     row = pl.DataFrame({"user_id": truth.users, "row": np.arange(len(truth.users))})
     rows = pl.DataFrame({"user_id": truth.truth_user}).join(row, on="user_id", how="left")["row"].to_numpy()
-    per_user = user_metrics(top, rows, items.lookup(truth.truth_item), k)
-    means = {name: float(per_user[name].mean()) if len(top) else 0.0 for name in METRICS}
-    return Scored(means | {"users": int(top.shape[0])}, per_user["ndcg"])
+    return Scored.of(top, rows, items.lookup(truth.truth_item), k)
 
 
 #: ``replay --protocol`` choices.

@@ -25,9 +25,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from recinc_cli.evaluate import user_metrics
 from recinc_cli.recommend import popularity_scorer, top_k
-from recinc_cli.replay import METRICS, Scored
+from recinc_cli.replay import Scored
 from recinc_cli.seen import SeenItems
 from recinc_cli.sessions import SessionCases, session_cases
 from recinc_cli.vocab import Vocab
@@ -90,6 +89,4 @@ def popular_sessions(window: pl.DataFrame, truth: SessionTruth, k: int) -> Score
 
 def _scored(top: np.ndarray, target: np.ndarray, k: int) -> Scored:
     """Scored of rankings ``top`` (C, k) against one target item per case (0 = unknown: a miss)."""
-    per_case = user_metrics(top, np.arange(len(target)), target, k)
-    means = {name: float(per_case[name].mean()) if len(target) else 0.0 for name in METRICS}
-    return Scored(means | {"users": len(target)}, per_case["ndcg"])
+    return Scored.of(top, np.arange(len(target)), target, k)

@@ -93,7 +93,6 @@ def session_cases(events: pl.DataFrame, items: Vocab, max_len: int) -> SessionCa
     copies = np.maximum(np.minimum(pos + max_len, n - 1) - pos, 0)
     src = np.repeat(np.arange(len(ev)), copies)
     offset = np.arange(len(src)) - np.repeat(np.cumsum(copies) - copies, copies)
-    target_pos = pos[src] + 1 + offset
     # Case of (session, target position): cases are numbered in row order of their target click.
     case_of_row = np.full(len(ev), -1, dtype=np.int64)
     case_of_row[case_row] = np.arange(len(case_row))
@@ -102,9 +101,9 @@ def session_cases(events: pl.DataFrame, items: Vocab, max_len: int) -> SessionCa
     history = (
         ev[src]
         .select("user_id", "item_id", "event_type", "timestamp", "weight")
-        .with_columns(case_ids.gather(case).alias("user_id"), pl.Series("_case", case), pl.Series("_pos", target_pos))
+        .with_columns(case_ids.gather(case).alias("user_id"), pl.Series("_case", case))
         .sort("_case", maintain_order=True)
-        .drop("_case", "_pos")
+        .drop("_case")
     )
     repeat = _is_repeat(sess, item)
     return SessionCases(
