@@ -156,6 +156,10 @@ EaseL2 = Annotated[
         help=applies("ease_l2", "Ridge penalty, as a multiple of the mean diagonal of the co-occurrence matrix.")
     ),
 ]
+Candidates = Annotated[
+    int,
+    typer.Option(help=applies("candidates", "Items each candidate generator proposes per user, pooled for ranking.")),
+]
 MinCount = Annotated[int | None, typer.Option(help="Sightings before a new user/item gets a row (counts persist).")]
 ExpireAfter = Annotated[
     str | None, typer.Option(help="Never recommend items not seen for this long, e.g. 90d; 0 = never.")
@@ -402,6 +406,7 @@ def init(
         ),
     ] = None,
     ease_l2: EaseL2 = ModelConfig.ease_l2,
+    candidates: Candidates = ModelConfig.candidates,
     epochs: Annotated[
         int | None, typer.Option(help=train_option("epochs", "Most training epochs (early stopping picks fewer)."))
     ] = None,
@@ -507,6 +512,7 @@ def init(
         dropout=dropout,
         item_features=features,
         ease_l2=ease_l2,
+        candidates=candidates,
     )
     policies = _policies(locals())
     train_cfg = TrainConfig.for_model(
@@ -971,6 +977,7 @@ def replay(
     ] = None,
     dim: Dim = ModelConfig.dim,
     ease_l2: EaseL2 = ModelConfig.ease_l2,
+    candidates: Candidates = ModelConfig.candidates,
     pop_prior: PopPrior = None,
     epochs: Annotated[int | None, typer.Option(help=train_option("epochs", "Most epochs of init and retrain."))] = None,
     update_epochs: Annotated[
@@ -1026,7 +1033,7 @@ def replay(
     from recinc_cli.console import print_table, replay_line, replay_reporter, replay_table, stderr
 
     names = [x.strip() for x in strategies.split(",") if x.strip()]
-    model_cfg = ModelConfig(name=model, dim=dim, ease_l2=ease_l2)
+    model_cfg = ModelConfig(name=model, dim=dim, ease_l2=ease_l2, candidates=candidates)
     train_cfg = TrainConfig.for_model(
         model, epochs=epochs, update_epochs=update_epochs, lr=lr, update_lr=update_lr, seed=seed, pop_prior=pop_prior
     )

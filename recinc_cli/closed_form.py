@@ -30,8 +30,12 @@ def closed_form_fit(
     (absorbed after the choice), pooling the evidence of earlier runs; otherwise it is set.
     Returns the run's lineage stats.
     """
-    start = time.perf_counter()
     model = bundle.model
+    if getattr(model, "LEARNS_RANKING", False):
+        from recinc_cli.ranker_fit import ranker_fit
+
+        return ranker_fit(bundle, events, valid_fraction, pop_weight)
+    start = time.perf_counter()
     half_life = bundle.train_cfg.cooc_half_life_events or 0.0
     cut = round(events.height * (1 - valid_fraction))
     older, held = (events[:cut], events[cut:]) if 0 < cut < events.height else (events, events[:0])

@@ -94,9 +94,9 @@ class PreprocessConfig:
 
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
 #: Kept here so validating a name does not import torch.
-MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease", "sknn")
+MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease", "sknn", "ranker")
 #: Models that read each user's recent events (``max_len`` of them).
-SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec", "ease", "sknn"})
+SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec", "ease", "sknn", "ranker"})
 #: Models that embed item features (``--item-features``).
 FEATURE_MODELS: frozenset[str] = frozenset({"sasrec"})
 #: Models trained by gradient steps (epochs, learning rate, batches, early stopping, Adam state);
@@ -115,8 +115,9 @@ OPTION_MODELS: dict[str, frozenset[str]] = {
     "heads": ATTENTION_MODELS,
     "dropout": ATTENTION_MODELS,
     "item_features": FEATURE_MODELS,
-    "ease_l2": frozenset({"ease"}),
-    "neighbors": frozenset({"sknn"}),
+    "ease_l2": frozenset({"ease", "ranker"}),
+    "neighbors": frozenset({"sknn", "ranker"}),
+    "candidates": frozenset({"ranker"}),
     "l2": frozenset({"mf"}),
     "pop_prior": POP_PRIOR_MODELS,
     **dict.fromkeys(
@@ -173,6 +174,7 @@ class ModelConfig:
     item_features: tuple[str, ...] = ()
     ease_l2: float = 30.0
     neighbors: int = 100
+    candidates: int = 50
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_features", tuple(self.item_features))
@@ -192,6 +194,8 @@ class ModelConfig:
                     f"{message} (got dim={self.dim}, max_len={self.max_len}, blocks={self.blocks}, "
                     f"heads={self.heads}, dropout={self.dropout})"
                 )
+        if self.candidates < 1:
+            raise UsageError(f"--candidates must be a positive integer (got {self.candidates})")
         if self.neighbors < 1:
             raise UsageError(f"--neighbors must be a positive integer (got {self.neighbors})")
         if not self.ease_l2 > 0:

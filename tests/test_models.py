@@ -158,10 +158,10 @@ def train_on(name: str, task: Task, epochs: int, seed: int = 0, cfg: TrainConfig
 
 def test_registry_and_unknown_model() -> None:
     assert NAMES == ["mf", "sasrec"] == sorted(TINY) == sorted(TRAIN)
-    assert sorted(MODEL_NAMES) == sorted(MODELS) == ["ease", "mf", "sasrec", "sknn"]
-    assert CLOSED == ["ease", "sknn"] == sorted(CLOSED_TINY)
+    assert sorted(MODEL_NAMES) == sorted(MODELS) == ["ease", "mf", "ranker", "sasrec", "sknn"]
+    assert CLOSED == ["ease", "ranker", "sknn"] == sorted(CLOSED_TINY)
     assert SEQUENTIAL == ["sasrec"]
-    with pytest.raises(UsageError, match=r"^--model 'nope' is unknown; choose one of mf, sasrec, ease, sknn$"):
+    with pytest.raises(UsageError, match=r"^--model 'nope' is unknown; choose one of mf, sasrec, ease, sknn, ranker$"):
         ModelConfig(name="nope")
 
 
@@ -450,6 +450,7 @@ def test_a_diverging_learning_rate_raises_training_error(name: str) -> None:
 CLOSED_TINY: dict[str, ModelConfig] = {
     "ease": ModelConfig(name="ease", max_len=8, ease_l2=1.0),
     "sknn": ModelConfig(name="sknn", max_len=8, neighbors=10),
+    "ranker": ModelConfig(name="ranker", max_len=8, neighbors=10, ease_l2=1.0, candidates=5),
 }
 
 
@@ -548,7 +549,7 @@ def test_closed_form_save_and_load_give_identical_scores(name: str, tmp_path: Pa
 
 #: Closed-form models that read the order of a user's events (sknn's sequential rules); ease
 #: counts co-occurrences, blind to order.
-ORDER_AWARE = {"ease": False, "sknn": True}
+ORDER_AWARE = {"ease": False, "sknn": True, "ranker": True}
 
 
 @pytest.mark.parametrize("name", CLOSED)

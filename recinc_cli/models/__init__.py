@@ -1,7 +1,7 @@
 """Model registry: ``MODELS[name]`` is the class behind ``--model name``.
 
 >>> sorted(MODELS)
-['ease', 'mf', 'sasrec', 'sknn']
+['ease', 'mf', 'ranker', 'sasrec', 'sknn']
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from recinc_cli.errors import UsageError
 from recinc_cli.models.base import Recommender
 from recinc_cli.models.ease import EASE
 from recinc_cli.models.mf import MF
+from recinc_cli.models.ranker import Ranker
 from recinc_cli.models.sasrec import SASRec
 from recinc_cli.models.sknn import SKNN
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec, EASE, SKNN)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec, EASE, SKNN, Ranker)}
 
 
 def build_model(cfg: ModelConfig, sizes: Mapping[str, int]) -> Recommender:

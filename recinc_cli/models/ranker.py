@@ -1,0 +1,426 @@
+"""``--model ranker``: candidate generators, then a LightGBM lambdarank model over their features.
+
+Two stages, as in production recommenders and the OTTO / H&M / RecSys Challenge winners:
+
+1. **Candidates.** For each user, the top ``candidates`` items (``--candidates``, default 50)
+   of each generator, pooled: item-kNN (``cos``), recent-item kNN (``rec``: the newest 5
+   items only, newest weighted most), PureSVD (``svd``), EASE (``ease``, catalogues up to
+   10,000 items; missing beyond) and decayed popularity (``pop``). All come from one sparse,
+   decayed co-occurrence matrix (:mod:`recinc_cli.models.item_graph`) and popularity counters
+   kept on an event clock, so ``update`` folds a slice in without re-reading the log.
+2. **Ranking.** A LightGBM lambdarank model scores each candidate from :data:`FEATURES`: each
+   generator's score (scaled to the user's best) and rank; item popularity at three half-lives
+   and in total, and its trend; item age and time since its last event; the user's activity,
+   time since their last event and how mainstream their taste is. Time is counted in events
+   (the log's own pace), in units of a tenth of the first fit's half-life.
+
+Training (see :mod:`recinc_cli.ranker_fit`): examples are built with the features as of a
+cut-off and labelled with the new items each user took *after* it, never from the slice being
+served; they are pooled over runs (newest :data:`POOL_ROWS` rows) and the booster is refit on
+the pool at every ``init`` and ``update``. The booster is kept in the checkpoint as its text
+(a uint8 tensor), parsed on load: no pickle.
+
+Non-candidates score below every candidate, in popularity order, so every command that reads
+``score`` (recommend, ``--history``, evaluate, replay, the gate) works unchanged.
+
+>>> import numpy as np
+>>> from recinc_cli.config import ModelConfig
+>>> from recinc_cli.context import Context
+>>> from recinc_cli.data import TrainData
+>>> m = Ranker({"user": 3, "item": 5}, ModelConfig(name="ranker"))
+>>> d = TrainData(np.array([1, 1, 2, 2, 2]), np.array([1, 2, 1, 2, 3]), np.ones(5, np.float32), np.arange(5))
+>>> m.absorb(d, Context.empty(3), half_life_events=100)
+>>> s = m.score({"user": torch.tensor([1]), "seq_item": torch.tensor([[1, 2]])})
+>>> int(s[0, 1:].argmax()) + 1  # no booster yet: generators' blend; item 3 co-occurs with 1 and 2
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.context import Context
+from recinc_cli.data import TrainData
+from recinc_cli.models import item_graph
+from recinc_cli.models.base import Batch, Query, Recommender
+from recinc_cli.models.ease import MAX_ITEMS as EASE_MAX_ITEMS
+
+GENERATORS: tuple[str, ...] = ("cos", "rec", "svd", "ease", "pop")
+#: Popularity half-lives, as fractions of the first fit's co-occurrence half-life (about the
+#: size of the first log); a fourth column counts every event, undecayed.
+POP_SCALES: tuple[float, ...] = (0.02, 0.1, 0.5)
+#: Feature name -> group (for ablations: ``Ranker.drop`` zeroes a group's columns).
+FEATURES: dict[str, str] = {
+    **{f"{kind}_{g}": "generators" for g in GENERATORS for kind in ("score", "rank")},
+    **{name: "popularity" for name in ("pop_short", "pop_mid", "pop_long", "pop_total", "pop_trend")},
+    "item_age": "item_age",
+    "item_idle": "item_age",
+    "user_events": "user",
+    "user_idle": "user",
+    "user_mainstream": "user",
+}
+#: Newest training rows kept for refits (older groups are dropped first).
+POOL_ROWS = 200_000
+#: Boosting rounds and LightGBM settings: small trees, because a log gives a few hundred to a
+#: few thousand query groups per run, and deeper trees overfit them (README, "Ranker").
+ROUNDS = 100
+PARAMS: dict[str, Any] = {
+    "objective": "lambdarank",
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "feature_fraction": 0.8,
+    "lambdarank_truncation_level": 20,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbose": -1,
+}
+#: Users scored per block: bounds the dense (users x items) generator scores (5 x 32 MiB).
+_ROW_FLOATS = 1 << 23
+#: Non-candidates score this far below candidates (then by popularity).
+_FLOOR = -1e4
+
+
+class Ranker(Recommender):
+    """Co-occurrence ``g_row``/``g_col``/``g_val`` (COO), popularity ``pop`` (n_items, 4),
+    item clocks ``item_first``/``item_last``, user ``user_events``/``user_last``, the event
+    ``clock``, the training ``pool_*`` and the ``booster`` text."""
+
+    name = "ranker"
+    CONTEXT: ClassVar[bool] = True
+    CLOSED_FORM: ClassVar[bool] = True
+    #: fit by :func:`recinc_cli.ranker_fit.ranker_fit` (examples, then the booster), not absorb alone.
+    LEARNS_RANKING: ClassVar[bool] = True
+    g_row: torch.Tensor
+    g_col: torch.Tensor
+    g_val: torch.Tensor
+    pop: torch.Tensor
+    item_first: torch.Tensor
+    item_last: torch.Tensor
+    user_events: torch.Tensor
+    user_last: torch.Tensor
+    clock: torch.Tensor
+    half_life: torch.Tensor
+    pool_x: torch.Tensor
+    pool_y: torch.Tensor
+    pool_group: torch.Tensor
+    booster: torch.Tensor
+
+    def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
+        super().__init__(sizes, cfg)
+        self._empty_state()
+
+    def _empty_state(self) -> None:
+        n_items, n_users, n_feat = self.n_items, self.n_users, len(FEATURES)
+        for name, value in {
+            "g_row": torch.zeros(0, dtype=torch.int64),
+            "g_col": torch.zeros(0, dtype=torch.int64),
+            "g_val": torch.zeros(0),
+            "pop": torch.zeros(n_items, len(POP_SCALES) + 1, dtype=torch.float64),
+            "item_first": torch.full((n_items,), -1.0, dtype=torch.float64),
+            "item_last": torch.full((n_items,), -1.0, dtype=torch.float64),
+            "user_events": torch.zeros(n_users, dtype=torch.float64),
+            "user_last": torch.full((n_users,), -1.0, dtype=torch.float64),
+            "clock": torch.zeros(1, dtype=torch.float64),
+            "half_life": torch.zeros(1, dtype=torch.float64),
+            "pool_x": torch.zeros(0, n_feat),
+            "pool_y": torch.zeros(0),
+            "pool_group": torch.zeros(0, dtype=torch.int64),
+            "booster": torch.zeros(0, dtype=torch.uint8),
+        }.items():
+            self.register_buffer(name, value)
+        self._cache: dict[str, Any] = {}
+
+    def tables(self) -> dict[str, str]:
+        return {}  # grown by padding: see grow()
+
+    def reset_parameters(self, init: str, generator: torch.Generator) -> None:
+        self._empty_state()
+
+    def grow(self, sizes: Mapping[str, int], init: str, generator: torch.Generator) -> None:
+        """New items and users start unseen: zero counts, clocks -1; the matrix just widens."""
+        sizes = {**self.sizes, **sizes}
+        if sizes["user"] < self.n_users or sizes["item"] < self.n_items:
+            raise ValueError("cannot shrink the ranker's tables")
+        for name, axis, fill in (
+            ("pop", "item", 0.0),
+            ("item_first", "item", -1.0),
+            ("item_last", "item", -1.0),
+            ("user_events", "user", 0.0),
+            ("user_last", "user", -1.0),
+        ):
+            old = getattr(self, name)
+            extra = sizes[axis] - old.shape[0]
+            if extra:
+                setattr(self, name, torch.cat([old, torch.full((extra, *old.shape[1:]), fill, dtype=old.dtype)]))
+        self.sizes = sizes
+        self._cache = {}
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Every buffer's length is the data's: take the saved shapes.
+        for name, _ in self.named_buffers():
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        self._cache = {}
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if len(self.booster):
+            self._parse_booster()  # a damaged booster is a damaged checkpoint: fail on load
+
+    # ----------------------------------------------------------------- state
+    def absorb(self, data: TrainData, prior: Context, half_life_events: float) -> None:
+        """Fold the time-ordered events of ``data`` into the co-occurrence matrix (decayed by
+        2^(-events / ``half_life_events``), fixed at the first call; 0 = no decay), the
+        popularity counters and the clocks. ``prior`` holds each user's items before ``data``."""
+        if not len(data):
+            return
+        if float(self.clock[0]) == 0:
+            self.half_life[0] = max(float(half_life_events), 0.0)
+        hl = float(self.half_life[0]) or float("inf")
+        chunk = max(1, int(hl // 4)) if hl < float("inf") else len(data)
+        gram, ctx = self._gram(), prior
+        for lo in range(0, len(data), chunk):
+            if lo:
+                before = data.subset(np.arange(lo - chunk, lo))
+                n_users = max(self.n_users, ctx.n_users)
+                ctx = ctx.extend(
+                    before.user_idx, before.item_idx, before.types(), before.ts_ms, n_users, self.cfg.max_len
+                )
+            part = data.subset(np.arange(lo, min(lo + chunk, len(data))))
+            if hl < float("inf"):
+                gram = gram * np.float32(2.0 ** (-len(part) / hl))
+            users, rows = np.unique(part.user_idx, return_inverse=True)
+            history = item_graph.binary_rows(ctx.padded(torch.as_tensor(users))[0].numpy(), self.n_items)
+            gram = item_graph.add_pairs(gram, rows, part.item_idx, history)
+            self._count(part, hl)
+        gram = gram.tocsr()
+        gram.eliminate_zeros()
+        gram.sort_indices()
+        coo = gram.tocoo()
+        self.g_row, self.g_col = torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+        self.g_val = torch.from_numpy(coo.data.astype(np.float32))
+        # Rebuilt from the buffers, as a loaded checkpoint is: the same bytes give the same
+        # neighbours and factors, in memory and after a round trip.
+        self._cache = {}
+
+    def _count(self, part: TrainData, hl: float) -> None:
+        n = len(part)
+        start = float(self.clock[0])
+        tick = start + np.arange(1, n + 1, dtype=np.float64)
+        end = start + n
+        items, users = part.item_idx, part.user_idx
+        pop = self.pop.numpy()
+        for k, scale in enumerate(POP_SCALES):
+            h = hl * scale
+            pop[:, k] = pop[:, k] * 2.0 ** (-n / h) + np.bincount(items, 2.0 ** (-(end - tick) / h), len(pop))
+        pop[:, -1] += np.bincount(items, minlength=len(pop))
+        first = self.item_first.numpy()
+        unseen = np.flatnonzero(first[items] < 0)  # events of items never absorbed before
+        fresh, at = np.unique(items[unseen], return_index=True)
+        first[fresh] = tick[unseen[at]]
+        np.maximum.at(self.item_last.numpy(), items, tick)
+        self.user_events += torch.from_numpy(np.bincount(users, minlength=self.n_users).astype(np.float64))
+        np.maximum.at(self.user_last.numpy(), users, tick)
+        self.clock[0] = end
+
+    def _gram(self) -> sparse.csr_matrix:
+        if "gram" not in self._cache:
+            n = self.n_items
+            gram = sparse.csr_matrix(
+                (self.g_val.numpy(), (self.g_row.numpy(), self.g_col.numpy())), shape=(n, n), dtype=np.float32
+            )
+            gram.sort_indices()
+            self._cache["gram"] = gram
+        gram: sparse.csr_matrix = self._cache["gram"]
+        if gram.shape[0] < self.n_items:  # grown since: new items have no co-occurrence yet
+            gram = sparse.csr_matrix(
+                (gram.data, gram.indices, np.r_[gram.indptr, np.full(self.n_items - gram.shape[0], gram.indptr[-1])]),
+                shape=(self.n_items, self.n_items),
+            )
+            self._cache["gram"] = gram
+        return gram
+
+    def _derived(self, key: str) -> Any:
+        """Neighbours, SVD factors and EASE weights, solved from the matrix once per change."""
+        if key not in self._cache:
+            gram = self._gram()
+            if key == "cos":
+                self._cache[key] = item_graph.cosine_neighbours(gram, self.cfg.neighbors)
+            elif key == "svd":
+                self._cache[key] = item_graph.svd_factors(gram)
+            else:
+                small = self.n_items - 1 <= EASE_MAX_ITEMS and gram.nnz > 0
+                self._cache[key] = item_graph.ease_weights(gram, self.cfg.ease_l2) if small else None
+        return self._cache[key]
+
+    # ---------------------------------------------------------------- scoring
+    def candidates(self, seq_item: np.ndarray, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate pairs and their features for users ``user_idx`` (B,) with context
+        ``seq_item`` (B, W): rows (m,) into the batch, items (m,), features (m, len(FEATURES))
+        float32 (NaN = missing, e.g. ``ease`` above 10,000 items)."""
+        n = self.n_items
+        x = item_graph.binary_rows(seq_item, n)
+        blocked = x.toarray() > 0
+        blocked |= (self.item_first.numpy() < 0)[None, :]
+        blocked[:, 0] = True
+        gens = self._generator_scores(x, seq_item)
+        k = min(self.cfg.candidates, n - 1)
+        chosen = np.zeros(blocked.shape, bool)
+        ranks: dict[str, np.ndarray] = {}
+        for g, s in gens.items():
+            s = np.where(blocked | np.isnan(s), -np.inf, s)
+            top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.argsort(-s, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, 1)
+            r = np.full(blocked.shape, float(k), np.float32)
+            np.put_along_axis(r, top, np.arange(k, dtype=np.float32)[None, :], 1)
+            ranks[g] = r
+            ok = np.isfinite(np.take_along_axis(s, top, 1))
+            rows = np.repeat(np.arange(len(s)), k)[ok.ravel()]
+            chosen[rows, top.ravel()[ok.ravel()]] = True
+        chosen &= ~blocked
+        rows, items = np.nonzero(chosen)
+        return rows, items, self._features(rows, items, gens, ranks, seq_item, user_idx)
+
+    def _generator_scores(self, x: sparse.csr_matrix, seq_item: np.ndarray) -> dict[str, np.ndarray]:
+        n = self.n_items
+        nbr = self._derived("cos")
+        v = self._derived("svd")
+        b = self._derived("ease")
+        nan = np.full((x.shape[0], n), np.nan, np.float32)
+        return {
+            "cos": np.asarray((x @ nbr).toarray(), np.float32),
+            "rec": np.asarray((item_graph.recent_rows(seq_item, n) @ nbr).toarray(), np.float32),
+            "svd": np.asarray((x @ v) @ v.T, np.float32) if v.shape[1] else nan,
+            "ease": np.asarray(x @ b, np.float32) if b is not None else nan,
+            "pop": np.broadcast_to(np.log1p(self.pop[:, 1].numpy()).astype(np.float32), (x.shape[0], n)),
+        }
+
+    def _features(
+        self,
+        rows: np.ndarray,
+        items: np.ndarray,
+        gens: dict[str, np.ndarray],
+        ranks: dict[str, np.ndarray],
+        seq_item: np.ndarray,
+        user_idx: np.ndarray,
+    ) -> np.ndarray:
+        clock = float(self.clock[0])
+        unit = max(float(self.half_life[0]) * 0.1, 1.0)  # 1 event without decay
+        pop = self.pop.numpy()
+        n_seen = max(int((self.item_first.numpy() >= 0).sum()), 1)
+        share = np.log(pop / np.maximum(pop.sum(0), 1e-12)[None, :] * n_seen + 1e-3)
+        f: dict[str, np.ndarray] = {}
+        for g in GENERATORS:
+            s = gens[g]
+            best = np.abs(np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)).max(axis=1, initial=0.0)
+            f[f"score_{g}"] = s[rows, items] / np.maximum(best, 1e-9)[rows]
+            f[f"rank_{g}"] = np.log1p(ranks[g][rows, items])
+        for j, name in enumerate(("pop_short", "pop_mid", "pop_long", "pop_total")):
+            f[name] = share[items, j]
+        f["pop_trend"] = share[items, 0] - share[items, 2]
+        f["item_age"] = np.log1p((clock - self.item_first.numpy()[items]) / unit)
+        f["item_idle"] = np.log1p((clock - self.item_last.numpy()[items]) / unit)
+        known = user_idx < self.n_users
+        u = np.where(known, user_idx, 0)
+        events = np.where(known, self.user_events.numpy()[u], 0.0)
+        last = np.where(known & (self.user_last.numpy()[u] >= 0), self.user_last.numpy()[u], np.nan)
+        total = np.log1p(pop[:, -1])
+        depth = (seq_item > 0).sum(1)
+        taste = (total[seq_item] * (seq_item > 0)).sum(1)
+        seen_items = total[self.item_first.numpy() >= 0]
+        mainstream = taste / np.maximum(depth, 1) - (seen_items.mean() if len(seen_items) else 0.0)
+        f["user_events"] = np.log1p(events)[rows]
+        f["user_idle"] = np.log1p((clock - last) / unit)[rows]
+        f["user_mainstream"] = np.where(depth > 0, mainstream, np.nan)[rows]
+        return np.column_stack([f[name] for name in FEATURES]).astype(np.float32)
+
+    def score(self, query: Query) -> torch.Tensor:
+        """Booster scores of each user's candidates; every other item below them, by popularity.
+        ``(B, n_items)`` float32 for ``user`` (B,) with context ``seq_item`` (B, W)."""
+        seq = query["seq_item"].numpy()
+        users = query["user"].numpy()
+        n = self.n_items
+        fallback = np.log1p(self.pop[:, 1].numpy()).astype(np.float32)
+        out = np.empty((len(seq), n), np.float32)
+        out[:] = _FLOOR + fallback / max(float(fallback.max(initial=0.0)), 1.0)
+        step = max(1, _ROW_FLOATS // max(n, 1))
+        for lo in range(0, len(seq), step):
+            rows, items, feats = self.candidates(seq[lo : lo + step], users[lo : lo + step])
+            out[lo + rows, items] = self.rank_scores(feats)
+        return torch.from_numpy(out)
+
+    def rank_scores(self, feats: np.ndarray) -> np.ndarray:
+        """(m,) float32 score of each candidate row of ``feats`` (m, len(FEATURES)): the
+        booster's, or before any training the generators' scaled scores summed."""
+        if not len(feats):
+            return np.zeros(0, np.float32)
+        booster = self._parse_booster()
+        if booster is None:
+            cols = [j for j, name in enumerate(FEATURES) if name.startswith("score_")]
+            return np.nansum(feats[:, cols], axis=1).astype(np.float32)
+        return np.asarray(booster.predict(feats, num_threads=torch.get_num_threads()), np.float32)
+
+    # --------------------------------------------------------------- learning
+    def learn(self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int) -> None:
+        """Add query groups (sizes ``groups``, rows ``feats``/``labels``) to the pool, keep the
+        newest :data:`POOL_ROWS` rows (whole groups) and refit the booster on the pool."""
+        x = torch.cat([self.pool_x, torch.from_numpy(feats)])
+        y = torch.cat([self.pool_y, torch.from_numpy(labels)])
+        g = torch.cat([self.pool_group, torch.from_numpy(groups.astype(np.int64))])
+        keep = int((g.flip(0).cumsum(0) <= POOL_ROWS).sum())
+        g = g[len(g) - keep :]
+        rows = int(g.sum())
+        self.pool_x, self.pool_y, self.pool_group = x[len(x) - rows :], y[len(y) - rows :], g
+        self._fit(seed)
+
+    def _fit(self, seed: int) -> None:
+        import lightgbm as lgb
+
+        if not len(self.pool_group) or not bool((self.pool_y > 0).any()):
+            return
+        rows = len(self.pool_y)
+        params = {
+            **PARAMS,
+            "min_data_in_leaf": max(5, min(200, rows // 100)),
+            "seed": seed,
+            "num_threads": torch.get_num_threads(),
+        }
+        data = lgb.Dataset(
+            self.pool_x.numpy(), self.pool_y.numpy(), group=self.pool_group.numpy(), feature_name=list(FEATURES)
+        )
+        booster = lgb.train(params, data, num_boost_round=ROUNDS)
+        text = booster.model_to_string()
+        self.booster = torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8).clone()
+        self._cache["booster"] = booster
+
+    def _parse_booster(self) -> Any:
+        if "booster" not in self._cache:
+            if not len(self.booster):
+                self._cache["booster"] = None
+            else:
+                import lightgbm as lgb
+
+                try:
+                    booster = lgb.Booster(model_str=bytes(self.booster.numpy()).decode())
+                except (lgb.basic.LightGBMError, UnicodeDecodeError) as e:
+                    raise ValueError(f"the ranker's booster does not parse ({str(e).splitlines()[0]})") from e
+                if booster.num_feature() != len(FEATURES):
+                    found = booster.num_feature()
+                    raise ValueError(f"the ranker's booster reads {found} features, not {len(FEATURES)}")
+                self._cache["booster"] = booster
+        return self._cache["booster"]
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError("ranker is fit by recinc_cli.ranker_fit, not by gradient steps")
+
+    def batches(
+        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
+    ) -> Iterator[Batch]:
+        raise NotImplementedError("ranker is fit by recinc_cli.ranker_fit, not by gradient steps")
