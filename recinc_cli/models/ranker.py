@@ -230,6 +230,7 @@ class Ranker(Recommender):
         self.clock[0] = end
 
     def _gram(self) -> sparse.csr_matrix:
+        """The co-occurrence matrix (n_items, n_items) CSR, rebuilt from the buffers once per change."""
         if "gram" not in self._cache:
             n = self.n_items
             gram = sparse.csr_matrix(
@@ -237,14 +238,7 @@ class Ranker(Recommender):
             )
             gram.sort_indices()
             self._cache["gram"] = gram
-        gram: sparse.csr_matrix = self._cache["gram"]
-        if gram.shape[0] < self.n_items:  # grown since: new items have no co-occurrence yet
-            gram = sparse.csr_matrix(
-                (gram.data, gram.indices, np.r_[gram.indptr, np.full(self.n_items - gram.shape[0], gram.indptr[-1])]),
-                shape=(self.n_items, self.n_items),
-            )
-            self._cache["gram"] = gram
-        return gram
+        return self._cache["gram"]  # type: ignore[no-any-return]
 
     def _derived(self, key: str) -> Any:
         """Neighbours, SVD factors and EASE weights, solved from the matrix once per change."""
