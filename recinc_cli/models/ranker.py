@@ -238,7 +238,7 @@ class Ranker(Recommender):
             )
             gram.sort_indices()
             self._cache["gram"] = gram
-        return self._cache["gram"]  # type: ignore[no-any-return]
+        return self._cache["gram"]
 
     def _derived(self, key: str) -> Any:
         """Neighbours, SVD factors and EASE weights, solved from the matrix once per change."""
