@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from recinc_cli.models.ranker import Ranker
 
 #: Where ``init`` cuts its log to build training examples (fractions of its events).
-INIT_CUTS: tuple[float, ...] = (0.4, 0.6, 0.8)
+INIT_CUTS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 #: Users whose candidates are built per block.
 _USER_BLOCK = 256
 
