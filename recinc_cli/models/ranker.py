@@ -37,6 +37,7 @@ Non-candidates score below every candidate, in popularity order, so every comman
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -116,6 +117,7 @@ class Ranker(Recommender):
     pool_y: torch.Tensor
     pool_group: torch.Tensor
     booster: torch.Tensor
+    booster_sha256: torch.Tensor
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__(sizes, cfg)
@@ -138,6 +140,7 @@ class Ranker(Recommender):
             "pool_y": torch.zeros(0),
             "pool_group": torch.zeros(0, dtype=torch.int64),
             "booster": torch.zeros(0, dtype=torch.uint8),
+            "booster_sha256": torch.zeros(0, dtype=torch.uint8),
         }.items():
             self.register_buffer(name, value)
         self._cache: dict[str, Any] = {}
@@ -394,8 +397,9 @@ class Ranker(Recommender):
             self.pool_x.numpy(), self.pool_y.numpy(), group=self.pool_group.numpy(), feature_name=list(FEATURES)
         )
         booster = lgb.train(params, data, num_boost_round=ROUNDS)
-        text = booster.model_to_string()
-        self.booster = torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8).clone()
+        text = booster.model_to_string().encode()
+        self.booster = torch.frombuffer(bytearray(text), dtype=torch.uint8).clone()
+        self.booster_sha256 = torch.frombuffer(bytearray(hashlib.sha256(text).digest()), dtype=torch.uint8).clone()
         self._cache["booster"] = booster
 
     def _parse_booster(self) -> Any:
@@ -405,8 +409,15 @@ class Ranker(Recommender):
             else:
                 import lightgbm as lgb
 
+                text = bytes(self.booster.numpy())
+                # LightGBM aborts the process on some malformed model texts instead of raising:
+                # check the text's own digest and shape before handing it over.
+                if hashlib.sha256(text).digest() != bytes(self.booster_sha256.numpy()):
+                    raise ValueError("the ranker's booster does not parse (its text does not match its sha256)")
+                if not text.startswith(b"tree\n") or b"\nend of trees\n" not in text:
+                    raise ValueError("the ranker's booster does not parse (not a LightGBM model text)")
                 try:
-                    booster = lgb.Booster(model_str=bytes(self.booster.numpy()).decode())
+                    booster = lgb.Booster(model_str=text.decode())
                 except (lgb.basic.LightGBMError, UnicodeDecodeError) as e:
                     raise ValueError(f"the ranker's booster does not parse ({str(e).splitlines()[0]})") from e
                 if booster.num_feature() != len(FEATURES):
