@@ -160,6 +160,15 @@ Candidates = Annotated[
     int,
     typer.Option(help=applies("candidates", "Items each candidate generator proposes per user, pooled for ranking.")),
 ]
+RankFeatures = Annotated[
+    str,
+    typer.Option(
+        help=applies(
+            "rank_features",
+            "Comma-separated feature groups the ranker learns from: generators, popularity, item_age, user.",
+        )
+    ),
+]
 MinCount = Annotated[int | None, typer.Option(help="Sightings before a new user/item gets a row (counts persist).")]
 ExpireAfter = Annotated[
     str | None, typer.Option(help="Never recommend items not seen for this long, e.g. 90d; 0 = never.")
@@ -217,6 +226,11 @@ _POLICY_OPTIONS = (
     "warmup",
     "repeats",
 )
+
+
+def _names(csv: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(x.strip() for x in csv.split(",") if x.strip())
 
 
 def _policies(args: dict[str, Any]) -> dict[str, Any]:
@@ -407,6 +421,7 @@ def init(
     ] = None,
     ease_l2: EaseL2 = ModelConfig.ease_l2,
     candidates: Candidates = ModelConfig.candidates,
+    rank_features: RankFeatures = ",".join(ModelConfig.rank_features),
     epochs: Annotated[
         int | None, typer.Option(help=train_option("epochs", "Most training epochs (early stopping picks fewer)."))
     ] = None,
@@ -513,6 +528,7 @@ def init(
         item_features=features,
         ease_l2=ease_l2,
         candidates=candidates,
+        rank_features=_names(rank_features),
     )
     policies = _policies(locals())
     train_cfg = TrainConfig.for_model(
@@ -978,6 +994,7 @@ def replay(
     dim: Dim = ModelConfig.dim,
     ease_l2: EaseL2 = ModelConfig.ease_l2,
     candidates: Candidates = ModelConfig.candidates,
+    rank_features: RankFeatures = ",".join(ModelConfig.rank_features),
     pop_prior: PopPrior = None,
     epochs: Annotated[int | None, typer.Option(help=train_option("epochs", "Most epochs of init and retrain."))] = None,
     update_epochs: Annotated[
@@ -1033,7 +1050,9 @@ def replay(
     from recinc_cli.console import print_table, replay_line, replay_reporter, replay_table, stderr
 
     names = [x.strip() for x in strategies.split(",") if x.strip()]
-    model_cfg = ModelConfig(name=model, dim=dim, ease_l2=ease_l2, candidates=candidates)
+    model_cfg = ModelConfig(
+        name=model, dim=dim, ease_l2=ease_l2, candidates=candidates, rank_features=_names(rank_features)
+    )
     train_cfg = TrainConfig.for_model(
         model, epochs=epochs, update_epochs=update_epochs, lr=lr, update_lr=update_lr, seed=seed, pop_prior=pop_prior
     )

@@ -92,6 +92,9 @@ class PreprocessConfig:
             raise UsageError(f"--min-weight must be a number from 0 up (got {self.min_weight:g})")
 
 
+#: Feature groups of ``--model ranker`` (``--rank-features``): generator scores and ranks, item
+#: popularity and trend, item age, user activity.
+RANK_FEATURE_GROUPS: tuple[str, ...] = ("generators", "popularity", "item_age", "user")
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
 #: Kept here so validating a name does not import torch.
 MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease", "sknn", "ranker")
@@ -118,6 +121,7 @@ OPTION_MODELS: dict[str, frozenset[str]] = {
     "ease_l2": frozenset({"ease", "ranker"}),
     "neighbors": frozenset({"sknn", "ranker"}),
     "candidates": frozenset({"ranker"}),
+    "rank_features": frozenset({"ranker"}),
     "l2": frozenset({"mf"}),
     "pop_prior": POP_PRIOR_MODELS,
     **dict.fromkeys(
@@ -175,9 +179,17 @@ class ModelConfig:
     ease_l2: float = 30.0
     neighbors: int = 100
     candidates: int = 50
+    rank_features: tuple[str, ...] = RANK_FEATURE_GROUPS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_features", tuple(self.item_features))
+        object.__setattr__(self, "rank_features", tuple(self.rank_features))
+        unknown = sorted(set(self.rank_features) - set(RANK_FEATURE_GROUPS))
+        if unknown or not self.rank_features:
+            raise UsageError(
+                f"--rank-features takes one or more of {', '.join(RANK_FEATURE_GROUPS)} "
+                f"(got {','.join(self.rank_features) or 'nothing'})"
+            )
         if self.name not in MODEL_NAMES:
             raise UsageError(f"--model {self.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
         checks = {

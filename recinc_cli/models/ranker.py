@@ -56,7 +56,8 @@ GENERATORS: tuple[str, ...] = ("cos", "rec", "svd", "ease", "pop")
 #: Popularity half-lives, as fractions of the first fit's co-occurrence half-life (about the
 #: size of the first log); a fourth column counts every event, undecayed.
 POP_SCALES: tuple[float, ...] = (0.02, 0.1, 0.5)
-#: Feature name -> group (for ablations: ``Ranker.drop`` zeroes a group's columns).
+#: Feature name -> group (:data:`~recinc_cli.config.RANK_FEATURE_GROUPS`); the columns of groups
+#: left out of ``--rank-features`` are missing (NaN) values, so the booster cannot split on them.
 FEATURES: dict[str, str] = {
     **{f"{kind}_{g}": "generators" for g in GENERATORS for kind in ("score", "rank")},
     **{name: "popularity" for name in ("pop_short", "pop_mid", "pop_long", "pop_total", "pop_trend")},
@@ -340,7 +341,9 @@ class Ranker(Recommender):
         f["user_events"] = np.log1p(events)[rows]
         f["user_idle"] = np.log1p((clock - last) / unit)[rows]
         f["user_mainstream"] = np.where(depth > 0, mainstream, np.nan)[rows]
-        return np.column_stack([f[name] for name in FEATURES]).astype(np.float32)
+        out = np.column_stack([f[name] for name in FEATURES]).astype(np.float32)
+        out[:, [FEATURES[name] not in self.cfg.rank_features for name in FEATURES]] = np.nan  # --rank-features
+        return out
 
     def score(self, query: Query) -> torch.Tensor:
         """Booster scores of each user's candidates; every other item below them, by popularity.
