@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test lint demo bench bench-replay bench-loo bench-concurrency bench-sessions sample-data clean
+.PHONY: install test lint demo bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,7 +83,11 @@ bench-concurrency: $(STAMP)
 bench-sessions: $(STAMP)
 	$(BIN)/python bench/sessions.py --out bench_out
 
-bench: bench-replay bench-loo bench-concurrency bench-sessions  # every benchmark
+# The ranker's ablation (feature groups, candidates, incremental vs retrain) on ML-100K and ML-1M.
+bench-ranker: $(STAMP)
+	$(BIN)/python bench/ranker.py --out bench_out
+
+bench: bench-replay bench-loo bench-concurrency bench-sessions bench-ranker  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data

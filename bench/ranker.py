@@ -23,17 +23,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, console, run_main  # type: ignore[import-not-found]
+from common import console, run_main  # type: ignore[import-not-found]
 from rich.table import Table
 
 GROUPS = ("generators", "popularity", "item_age", "user")
+
+
+def _without(group: str) -> str:
+    return ",".join(g for g in GROUPS if g != group)
+
+
 #: label -> (model, strategies, extra options)
 RUNS: dict[str, tuple[str, str, list[str]]] = {
     "ranker (defaults)": ("ranker", "incremental,retrain,popular", []),
-    **{
-        f"ranker without {g}": ("ranker", "incremental,popular", ["--rank-features", ",".join(x for x in GROUPS if x != g)])
-        for g in GROUPS
-    },
+    **{f"ranker without {g}": ("ranker", "incremental,popular", ["--rank-features", _without(g)]) for g in GROUPS},
     "ranker, 25 candidates": ("ranker", "incremental,popular", ["--candidates", "25"]),
     "ranker, 100 candidates": ("ranker", "incremental,popular", ["--candidates", "100"]),
     "ease alone": ("ease", "incremental,popular", []),
