@@ -47,6 +47,10 @@ demo: $(STAMP)
 	$(RECINC) init $(DEMO)/base.parquet -o $(DEMO)/s10.pt --model sasrec --item-features category
 	$(RECINC) update $(DEMO)/s10.pt $(DEMO)/day11.parquet -o $(DEMO)/s11.pt
 	$(RECINC) evaluate $(DEMO)/s11.pt $(DEMO)/day12.parquet
+	@echo "== ranker: candidates from five generators ranked by LightGBM, updated with day 11"
+	$(RECINC) init $(DEMO)/base.parquet -o $(DEMO)/r10.pt --model ranker
+	$(RECINC) update $(DEMO)/r10.pt $(DEMO)/day11.parquet -o $(DEMO)/r11.pt
+	$(RECINC) evaluate $(DEMO)/r11.pt $(DEMO)/day12.parquet
 	@echo "== session-based cold start: a visitor the model never saw, from their clicks so far"
 	$(RECINC) preprocess sample_data/visitor.csv -o $(DEMO)/visitor.parquet
 	$(RECINC) recommend $(DEMO)/s11.pt --users visitor -k 5 --history $(DEMO)/visitor.parquet

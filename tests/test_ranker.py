@@ -7,6 +7,7 @@ import copy
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -15,6 +16,7 @@ from recinc_cli import api
 from recinc_cli.checkpoint import load_bundle
 from recinc_cli.checksum import payload_digest
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.growth import grow_vocabularies
 from recinc_cli.lifecycle import create_bundle, update_bundle
@@ -82,19 +84,28 @@ def test_init_builds_each_cut_from_the_events_before_it_only(pipeline, monkeypat
     assert int(bundle.model.clock[0]) == base.height and stats["pool_groups"] > 0
 
 
-def test_checkpoint_round_trip_gives_identical_rankings(pipeline, tmp_path: Path) -> None:
-    m10, m11 = tmp_path / "r10.pt", tmp_path / "r11.pt"
-    api.init(pipeline.events["base"], m10, RANKER)
-    info = api.update(m10, pipeline.events["day11"], m11)
-    assert info["pool_rows"] > 0 and info["valid_ndcg"] is not None
-    a, b = load_bundle(m11), load_bundle(m11)
+@pytest.fixture(scope="module")
+def lineage(pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Ranker checkpoints of the sample data: 10 = init on days 1-10, 11-13 = the updates."""
+    out = tmp_path_factory.mktemp("ranker")
+    ckpt = {10: out / "r10.pt"}
+    api.init(pipeline.events["base"], ckpt[10], RANKER)
+    for d in (11, 12, 13):
+        ckpt[d] = out / f"r{d}.pt"
+        info = api.update(ckpt[d - 1], pipeline.events[f"day{d}"], ckpt[d])
+        assert info["pool_rows"] > 0 and info["valid_ndcg"] is not None
+    return ckpt
+
+
+def test_checkpoint_round_trip_gives_identical_rankings(lineage: dict[int, Path]) -> None:
+    a, b = load_bundle(lineage[11]), load_bundle(lineage[11])
     booster = a.model._parse_booster()  # type: ignore[operator]
     assert booster is not None and booster.num_feature() == len(FEATURES)
     users = torch.arange(1, len(a.users))
     with torch.no_grad():
         assert torch.equal(a.scorer()(users), b.scorer()(users))
-    first = api.recommend(m11, k=10)
-    again = api.recommend(m11, k=10)
+    first = api.recommend(lineage[11], k=10)
+    again = api.recommend(lineage[11], k=10)
     assert first.equals(again) and first.height == 10 * (len(a.users) - 1)
 
 
@@ -105,12 +116,11 @@ def test_checkpoint_round_trip_gives_identical_rankings(pipeline, tmp_path: Path
         ("rehashed", "not a LightGBM model text"),
     ],
 )
-def test_a_damaged_booster_exits_4(pipeline, tmp_path: Path, damage: str, why: str) -> None:
+def test_a_damaged_booster_exits_4(lineage: dict[int, Path], tmp_path: Path, damage: str, why: str) -> None:
     """A consistent file (checksum recomputed) whose booster is cut short: LightGBM itself
     would abort the process on such text, so recinc must catch it first."""
-    good, bad = tmp_path / "r10.pt", tmp_path / "bad.pt"
-    api.init(pipeline.events["base"], good, RANKER)
-    raw = torch.load(good, weights_only=True)
+    bad = tmp_path / "bad.pt"
+    raw = torch.load(lineage[10], weights_only=True)
     raw.pop("checksum")
     text = bytes(raw["weights"]["booster"].numpy())[:1000]
     raw["weights"]["booster"] = torch.frombuffer(bytearray(text), dtype=torch.uint8).clone()
@@ -123,14 +133,8 @@ def test_a_damaged_booster_exits_4(pipeline, tmp_path: Path, damage: str, why: s
     check_error(result, 4, f"{bad}: damaged or inconsistent checkpoint (the ranker's booster does not parse ({why}))")
 
 
-def test_ranker_beats_popularity_on_day14(pipeline, tmp_path: Path) -> None:
-    ckpt = tmp_path / "r10.pt"
-    api.init(pipeline.events["base"], ckpt, RANKER)
-    for d in (11, 12, 13):
-        out = tmp_path / f"r{d}.pt"
-        api.update(ckpt, pipeline.events[f"day{d}"], out)
-        ckpt = out
-    result = api.evaluate(ckpt, pipeline.events["day14"], k=10)
+def test_ranker_beats_popularity_on_day14(pipeline, lineage: dict[int, Path]) -> None:
+    result = api.evaluate(lineage[13], pipeline.events["day14"], k=10)
     # Measured 0.227 vs 0.076 (3.0x; mf at defaults 0.153) when this test was written.
     assert result["model"]["ndcg"] > 2.0 * result["popular"]["ndcg"], result
 
@@ -139,3 +143,24 @@ def test_ranker_beats_popularity_on_day14(pipeline, tmp_path: Path) -> None:
 def test_candidates_must_be_positive(bad: int) -> None:
     with pytest.raises(Exception, match=rf"^--candidates must be a positive integer \(got {bad}\)$"):
         ModelConfig(name="ranker", candidates=bad)
+
+
+def test_rank_features_names_the_groups_it_takes(pipeline, tmp_path: Path) -> None:
+    result = run_cli(
+        "init", pipeline.events["base"], "-o", tmp_path / "r.pt", "--model", "ranker", "--rank-features", "user,colour"
+    )
+    check_error(
+        result, 2, "--rank-features takes one or more of generators, popularity, item_age, user (got user,colour)"
+    )
+    assert not (tmp_path / "r.pt").exists()
+
+
+def test_a_left_out_feature_group_is_missing_for_the_booster() -> None:
+    cfg = ModelConfig(name="ranker", rank_features=("generators", "user"))
+    m = Ranker({"user": 3, "item": 5}, cfg)
+    d = TrainData(np.array([1, 1, 2, 2, 2]), np.array([1, 2, 1, 2, 3]), np.ones(5, np.float32), np.arange(5))
+    m.absorb(d, Context.empty(3), half_life_events=100)
+    _, _, feats = m.candidates(np.array([[1, 2]]), np.array([1]))
+    groups = np.array(list(FEATURES.values()))
+    assert len(feats) and np.isnan(feats[:, np.isin(groups, ["popularity", "item_age"])]).all()
+    assert not np.isnan(feats[:, groups == "user"][:, :2]).any()  # events, idle: known user
