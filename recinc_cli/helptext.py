@@ -3,7 +3,7 @@ default, and the choices of ``--model``. No number or model name is written into
 so a new model or a changed default shows up in ``--help`` by itself.
 
 >>> applies("ease_l2", "Ridge penalty.")
-'ease: Ridge penalty.'
+'ease, ranker: Ridge penalty.'
 >>> applies("seed", "Random seed.")
 'Random seed.'
 >>> per_model("update_epochs", models=("mf", "sasrec"))

@@ -78,6 +78,8 @@ MF_CONFIG = {
     "item_features": (),
     "ease_l2": 30.0,
     "neighbors": 100,
+    "candidates": 50,
+    "rank_features": ("generators", "popularity", "item_age", "user"),
 }
 TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
@@ -150,6 +152,8 @@ def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipelin
         "item_features": ("category",),
         "ease_l2": 30.0,
         "neighbors": 100,
+        "candidates": 50,
+        "rank_features": ("generators", "popularity", "item_age", "user"),
     }
     base = pl.read_parquet(sasrec_pipeline.events["base"])
     assert raw["features"] == {"category": ["", *base["category"].unique(maintain_order=True).to_list()]}

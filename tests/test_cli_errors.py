@@ -129,7 +129,7 @@ def test_pickle_that_would_run_code(cli, expect_error, pipeline, tmp_path: Path)
 
 def test_unknown_model(cli, expect_error, pipeline, tmp_path: Path) -> None:
     r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", "--model", "gru4rec")
-    expect_error(r, 2, "--model 'gru4rec' is unknown; choose one of mf, sasrec, ease, sknn")
+    expect_error(r, 2, "--model 'gru4rec' is unknown; choose one of mf, sasrec, ease, sknn, ranker")
     assert only_files(tmp_path) == []
 
 

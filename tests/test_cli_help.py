@@ -103,8 +103,8 @@ def test_init_help_shows_only_the_defaults_that_apply(cli) -> None:
     assert "--update-lr <float> mf, sasrec: Default learning rate of later updates. [default: mf the --lr, " in text
     assert "--pop-prior <float> mf, sasrec: Train against the popularity prior" in text
     assert "off. [default: 1]" in text
-    assert "--ease-l2 <float> ease: Ridge penalty" in text
-    assert "--max-len <int> sasrec, ease, sknn: Events of each user's context" in text
+    assert "--ease-l2 <float> ease, ranker: Ridge penalty" in text
+    assert "--max-len <int> sasrec, ease, sknn, ranker: Events of each user's context" in text
     assert "--seed <int> Random seed; same seed, same model. [default: 0]" in text
     assert "ease 30" not in text and "ease 0.002" not in text  # the issue: ease listed epochs and lr
 

@@ -47,15 +47,15 @@ def test_the_demo_commands_of_the_readme_run_as_written(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "demo_out"
-    assert (out / "m14.pt").is_file() and (out / "s11.pt").is_file()
+    assert (out / "m14.pt").is_file() and (out / "s11.pt").is_file() and (out / "r11.pt").is_file()
     assert (out / "recs.csv").read_text().startswith("user_id,rank,item_id,score,source\n")
     assert (out / "models" / "LATEST").read_text().strip().endswith("000001.pt")  # after the rollback
-    # Four mf days and the sasrec day, each beside popularity: an ndcg@10 row and the row of the
+    # Four mf days, the sasrec day and the ranker day, each beside popularity: an ndcg@10 row and the row of the
     # 95% interval of its lift (README "How far to trust the figures"); then sknn on the session
     # log: ndcg@10 over every next click, over each session's last click, and the interval.
     flat = " ".join(proc.stdout.split())
-    assert proc.stdout.count("ndcg@10") == 13
-    assert flat.count("ndcg@10 - popular (95% interval)") == 6
+    assert proc.stdout.count("ndcg@10") == 15
+    assert flat.count("ndcg@10 - popular (95% interval)") == 7
     assert flat.count("session evaluation:") == 1 and (out / "sknn.pt").is_file()
     # The live visit clicked the first three items of a chain: the chain's next one is offered.
     live = [line for line in proc.stdout.splitlines() if line.startswith("live,")]
