@@ -23,6 +23,8 @@ from scipy import sparse
 
 #: PureSVD rank: the item factors kept (fewer for catalogues too small to have them).
 SVD_RANK = 64
+#: Catalogues up to this size take their neighbours from a dense matrix (400 MB at the limit).
+_DENSE_TOP_K = 10_000
 #: Power steps of the randomised eigen-solver: enough for the top factors to settle.
 _POWER_STEPS = 4
 
@@ -65,6 +67,8 @@ def recent_rows(seq_item: np.ndarray, n_items: int, last: int = 5) -> sparse.csr
 
 def cosine_neighbours(gram: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """(n, n) float32: each item's ``k`` most cosine-similar other items (row = item)."""
+    if gram.shape[0] <= _DENSE_TOP_K:
+        return _dense_neighbours(gram, k)
     g = gram.tocoo()
     diag = np.sqrt(np.maximum(gram.diagonal(), 1e-9))
     keep = g.row != g.col
@@ -75,6 +79,23 @@ def cosine_neighbours(gram: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     starts = np.searchsorted(r, r, side="left")
     top = (np.arange(len(r)) - starts) < k
     return sparse.csr_matrix((v[top].astype(np.float32), (r[top], c[top])), shape=gram.shape)
+
+
+def _dense_neighbours(gram: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """:func:`cosine_neighbours` through a dense matrix: a row-wise partial sort is several
+    times faster than sorting every non-zero when the catalogue is small."""
+    n = gram.shape[0]
+    diag = np.sqrt(np.maximum(gram.diagonal(), 1e-9))
+    cos = gram.toarray() / diag[:, None] / diag[None, :]
+    np.fill_diagonal(cos, 0.0)
+    k = min(k, n - 1)
+    if k < 1:
+        return sparse.csr_matrix(gram.shape, dtype=np.float32)
+    top = np.argpartition(-cos, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(cos, top, 1)
+    keep = (vals > 0).ravel()
+    rows = np.repeat(np.arange(n), k)[keep]
+    return sparse.csr_matrix((vals.ravel()[keep].astype(np.float32), (rows, top.ravel()[keep])), shape=gram.shape)
 
 
 def svd_factors(gram: sparse.csr_matrix) -> np.ndarray:
