@@ -558,8 +558,11 @@ def init(
     if json_:
         _print_json(r)
         return
-    if r["final_loss"] is None:  # closed form (ease, sknn): counted or stored, no epochs
-        how = "sessions stored" if model == "sknn" else "co-occurrences counted"
+    if r["final_loss"] is None:  # closed form (ease, sknn, ranker): counted or stored, no epochs
+        how = {
+            "sknn": "sessions stored",
+            "ranker": f"co-occurrences counted and booster fit on {r.get('pool_rows', 0):,} examples",
+        }.get(model, "co-occurrences counted")
     elif r["valid_ndcg"] is None:
         how = _epochs(r["epochs"])
     elif valid_last:
