@@ -58,7 +58,17 @@ def closed_form_fit(
             described = validation.describe()
     if held.height:
         absorb(held)
-    seconds = time.perf_counter() - start
+    return {
+        **run_stats(events, time.perf_counter() - start),
+        "valid_ndcg": None if valid_ndcg is None else round(valid_ndcg, 5),
+        "valid_ndcg_model": None if valid_ndcg_model is None else round(valid_ndcg_model, 5),
+        "pop_weight": bundle.pop_weight,
+        **described,
+    }
+
+
+def run_stats(events: pl.DataFrame, seconds: float) -> dict[str, Any]:
+    """The lineage stats every closed-form run shares: one pass, no learning rate or loss."""
     ts = events["timestamp"].dt.epoch("ms")
     return {
         "events": events.height,
@@ -70,8 +80,4 @@ def closed_form_fit(
         "events_per_second": round(events.height / max(seconds, 1e-9), 1),
         "ts_min": iso_ms(int(ts.min())),  # type: ignore[arg-type]
         "ts_max": iso_ms(int(ts.max())),  # type: ignore[arg-type]
-        "valid_ndcg": None if valid_ndcg is None else round(valid_ndcg, 5),
-        "valid_ndcg_model": None if valid_ndcg_model is None else round(valid_ndcg_model, 5),
-        "pop_weight": bundle.pop_weight,
-        **described,
     }

@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from recinc_cli.closed_form import run_stats
 from recinc_cli.data import TrainData
-from recinc_cli.incremental import iso_ms
 
 if TYPE_CHECKING:
     from recinc_cli.checkpoint import Bundle
@@ -75,19 +75,9 @@ def ranker_fit(
         feats, labels, groups = (np.concatenate([p[j] for p in parts]) for j in range(3))
         model.learn(feats, labels, groups, bundle.train_cfg.seed)
     bundle.pop_weight = 0.0 if pop_weight is None else pop_weight
-    seconds = time.perf_counter() - start
-    ts = events["timestamp"].dt.epoch("ms")
     valid = round(float(ndcg.mean()), 5) if len(ndcg) else None
     return {
-        "events": events.height,
-        "epochs": 1,
-        "lr": None,
-        "final_loss": None,
-        "train_seconds": round(seconds, 3),
-        "epoch_seconds": round(seconds, 3),
-        "events_per_second": round(events.height / max(seconds, 1e-9), 1),
-        "ts_min": iso_ms(int(ts.min())),  # type: ignore[arg-type]
-        "ts_max": iso_ms(int(ts.max())),  # type: ignore[arg-type]
+        **run_stats(events, time.perf_counter() - start),
         "valid_ndcg": valid,
         "valid_ndcg_model": valid,
         "valid_protocol": "next" if valid is not None else None,
