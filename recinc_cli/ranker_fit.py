@@ -25,6 +25,8 @@ import torch
 
 from recinc_cli.closed_form import run_stats
 from recinc_cli.data import TrainData
+from recinc_cli.evaluate import user_metrics
+from recinc_cli.models.ranker import FEATURES
 
 if TYPE_CHECKING:
     from recinc_cli.checkpoint import Bundle
@@ -102,9 +104,10 @@ def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarr
     known[known] = np.diff(bundle.seen.indptr.numpy())[users[known]] > 0  # an earlier event
     new = known.copy()
     new[known] = ~bundle.seen.contains(users[known], items[known])
-    truth = np.unique(users[new] * n_items + items[new])
-    eligible = np.unique(truth // n_items)
-    empty = np.zeros((0, len(_feature_names())), np.float32)
+    truth = np.unique(users[new] * n_items + items[new])  # sorted by user, then item
+    truth_user, truth_item = truth // n_items, truth % n_items
+    eligible = np.unique(truth_user)
+    empty = np.zeros((0, len(FEATURES)), np.float32)
     out_f, out_y, out_g, out_ndcg = [empty], [np.zeros(0, np.float32)], [np.zeros(0, np.int64)], [np.zeros(0)]
     for lo in range(0, len(eligible), _USER_BLOCK):
         block = eligible[lo : lo + _USER_BLOCK]
@@ -114,9 +117,10 @@ def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarr
         fresh = ~bundle.seen.contains(block[rows], cand)
         rows, cand, feats = rows[fresh], cand[fresh], feats[fresh]
         labels = np.isin(block[rows] * n_items + cand, truth).astype(np.float32)
-        truth_users = truth[np.isin(truth // n_items, block)] // n_items
-        n_truth = np.bincount(np.searchsorted(block, truth_users), minlength=len(block))
-        out_ndcg.append(_ndcg(rows, model.rank_scores(feats), labels, n_truth))
+        t_lo, t_hi = np.searchsorted(truth_user, block[0]), np.searchsorted(truth_user, block[-1], side="right")
+        top = _top_items(rows, cand, model.rank_scores(feats), len(block), k=10)
+        truth_row = np.searchsorted(block, truth_user[t_lo:t_hi])
+        out_ndcg.append(user_metrics(top, truth_row, truth_item[t_lo:t_hi], k=10)["ndcg"])
         sizes = np.bincount(rows, minlength=len(block))
         positive = np.bincount(rows, weights=labels, minlength=len(block)) > 0
         keep = positive[rows]
@@ -126,24 +130,16 @@ def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(out_f), np.concatenate(out_y), np.concatenate(out_g), np.concatenate(out_ndcg)
 
 
-def _ndcg(rows: np.ndarray, scores: np.ndarray, labels: np.ndarray, n_truth: np.ndarray, k: int = 10) -> np.ndarray:
-    """NDCG@k per user of a candidate ranking: binary gain, ideal over min(k, |truth|) hits.
+def _top_items(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, k: int) -> np.ndarray:
+    """(n_rows, k) int64: each row's ``k`` best-scored candidate items, 0-padded.
 
-    >>> rows, scores = np.array([0, 0, 1]), np.array([2.0, 1.0, 5.0])
-    >>> _ndcg(rows, scores, np.array([0.0, 1.0, 0.0]), np.array([1, 1])).round(4).tolist()
-    [0.6309, 0.0]
+    >>> _top_items(np.array([0, 0, 1]), np.array([4, 7, 9]), np.array([1.0, 2.0, 5.0]), 2, k=3).tolist()
+    [[7, 4, 0], [9, 0, 0]]
     """
     order = np.lexsort((-scores, rows))
-    r, lab = rows[order], labels[order]
+    r = rows[order]
     pos = np.arange(len(r)) - np.searchsorted(r, r, side="left")
-    gain = np.where(pos < k, lab / np.log2(pos + 2), 0.0)
-    dcg = np.bincount(r, weights=gain, minlength=len(n_truth))
-    discounts = np.cumsum(1 / np.log2(np.arange(k) + 2))
-    ideal = discounts[np.clip(np.minimum(n_truth, k) - 1, 0, k - 1)]
-    return np.where(n_truth > 0, dcg / ideal, 0.0)
-
-
-def _feature_names() -> tuple[str, ...]:
-    from recinc_cli.models.ranker import FEATURES
-
-    return tuple(FEATURES)
+    keep = pos < k
+    top = np.zeros((n_rows, k), np.int64)
+    top[r[keep], pos[keep]] = items[order][keep]
+    return top
