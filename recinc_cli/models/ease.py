@@ -144,15 +144,7 @@ class EASE(Recommender):
         regularisation scales with the log (and the decay) instead of being an absolute count.
         """
         if self._weights is None:
-            g = self.gram.double()
-            diag = torch.diagonal(g)
-            lam = self.cfg.ease_l2 * float(diag[diag > 0].mean()) if bool((diag > 0).any()) else 1.0
-            p = torch.linalg.inv(g + lam * torch.eye(self.n_items, dtype=torch.float64))
-            b = -p / torch.diagonal(p)[None, :]
-            b.fill_diagonal_(0.0)
-            b[0] = 0.0
-            b[:, 0] = 0.0
-            self._weights = b.float()
+            self._weights = ease_solve(self.gram, self.cfg.ease_l2)
         return self._weights
 
     def score(self, query: Query) -> torch.Tensor:
@@ -165,6 +157,25 @@ class EASE(Recommender):
         self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
     ) -> Iterator[Batch]:
         raise NotImplementedError("ease is solved in closed form; see EASE.absorb")
+
+
+def ease_solve(gram: torch.Tensor, l2: float) -> torch.Tensor:
+    """EASE's weights ``B`` (n, n) float32 from a dense item Gram matrix ``gram`` (n, n), with
+    lambda = ``l2`` x the mean diagonal over items seen; row and column 0 (padding) are 0.
+
+    >>> b = ease_solve(torch.tensor([[0., 0, 0], [0, 2, 1], [0, 1, 2]]), 1.0)
+    >>> b[1, 2].item() > 0, b.diagonal().tolist(), b[0].tolist()
+    (True, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    """
+    g = gram.double()
+    diag = torch.diagonal(g)
+    lam = l2 * float(diag[diag > 0].mean()) if bool((diag > 0).any()) else 1.0
+    p = torch.linalg.inv(g + lam * torch.eye(len(g), dtype=torch.float64))
+    b = -p / torch.diagonal(p)[None, :]
+    b.fill_diagonal_(0.0)
+    b[0] = 0.0
+    b[:, 0] = 0.0
+    return b.float()
 
 
 def _check_size(n_items: int) -> None:

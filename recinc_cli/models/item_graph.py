@@ -8,7 +8,8 @@ does, but sparse, so catalogues past EASE's 10,000 items fit. From ``G``:
 - :func:`cosine_neighbours`: item-kNN, each item's ``k`` most cosine-similar items;
 - :func:`svd_factors`: the top eigenvectors of ``G`` = PureSVD's item factors of the
   (decayed) user-item matrix, since ``G = X^T X``;
-- :func:`ease_weights`: EASE's closed form, for catalogues of up to ``ease.MAX_ITEMS`` items.
+
+and EASE's closed form (:func:`recinc_cli.models.ease.ease_solve`) for catalogues it accepts.
 
 >>> g = add_pairs(sparse.csr_matrix((4, 4), dtype=np.float32), np.array([0, 1]), np.array([2, 3]),
 ...               sparse.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 1, 0]], np.float32)))
@@ -113,19 +114,3 @@ def svd_factors(gram: sparse.csr_matrix) -> np.ndarray:
     vals, small = np.linalg.eigh(q.T @ (g @ q))
     top = np.argsort(-vals, kind="stable")[:rank]
     return np.ascontiguousarray(q @ small[:, top], dtype=np.float32)
-
-
-def ease_weights(gram: sparse.csr_matrix, l2: float) -> np.ndarray:
-    """(n, n) float32 EASE weights ``B`` solved from ``G`` (dense: small catalogues only).
-
-    lambda = ``l2`` x the mean diagonal over items seen, as :meth:`recinc_cli.models.ease.EASE.weights`.
-    """
-    g = gram.toarray().astype(np.float64)
-    diag = np.diagonal(g)
-    lam = l2 * float(diag[diag > 0].mean()) if (diag > 0).any() else 1.0
-    p = np.linalg.inv(g + lam * np.eye(len(g)))
-    b = -p / np.diagonal(p)[None, :]
-    np.fill_diagonal(b, 0.0)
-    b[0] = 0.0
-    b[:, 0] = 0.0
-    return b.astype(np.float32)

@@ -51,6 +51,7 @@ from recinc_cli.data import TrainData
 from recinc_cli.models import item_graph
 from recinc_cli.models.base import Batch, Query, Recommender
 from recinc_cli.models.ease import MAX_ITEMS as EASE_MAX_ITEMS
+from recinc_cli.models.ease import ease_solve
 
 GENERATORS: tuple[str, ...] = ("cos", "rec", "svd", "ease", "pop")
 #: Popularity half-lives, as fractions of the first fit's co-occurrence half-life (about the
@@ -258,7 +259,8 @@ class Ranker(Recommender):
                 self._cache[key] = item_graph.svd_factors(gram)
             else:
                 small = self.n_items - 1 <= EASE_MAX_ITEMS and gram.nnz > 0
-                self._cache[key] = item_graph.ease_weights(gram, self.cfg.ease_l2) if small else None
+                dense = torch.from_numpy(gram.toarray())
+                self._cache[key] = ease_solve(dense, self.cfg.ease_l2).numpy() if small else None
         return self._cache[key]
 
     # ---------------------------------------------------------------- scoring
