@@ -517,7 +517,7 @@ def init(
       recinc init train.parquet -o m0.pt --model sasrec --valid-last
       recinc init events.parquet -o m0.pt --model ease --json | jq .valid_ndcg
     """
-    features = tuple(f.strip() for f in (item_features or "").split(",") if f.strip())
+    features = _names(item_features or "")
     model_cfg = ModelConfig(
         name=model,
         dim=dim,
@@ -1052,7 +1052,7 @@ def replay(
     """
     from recinc_cli.console import print_table, replay_line, replay_reporter, replay_table, stderr
 
-    names = [x.strip() for x in strategies.split(",") if x.strip()]
+    names = list(_names(strategies))
     model_cfg = ModelConfig(
         name=model, dim=dim, ease_l2=ease_l2, candidates=candidates, rank_features=_names(rank_features)
     )

@@ -31,7 +31,7 @@ def closed_form_fit(
     Returns the run's lineage stats.
     """
     model = bundle.model
-    if getattr(model, "LEARNS_RANKING", False):
+    if model.LEARNS_RANKING:
         from recinc_cli.ranker_fit import ranker_fit
 
         return ranker_fit(bundle, events, valid_fraction, pop_weight)

@@ -48,6 +48,9 @@ class Recommender(nn.Module):
     POP_PRIOR: ClassVar[bool] = False
     #: True for models solved in closed form (``absorb``), not trained by gradient steps.
     CLOSED_FORM: ClassVar[bool] = False
+    #: True for closed-form models that also learn a ranking from later events
+    #: (:func:`~recinc_cli.ranker_fit.ranker_fit` fits them instead of ``absorb`` alone).
+    LEARNS_RANKING: ClassVar[bool] = False
     #: Set by ``init``/``update`` for the duration of a fit (:class:`~recinc_cli.pop_prior.PriorSource`).
     train_prior: Callable[[Any], Any] | None = None
 

@@ -103,7 +103,6 @@ class Ranker(Recommender):
     name = "ranker"
     CONTEXT: ClassVar[bool] = True
     CLOSED_FORM: ClassVar[bool] = True
-    #: fit by :func:`recinc_cli.ranker_fit.ranker_fit` (examples, then the booster), not absorb alone.
     LEARNS_RANKING: ClassVar[bool] = True
     g_row: torch.Tensor
     g_col: torch.Tensor
