@@ -9,9 +9,9 @@ user took this item, new to them, after the cut-off". The cut-offs never see the
   previous slice) and labels them with the new slice, then folds the slice in. This is exactly
   what the served model faces next time: the state after this update and the slice to come.
 
-Each run's examples join the model's pool and the booster is refit on it
-(:meth:`~recinc_cli.models.ranker.Ranker.learn`). Before the refit, the current booster is
-scored on the new examples: that NDCG@10 is the run's ``valid_ndcg``, a test-then-train figure.
+Each run's examples join the model's pool and the booster is fit on it (refit at ``init``,
+continued at ``update``: :meth:`~recinc_cli.models.ranker.Ranker.learn`). Before that, the
+current booster is scored on the new examples: that NDCG@10 is the run's ``valid_ndcg``, a test-then-train figure.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from recinc_cli.models.ranker import Ranker
 
 #: Where ``init`` cuts its log to build training examples (fractions of its events).
-INIT_CUTS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: Measured under replay: 17 cuts from 10% to 90% gave 0.2064 / 0.2047 NDCG@10 on
+#: MovieLens-100K / -1M, the 6 cuts 30%-80% of 0.7.0 0.1909 / 0.1981 (the booster saw 482 /
+#: 647 users' groups instead of 171 / 229); cuts every 2.5% or windows of 15-20% gained nothing.
+INIT_CUTS: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
 #: Users whose candidates are built per block.
 _USER_BLOCK = 256
 
@@ -41,7 +44,7 @@ _USER_BLOCK = 256
 def ranker_fit(
     bundle: Bundle, events: pl.DataFrame, window_fraction: float, pop_weight: float | None
 ) -> dict[str, Any]:
-    """Fold ``events`` (time-ordered) into ``bundle``'s ranker and refit its booster.
+    """Fold ``events`` (time-ordered) into ``bundle``'s ranker and fit its booster.
 
     ``window_fraction``: at ``init`` (nothing folded yet), the share of the log after each cut
     that labels its examples (``--valid-fraction``; 0 = no examples, the generators' blend is

@@ -20,7 +20,7 @@ from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.growth import grow_vocabularies
 from recinc_cli.lifecycle import create_bundle, update_bundle
-from recinc_cli.models.ranker import FEATURES, POOL_ROWS, Ranker
+from recinc_cli.models.ranker import CONTINUE_ROUNDS, FEATURES, MAX_TREES, POOL_ROWS, ROUNDS, Ranker
 from recinc_cli.ranker_fit import examples
 from tests.conftest import check_error, run_cli
 
@@ -95,6 +95,30 @@ def lineage(pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Pat
         info = api.update(ckpt[d - 1], pipeline.events[f"day{d}"], ckpt[d])
         assert info["pool_rows"] > 0 and info["valid_ndcg"] is not None
     return ckpt
+
+
+def trees(path: Path) -> int:
+    return load_bundle(path).model._parse_booster().num_trees()  # type: ignore[operator]
+
+
+def test_update_continues_the_booster_and_refits_past_max_trees(lineage: dict[int, Path], pipeline) -> None:
+    """``init`` fits ROUNDS trees; each update adds CONTINUE_ROUNDS to the stored ones (the old
+    trees stay as they were: same scores on the old trees' part); one that would pass MAX_TREES
+    is refit from scratch."""
+    assert [trees(lineage[d]) for d in (10, 11, 12, 13)] == [ROUNDS + CONTINUE_ROUNDS * k for k in range(4)]
+    parent, child = load_bundle(lineage[12]).model, load_bundle(lineage[13]).model
+    x = parent.pool_x.numpy()
+    old = parent._parse_booster().predict(x)  # type: ignore[attr-defined]
+    head = child._parse_booster().predict(x, num_iteration=trees(lineage[12]))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(head, old, rtol=1e-6, atol=1e-9)
+
+    bundle = load_bundle(lineage[13])
+    model: Ranker = bundle.model  # type: ignore[assignment]
+    while model._parse_booster().num_trees() + CONTINUE_ROUNDS <= MAX_TREES:
+        model._fit(seed=0)
+    full = model._parse_booster().num_trees()
+    update_bundle(bundle, read(pipeline.events["day14"]), bundle.train_cfg)
+    assert full > MAX_TREES - CONTINUE_ROUNDS and model._parse_booster().num_trees() == ROUNDS
 
 
 def test_checkpoint_round_trip_gives_identical_rankings(lineage: dict[int, Path]) -> None:

@@ -16,9 +16,9 @@ Two stages, as in production recommenders and the OTTO / H&M / RecSys Challenge 
 
 Training (see :mod:`recinc_cli.ranker_fit`): examples are built with the features as of a
 cut-off and labelled with the new items each user took *after* it, never from the slice being
-served; they are pooled over runs (newest :data:`POOL_ROWS` rows) and the booster is refit on
-the pool at every ``init`` and ``update``. The booster is kept in the checkpoint as its text
-(a uint8 tensor), parsed on load: no pickle.
+served; they are pooled over runs (newest :data:`POOL_ROWS` rows); ``init`` fits the booster on
+the pool and each ``update`` continues it on the pool with :data:`CONTINUE_ROUNDS` more trees.
+The booster is kept in the checkpoint as its text (a uint8 tensor), parsed on load: no pickle.
 
 Non-candidates score below every candidate, in popularity order, so every command that reads
 ``score`` (recommend, ``--history``, evaluate, replay, the gate) works unchanged.
@@ -76,6 +76,15 @@ POOL_ROWS = 200_000
 #: NDCG@10 on MovieLens-100K / -1M, 15 x 200 0.1689 / 0.1849, 4 x 150 0.1874 / 0.1955,
 #: 3 x 200 0.1911 / 0.1983, 2 x 300 0.1896 / 0.1985.
 ROUNDS = 200
+#: Rounds an ``update`` adds to the stored booster, fit on the whole pool with the stored trees'
+#: scores as the starting point (LightGBM's ``init_model``), instead of a refit: a tenth of the
+#: cost, and under replay 0.2071 / 0.2017 NDCG@10 on MovieLens-100K / -1M against 0.2064 /
+#: 0.2047 for a refit at every update (differences under about 0.005 are noise there). Fitting
+#: only the new slice's examples cost 0.2 points.
+CONTINUE_ROUNDS = 20
+#: A booster that would grow past this many trees is refit from scratch on the pool instead, so
+#: scoring time stays bounded however many updates a lineage has (one refit every 20 updates).
+MAX_TREES = 3 * ROUNDS
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
     "learning_rate": 0.05,
@@ -375,7 +384,9 @@ class Ranker(Recommender):
     # --------------------------------------------------------------- learning
     def learn(self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int) -> None:
         """Add query groups (sizes ``groups``, rows ``feats``/``labels``) to the pool, keep the
-        newest :data:`POOL_ROWS` rows (whole groups) and refit the booster on the pool."""
+        newest :data:`POOL_ROWS` rows (whole groups) and fit the booster on the pool: continued
+        by :data:`CONTINUE_ROUNDS` rounds when there is one, refit when there is none or it would
+        grow past :data:`MAX_TREES` trees."""
         x = torch.cat([self.pool_x, torch.from_numpy(feats)])
         y = torch.cat([self.pool_y, torch.from_numpy(labels)])
         g = torch.cat([self.pool_group, torch.from_numpy(groups.astype(np.int64))])
@@ -400,7 +411,11 @@ class Ranker(Recommender):
         data = lgb.Dataset(
             self.pool_x.numpy(), self.pool_y.numpy(), group=self.pool_group.numpy(), feature_name=list(FEATURES)
         )
-        booster = lgb.train(params, data, num_boost_round=ROUNDS)
+        stored = self._parse_booster()
+        if stored is not None and stored.num_trees() + CONTINUE_ROUNDS <= MAX_TREES:
+            booster = lgb.train(params, data, num_boost_round=CONTINUE_ROUNDS, init_model=stored)
+        else:
+            booster = lgb.train(params, data, num_boost_round=ROUNDS)
         text = booster.model_to_string().encode()
         self.booster = torch.frombuffer(bytearray(text), dtype=torch.uint8).clone()
         self.booster_sha256 = torch.frombuffer(bytearray(hashlib.sha256(text).digest()), dtype=torch.uint8).clone()
