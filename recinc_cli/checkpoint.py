@@ -312,7 +312,8 @@ def _verify_checksum(raw: dict[str, Any], path: Path) -> None:
 
 
 def _from_dict(raw: dict[str, Any]) -> Bundle:
-    model_cfg = ModelConfig(**raw["model_config"])
+    # Every checkpoint names its model; "mf" was the default before 0.8.0, should one not.
+    model_cfg = ModelConfig(**{"name": "mf", **raw["model_config"]})
     users, items = Vocab(list(raw["users"])), Vocab(list(raw["items"]))
     types = Vocab(list(raw.get("event_types", [""])))
     features = {name: Vocab(list(ids)) for name, ids in raw.get("features", {}).items()}

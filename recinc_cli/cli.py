@@ -511,8 +511,9 @@ def init(
 
     \b
     Example:
+      recinc init events.parquet -o m0.pt                    # the default model: ranker
+      recinc init events.parquet --registry models/
       recinc init events.parquet -o m0.pt --model mf --dim 64
-      recinc init events.parquet --registry models/ --model mf
       recinc init events.parquet -o m0.pt --model sasrec --item-features category
       recinc init train.parquet -o m0.pt --model sasrec --valid-last
       recinc init events.parquet -o m0.pt --model ease --json | jq .valid_ndcg
@@ -1045,7 +1046,7 @@ def replay(
 
     \b
     Example:
-      recinc replay events.parquet -o replay_mf --plot report.png
+      recinc replay events.parquet -o replay_ranker --plot report.png
       recinc replay events.parquet -o replay_all --strategies frozen,incremental,retrain,popular
       recinc replay events.parquet -o no_replay --replay-ratio 0 --strategies incremental
       recinc replay events.parquet -o nightly --json -q | jq .strategies.incremental.vs_popular

@@ -169,7 +169,7 @@ class ModelConfig:
     sequential models (:data:`SEQUENTIAL_MODELS`) only.
     """
 
-    name: str = "mf"
+    name: str = "ranker"
     dim: int = 64
     max_len: int = 200
     blocks: int = 2

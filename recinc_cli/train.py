@@ -7,7 +7,7 @@ update continues the same Adam trajectory instead of restarting it.
 >>> from recinc_cli.config import ModelConfig, TrainConfig
 >>> from recinc_cli.data import TrainData
 >>> from recinc_cli.models import build_model
->>> m = build_model(ModelConfig(dim=4), {"user": 3, "item": 4})
+>>> m = build_model(ModelConfig(name="mf", dim=4), {"user": 3, "item": 4})
 >>> g = torch.Generator().manual_seed(0)
 >>> m.reset_parameters("random", g)
 >>> d = TrainData(np.array([1, 2]), np.array([1, 3]), np.ones(2, np.float32), np.zeros(2, np.int64))

@@ -40,11 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
 DAYS = (11, 12, 13, 14)
 #: Tiny training for the shared pipeline: base has 19,157 events, so 5 batches per epoch.
-SMALL_INIT = ("--dim", "8", "--epochs", "2", "--update-epochs", "1", "--batch-size", "4096", "--seed", "7")
+SMALL_TRAIN = ("--epochs", "2", "--update-epochs", "1", "--batch-size", "4096", "--seed", "7")
+SMALL_INIT = ("--model", "mf", "--dim", "8", *SMALL_TRAIN)
 #: Tiny sasrec architecture (one block, no dropout) for CLI tests.
 SASREC_ARCH = ("--model", "sasrec", "--dim", "8", "--max-len", "10", "--blocks", "1", "--heads", "2", "--dropout", "0")
 #: The sasrec pipeline: batches of 4096 events, so 5 per epoch on base.
-SASREC_INIT = (*SASREC_ARCH, "--item-features", "category", *SMALL_INIT[2:])
+SASREC_INIT = (*SASREC_ARCH, "--item-features", "category", *SMALL_TRAIN)
 SASREC_MAX_LEN = 10
 
 

@@ -15,7 +15,7 @@ import polars as pl
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 DAY_MS = 86_400_000
 #: Tiny mf training for synthetic logs: one batch per epoch, full softmax.
-TINY = ("--dim", "4", "--epochs", "2", "--update-epochs", "1", "--batch-size", "4096", "--seed", "3")
+TINY = ("--model", "mf", "--dim", "4", "--epochs", "2", "--update-epochs", "1", "--batch-size", "4096", "--seed", "3")
 
 Row = tuple[str, str, float | dt.datetime] | tuple[str, str, float | dt.datetime, str]
 

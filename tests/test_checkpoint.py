@@ -81,7 +81,7 @@ MF_CONFIG = {
     "candidates": 50,
     "rank_features": ("generators", "popularity", "item_age", "user"),
 }
-TINY = (ModelConfig(dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
+TINY = (ModelConfig(name="mf", dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
 
 def events_of(pipeline, *names: str) -> pl.DataFrame:
@@ -233,7 +233,21 @@ def test_item_pop_is_the_decayed_sum_over_all_folded_events(pipeline) -> None:
 
 def test_item_pop_with_a_wall_clock_half_life(cli, pipeline, tmp_path) -> None:
     out = tmp_path / "m.pt"
-    r = cli("init", pipeline.events["base"], "-o", out, "--dim", "4", "--epochs", "1", "--pop-half-life", "2d", "-q")
+    r = cli(
+        "init",
+        "--model",
+        "mf",
+        pipeline.events["base"],
+        "-o",
+        out,
+        "--dim",
+        "4",
+        "--epochs",
+        "1",
+        "--pop-half-life",
+        "2d",
+        "-q",
+    )
     assert r.exit_code == 0, r.stderr
     raw = torch.load(out, weights_only=True)
     ev = pl.read_parquet(pipeline.events["base"])

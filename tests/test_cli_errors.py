@@ -169,7 +169,7 @@ def arch(**changes: object) -> str:
     ],
 )
 def test_model_config_errors(cli, expect_error, pipeline, tmp_path: Path, args: list[str], message: str) -> None:
-    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", *args)
+    r = cli("init", "--model", "mf", pipeline.events["day11"], "-o", tmp_path / "m.pt", *args)
     expect_error(r, 2, message)
     assert only_files(tmp_path) == []
 
@@ -187,7 +187,7 @@ def test_model_config_errors(cli, expect_error, pipeline, tmp_path: Path, args: 
 def test_init_option_out_of_range(
     cli, expect_error, pipeline, tmp_path: Path, flag: str, value: str, message: str
 ) -> None:
-    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "m.pt", flag, value)
+    r = cli("init", "--model", "mf", pipeline.events["day11"], "-o", tmp_path / "m.pt", flag, value)
     expect_error(r, 2, message)
     assert only_files(tmp_path) == []
 
@@ -229,7 +229,7 @@ def test_update_with_a_slice_that_is_not_parquet(cli, expect_error, pipeline, tm
     expect_error(r, 3, f"{csv}: not a Parquet file; run `recinc preprocess {csv} -o events.parquet` first")
     r = cli("update", pipeline.ckpt[10], tmp_path / "day11.parquet", "-o", tmp_path / "m.pt")
     expect_error(r, 3, f"{tmp_path / 'day11.parquet'}: no such file; check the path")
-    r = cli("init", csv, "-o", tmp_path / "m.pt")
+    r = cli("init", "--model", "mf", csv, "-o", tmp_path / "m.pt")
     expect_error(r, 3, f"{csv}: not a Parquet file; run `recinc preprocess {csv} -o events.parquet` first")
     assert only_files(tmp_path) == []
 
@@ -259,6 +259,8 @@ def test_diverging_init_writes_nothing(cli, expect_error, pipeline, tmp_path: Pa
     # Adam moves every weight by about lr on the first step, so the second batch's logits overflow.
     r = cli(
         "init",
+        "--model",
+        "mf",
         pipeline.events["day11"],
         "-o",
         tmp_path / "m.pt",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SASREC_ARCH, SMALL_INIT, Pipeline
+from conftest import SASREC_ARCH, SMALL_INIT, SMALL_TRAIN, Pipeline
 
 #: Lineage fields that measure the run (wall time, speed, memory) rather than define the model.
 _MEASURED = {"time", "train_seconds", "epoch_seconds", "peak_memory_mb", "parent_sha256", "data_path", "parent_path"}
@@ -36,8 +36,8 @@ def _same(a: object, b: object) -> bool:
 @pytest.mark.parametrize(
     "model_args",
     [
-        pytest.param(("--model", "mf", *SMALL_INIT), id="mf"),
-        pytest.param((*SASREC_ARCH[:-2], "--dropout", "0.2", *SMALL_INIT[2:]), id="sasrec-dropout"),
+        pytest.param(SMALL_INIT, id="mf"),
+        pytest.param((*SASREC_ARCH[:-2], "--dropout", "0.2", *SMALL_TRAIN), id="sasrec-dropout"),
         pytest.param(("--model", "ease", "--seed", "3"), id="ease"),
     ],
 )

@@ -44,7 +44,7 @@ def test_pretrained_rows_follow_the_raw_ids(pipeline) -> None:
     users, items = Vocab.empty(), Vocab.empty()
     users.extend(pl.Series(["new-user", *reversed(pre.users.ids[1:50])]))
     items.extend(pl.Series(["new-item", *pre.items.ids[10:30]]))
-    bundle = fresh_bundle(ModelConfig(dim=8), users, items)
+    bundle = fresh_bundle(ModelConfig(name="mf", dim=8), users, items)
     model = bundle.model
     fresh_user_row = model.user_emb[1].detach().clone()
     copy_pretrained(bundle, pipeline.ckpt[10])
@@ -83,7 +83,7 @@ def test_sasrec_pretrained_rows_follow_the_raw_ids(sasrec_pipeline) -> None:
 
 
 def test_pretrained_needs_the_same_architecture(pipeline) -> None:
-    bundle = fresh_bundle(ModelConfig(dim=4), Vocab.empty(), Vocab.empty())
+    bundle = fresh_bundle(ModelConfig(name="mf", dim=4), Vocab.empty(), Vocab.empty())
     with pytest.raises(
         UsageError,
         match=r"its model \(ModelConfig\(name='mf', dim=8, .*\)\) differs from the requested one "
@@ -96,7 +96,17 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     out = tmp_path / "warm.pt"
     flags = ("--epochs", "1", "--batch-size", "4096", "--valid-fraction", "0", "-q")
     r = cli(
-        "init", pipeline.events["day11"], "-o", out, "--dim", "8", "--init", f"pretrained:{pipeline.ckpt[10]}", *flags
+        "init",
+        "--model",
+        "mf",
+        pipeline.events["day11"],
+        "-o",
+        out,
+        "--dim",
+        "8",
+        "--init",
+        f"pretrained:{pipeline.ckpt[10]}",
+        *flags,
     )
     assert (r.exit_code, r.stderr) == (0, "")
     raw = torch.load(out, weights_only=True)
@@ -107,7 +117,7 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     new_idx, old_idx = (torch.tensor(c) for c in zip(*known, strict=True))
     warm = raw["weights"]["item_emb"][new_idx]
     assert torch.allclose(warm, pre.model.item_emb.detach()[old_idx], atol=0.02)
-    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "cold.pt", "--dim", "8", *flags)
+    r = cli("init", "--model", "mf", pipeline.events["day11"], "-o", tmp_path / "cold.pt", "--dim", "8", *flags)
     assert r.exit_code == 0, r.stderr
     cold = torch.load(tmp_path / "cold.pt", weights_only=True)["weights"]["item_emb"][new_idx]
     assert not torch.allclose(cold, pre.model.item_emb.detach()[old_idx], atol=0.02)
@@ -124,13 +134,22 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     )
     msg = expect_error(r, 2)
     assert msg.startswith(f"--init pretrained:{pipeline.ckpt[10]}: its model")
-    r = cli("init", pipeline.events["day11"], "-o", tmp_path / "x.pt", "--init", f"pretrained:{tmp_path / 'nope.pt'}")
+    r = cli(
+        "init",
+        "--model",
+        "mf",
+        pipeline.events["day11"],
+        "-o",
+        tmp_path / "x.pt",
+        "--init",
+        f"pretrained:{tmp_path / 'nope.pt'}",
+    )
     expect_error(r, 4, f"{tmp_path / 'nope.pt'}: no such checkpoint; check the path")
     assert only_files(tmp_path) == ["cold.pt", "warm.pt"]
 
 
 def test_zero_init_scores_an_untrained_user_by_item_bias(tmp_path: Path) -> None:
-    model = build_model(ModelConfig(dim=4), {"user": 4, "item": 6})
+    model = build_model(ModelConfig(name="mf", dim=4), {"user": 4, "item": 6})
     model.reset_parameters("zero", seeded_generator(0))
     assert torch.count_nonzero(model.user_emb) == 0
     assert torch.count_nonzero(model.item_emb[1:]) > 0

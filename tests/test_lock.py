@@ -26,7 +26,7 @@ def test_held_output_lock_fails_fast_with_exit_9(cli, expect_error, pipeline: Pi
             "nothing was done: retry later or pass --wait SECONDS",
         )
         assert time.monotonic() - start < 2.0  # fails fast, before loading anything
-        r = cli("init", pipeline.events["day11"], "-o", out, "--wait", "0.3")
+        r = cli("init", "--model", "mf", pipeline.events["day11"], "-o", out, "--wait", "0.3")
         expect_error(r, 9, pattern=r".*\(lock .* held after waiting 0\.3s\); nothing was done: .*")
     assert only_files(tmp_path) == []
     # Released (even by a killed holder: the kernel drops flock locks), the next run goes ahead.

@@ -49,7 +49,7 @@ def test_grow_rejects_a_shrunk_or_reshaped_parameter(shapes: list[tuple[int, ...
 
 
 CONFIGS = {
-    "mf": ModelConfig(dim=4),
+    "mf": ModelConfig(name="mf", dim=4),
     "sasrec": ModelConfig(name="sasrec", dim=4, max_len=4, blocks=1, dropout=0.0, item_features=("c",)),
 }
 

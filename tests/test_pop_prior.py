@@ -65,7 +65,7 @@ def test_a_model_trained_against_the_prior_leaves_popularity_to_it(sampled: bool
         cfg = TrainConfig(
             lr=0.05, batch_size=4096, l2=0.0, full_softmax_max_items=5 if sampled else 50_000, n_negatives=8
         )
-        m = build_model(ModelConfig(dim=4), {"user": 61, "item": 12})
+        m = build_model(ModelConfig(name="mf", dim=4), {"user": 61, "item": 12})
         gen = seeded_generator(0)
         m.reset_parameters("random", gen)
         if weight:
@@ -81,7 +81,7 @@ def test_mf_defaults_to_the_prior_and_update_stores_a_new_weight(pipeline, tmp_p
     m10, m11 = tmp_path / "m10.pt", tmp_path / "m11.pt"
     cfg = TrainConfig.for_model("mf", epochs=1, update_epochs=1, batch_size=4096)
     assert cfg.pop_prior == 1.0 and TrainConfig.for_model("sasrec").pop_prior == 1.0
-    api.init(pipeline.events["base"], m10, ModelConfig(dim=4), cfg)
+    api.init(pipeline.events["base"], m10, ModelConfig(name="mf", dim=4), cfg)
     assert load_bundle(m10).train_cfg.pop_prior == 1.0
     api.update(m10, pipeline.events["day11"], m11, pop_prior=2.0)
     assert load_bundle(m11).train_cfg.pop_prior == 2.0

@@ -81,7 +81,22 @@ def test_a_given_weight_is_reported_and_the_model_alone_still_scored(cli, tmp_pa
     assert _entry(m0)["valid_ndcg_model"] is None
     # A gradient model with a given weight: epochs are chosen with it, the model alone scored beside.
     m1 = tmp_path / "m1.pt"
-    r = cli("init", base, "-o", m1, "--dim", "8", "--epochs", "2", "--valid-fraction", "0.154", "--pop-weight", "2")
+    r = cli(
+        "init",
+        "--model",
+        "mf",
+        base,
+        "-o",
+        m1,
+        "--dim",
+        "8",
+        "--epochs",
+        "2",
+        "--valid-fraction",
+        "0.154",
+        "--pop-weight",
+        "2",
+    )
     assert r.exit_code == 0, r.stderr
     e = _entry(m1)
     assert e["pop_weight"] == 2.0 and e["pop_weight_note"] is None

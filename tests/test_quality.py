@@ -1,4 +1,5 @@
-"""The product's promise on sample data: with default settings the model beats popularity.
+"""The product's promise on sample data: `mf` with default settings beats popularity (the default
+model, `ranker`, is held to the same on day 14 in test_ranker.py).
 
 Init on days 1-10, update with days 11, 12 and 13, evaluate on the unseen day 14. This is the one
 test that trains at full default size (about a minute on 2 CPU cores).
@@ -14,7 +15,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 
 def test_mf_with_defaults_beats_popularity_on_day14(pipeline, tmp_path: Path) -> None:
     ckpt = tmp_path / "m10.pt"
-    info = api.init(pipeline.events["base"], ckpt)
+    info = api.init(pipeline.events["base"], ckpt, ModelConfig(name="mf"))
     assert 1 <= info["epochs"] <= TrainConfig().epochs and info["n_users"] == 1360
     for d in (11, 12, 13):
         out = tmp_path / f"m{d}.pt"
@@ -24,7 +25,6 @@ def test_mf_with_defaults_beats_popularity_on_day14(pipeline, tmp_path: Path) ->
     result = api.evaluate(ckpt, pipeline.events["day14"], k=10)
     model, popular = result["model"], result["popular"]
     assert result["users"] > 400
-    assert ModelConfig().name == "mf"
     # Measured 0.153 vs 0.058 (2.6x) when this test was written; 1.5x leaves room for tuning
     # noise and still fails if personalisation stops pulling its weight.
     assert model["ndcg"] > 1.5 * popular["ndcg"], (model, popular)

@@ -86,10 +86,12 @@ def test_init_builds_each_cut_from_the_events_before_it_only(pipeline, monkeypat
 
 @pytest.fixture(scope="module")
 def lineage(pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Ranker checkpoints of the sample data: 10 = init on days 1-10, 11-13 = the updates."""
+    """Ranker checkpoints of the sample data (the default model): 10 = init on days 1-10, 11-13 =
+    the updates."""
     out = tmp_path_factory.mktemp("ranker")
     ckpt = {10: out / "r10.pt"}
-    api.init(pipeline.events["base"], ckpt[10], RANKER)
+    api.init(pipeline.events["base"], ckpt[10])  # the default model
+    assert ModelConfig().name == "ranker" and load_bundle(ckpt[10]).model_cfg.name == "ranker"
     for d in (11, 12, 13):
         ckpt[d] = out / f"r{d}.pt"
         info = api.update(ckpt[d - 1], pipeline.events[f"day{d}"], ckpt[d])

@@ -23,7 +23,20 @@ def reg(pipeline: Pipeline, tmp_path: Path) -> Path:
 
 def test_init_and_updates_number_versions_and_switch_latest(cli, pipeline: Pipeline, tmp_path: Path) -> None:
     root = tmp_path / "models"
-    r = cli("init", pipeline.events["base"], "--registry", root, "--dim", "8", "--epochs", "1", "--batch-size", "4096")
+    r = cli(
+        "init",
+        "--model",
+        "mf",
+        pipeline.events["base"],
+        "--registry",
+        root,
+        "--dim",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4096",
+    )
     assert r.exit_code == 0, r.stderr
     assert f"-> {root / '000001.pt'} (now LATEST)" in r.stderr
     assert (root / "LATEST").read_text() == "000001.pt\n"

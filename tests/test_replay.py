@@ -24,8 +24,8 @@ from recinc_cli.replay import METRICS, STRATEGIES
 
 N_ROWS, SLICES, K = 4000, 3, 10
 #: The CLI's training flags and the same settings as configs, for the API.
-FLAGS = ("--dim", "8", "--epochs", "2", "--update-epochs", "1", "--seed", "4")
-MODEL_CFG = ModelConfig(dim=8)
+FLAGS = ("--model", "mf", "--dim", "8", "--epochs", "2", "--update-epochs", "1", "--seed", "4")
+MODEL_CFG = ModelConfig(name="mf", dim=8)
 TRAIN_CFG = TrainConfig.for_model("mf", epochs=2, update_epochs=1, seed=4)
 #: Every strategy (the default leaves out retrain).
 ALL = ("--strategies", ",".join(STRATEGIES))
@@ -105,7 +105,7 @@ def test_the_models_own_ranking_is_reported_beside_the_served_one(run: Run, tmp_
     # weight cannot change the training): the own ranking of the first is the score of the second.
     runs = {
         w: api.replay(
-            run.dir / "events.parquet", tmp_path / str(w), ModelConfig(dim=8),
+            run.dir / "events.parquet", tmp_path / str(w), ModelConfig(name="mf", dim=8),
             TrainConfig.for_model("mf", epochs=2, seed=4, pop_weight=w, valid_fraction=0.0), ["frozen"], n_slices=2,
         )["strategies"]["frozen"]["per_slice"]
         for w in (1000.0, 0.0)

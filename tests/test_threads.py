@@ -40,7 +40,7 @@ def auto_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def mf_trainer(n_users: int, n_items: int, dim: int, calls: list[float]) -> tuple[Trainer, TrainData]:
     """An mf trainer whose first step sizes threads through ``use_threads`` and records the
     FLOPs it was given; one event per user, all in one batch."""
-    model = build_model(ModelConfig(dim=dim), {"user": n_users + 1, "item": n_items + 1})
+    model = build_model(ModelConfig(name="mf", dim=dim), {"user": n_users + 1, "item": n_items + 1})
     model.reset_parameters("random", torch.Generator().manual_seed(0))
     users = np.arange(1, n_users + 1)
     data = TrainData(users, users % n_items + 1, np.ones(n_users, np.float32), np.zeros(n_users, np.int64))

@@ -132,7 +132,7 @@ def test_half_life_changes_the_update_and_is_stored(cli, pipeline, tmp_path: Pat
 
 
 def trainer(schedule: str, warmup: float, lr: float = 0.1, batch_size: int = 4096) -> Trainer:
-    model = build_model(ModelConfig(dim=4), {"user": 9, "item": 5})
+    model = build_model(ModelConfig(name="mf", dim=4), {"user": 9, "item": 5})
     model.reset_parameters("random", torch.Generator().manual_seed(0))
     return Trainer(model, TrainConfig(lr=lr, lr_schedule=schedule, warmup=warmup, batch_size=batch_size))
 
@@ -307,9 +307,9 @@ def test_distillation_skips_a_batch_of_users_the_parent_never_had() -> None:
     from recinc_cli.train import Trainer
 
     gen = torch.Generator().manual_seed(0)
-    parent = build_model(ModelConfig(dim=4), {"user": 3, "item": 5})
+    parent = build_model(ModelConfig(name="mf", dim=4), {"user": 3, "item": 5})
     parent.reset_parameters("random", gen)
-    model = build_model(ModelConfig(dim=4), {"user": 6, "item": 5})
+    model = build_model(ModelConfig(name="mf", dim=4), {"user": 6, "item": 5})
     model.reset_parameters("random", gen)
     # Users 4 and 5 are new: no row of the batch can be distilled; the loss must stay finite.
     data = TrainData(np.array([4, 5, 4]), np.array([1, 2, 3]), np.ones(3, np.float32), np.arange(3))

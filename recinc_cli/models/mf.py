@@ -10,7 +10,7 @@ bias b_i it learns tracks what is being consumed now; in our streaming benchmark
 better than BPR (see README, "Where recinc stands").
 
 >>> from recinc_cli.config import ModelConfig
->>> m = MF({"user": 3, "item": 5}, ModelConfig(dim=4))
+>>> m = MF({"user": 3, "item": 5}, ModelConfig(name="mf", dim=4))
 >>> m.score({"user": torch.tensor([1, 2])}).shape
 torch.Size([2, 5])
 """
