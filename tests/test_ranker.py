@@ -193,3 +193,21 @@ def test_a_left_out_feature_group_is_missing_for_the_booster() -> None:
     groups = np.array(list(FEATURES.values()))
     assert len(feats) and np.isnan(feats[:, np.isin(groups, ["popularity", "item_age"])]).all()
     assert not np.isnan(feats[:, groups == "user"][:, :2]).any()  # events, idle: known user
+
+
+def test_no_dense_copy_of_the_matrix_above_the_ease_limit() -> None:
+    """Above EASE's 10,000 items the EASE generator is missing, and its dense (n x n) matrix is
+    never built: at Taobao's 55k items that copy alone was 12 GB."""
+    import tracemalloc
+
+    n = 12_001
+    model = Ranker({"user": 3, "item": n}, RANKER)
+    d = TrainData(np.array([1, 1, 2, 2]), np.array([1, 2, 1, 3]), np.ones(4, np.float32), np.arange(4))
+    model.absorb(d, Context.empty(3), half_life_events=100)
+    tracemalloc.start()
+    try:
+        assert model._derived("ease") is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20  # a dense float32 copy would be 549 MiB

@@ -266,9 +266,10 @@ class Ranker(Recommender):
             elif key == "svd":
                 self._cache[key] = item_graph.svd_factors(gram)
             else:
+                # Densify only when EASE applies: at 55k items the dense copy alone is 12 GB.
                 small = self.n_items - 1 <= EASE_MAX_ITEMS and gram.nnz > 0
-                dense = torch.from_numpy(gram.toarray())
-                self._cache[key] = ease_solve(dense, self.cfg.ease_l2).numpy() if small else None
+                dense = torch.from_numpy(gram.toarray()) if small else None
+                self._cache[key] = ease_solve(dense, self.cfg.ease_l2).numpy() if dense is not None else None
         return self._cache[key]
 
     # ---------------------------------------------------------------- scoring
