@@ -93,21 +93,9 @@ def test_pretrained_needs_the_same_architecture(pipeline) -> None:
 
 
 def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Path) -> None:
-    out = tmp_path / "warm.pt"
+    out, day11, pretrained = tmp_path / "warm.pt", pipeline.events["day11"], f"pretrained:{pipeline.ckpt[10]}"
     flags = ("--epochs", "1", "--batch-size", "4096", "--valid-fraction", "0", "-q")
-    r = cli(
-        "init",
-        "--model",
-        "mf",
-        pipeline.events["day11"],
-        "-o",
-        out,
-        "--dim",
-        "8",
-        "--init",
-        f"pretrained:{pipeline.ckpt[10]}",
-        *flags,
-    )
+    r = cli("init", "--model", "mf", day11, "-o", out, "--dim", "8", "--init", pretrained, *flags)
     assert (r.exit_code, r.stderr) == (0, "")
     raw = torch.load(out, weights_only=True)
     assert raw["train_config"]["init"] == f"pretrained:{pipeline.ckpt[10]}"
@@ -117,33 +105,15 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     new_idx, old_idx = (torch.tensor(c) for c in zip(*known, strict=True))
     warm = raw["weights"]["item_emb"][new_idx]
     assert torch.allclose(warm, pre.model.item_emb.detach()[old_idx], atol=0.02)
-    r = cli("init", "--model", "mf", pipeline.events["day11"], "-o", tmp_path / "cold.pt", "--dim", "8", *flags)
+    r = cli("init", "--model", "mf", day11, "-o", tmp_path / "cold.pt", "--dim", "8", *flags)
     assert r.exit_code == 0, r.stderr
     cold = torch.load(tmp_path / "cold.pt", weights_only=True)["weights"]["item_emb"][new_idx]
     assert not torch.allclose(cold, pre.model.item_emb.detach()[old_idx], atol=0.02)
 
-    r = cli(
-        "init",
-        pipeline.events["day11"],
-        "-o",
-        tmp_path / "x.pt",
-        "--dim",
-        "4",
-        "--init",
-        f"pretrained:{pipeline.ckpt[10]}",
-    )
+    r = cli("init", "--model", "mf", day11, "-o", tmp_path / "x.pt", "--dim", "4", "--init", pretrained)
     msg = expect_error(r, 2)
     assert msg.startswith(f"--init pretrained:{pipeline.ckpt[10]}: its model")
-    r = cli(
-        "init",
-        "--model",
-        "mf",
-        pipeline.events["day11"],
-        "-o",
-        tmp_path / "x.pt",
-        "--init",
-        f"pretrained:{tmp_path / 'nope.pt'}",
-    )
+    r = cli("init", "--model", "mf", day11, "-o", tmp_path / "x.pt", "--init", f"pretrained:{tmp_path / 'nope.pt'}")
     expect_error(r, 4, f"{tmp_path / 'nope.pt'}: no such checkpoint; check the path")
     assert only_files(tmp_path) == ["cold.pt", "warm.pt"]
 
