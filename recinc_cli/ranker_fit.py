@@ -11,7 +11,8 @@ user took this item, new to them, after the cut-off". The cut-offs never see the
 
 Each run's examples join the model's pool and the booster is fit on it (refit at ``init``,
 continued at ``update``: :meth:`~recinc_cli.models.ranker.Ranker.learn`). Before that, the
-current booster is scored on the new examples: that NDCG@10 is the run's ``valid_ndcg``, a test-then-train figure.
+current booster is scored on the new examples: that NDCG@10 is the run's ``valid_ndcg``, a
+test-then-train figure.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ if TYPE_CHECKING:
     from recinc_cli.models.ranker import Ranker
 
 #: Where ``init`` cuts its log to build training examples (fractions of its events).
-#: Measured under replay: 17 cuts from 10% to 90% gave 0.2064 / 0.2047 NDCG@10 on
-#: MovieLens-100K / -1M, the 6 cuts 30%-80% of 0.7.0 0.1909 / 0.1981 (the booster saw 482 /
-#: 647 users' groups instead of 171 / 229); cuts every 2.5% or windows of 15-20% gained nothing.
+#: Boosters fit offline on the replay slices' examples (README, "0.8.0"): 17 cuts from 10% to
+#: 90% gave 0.2064 / 0.2047 NDCG@10 on MovieLens-100K / -1M, the 6 cuts 30%-80% of 0.7.0 0.1909
+#: / 0.1981 (the booster saw 482 / 647 users' groups instead of 171 / 229); cuts every 2.5% or
+#: windows of 15-20% gained nothing. ``recinc replay`` itself: 0.2019 / 0.2006, from 0.1859 / 0.1983.
 INIT_CUTS: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
 #: Users whose candidates are built per block.
 _USER_BLOCK = 256

@@ -109,18 +109,19 @@ def test_update_continues_the_booster_and_refits_past_max_trees(
     """``init`` fits ROUNDS trees; each update adds CONTINUE_ROUNDS to the stored ones (the old
     trees stay as they were: same scores on the old trees' part); one that would pass MAX_TREES
     is refit from scratch."""
-    assert [trees(lineage[d]) for d in (10, 11, 12, 13)] == [ROUNDS + CONTINUE_ROUNDS * k for k in range(4)]
+    counts = {d: trees(lineage[d]) for d in (10, 11, 12, 13)}
+    assert list(counts.values()) == [ROUNDS + CONTINUE_ROUNDS * k for k in range(4)]
     parent, child = load_bundle(lineage[12]).model, load_bundle(lineage[13]).model
     x = parent.pool_x.numpy()
     old = parent._parse_booster().predict(x)  # type: ignore[attr-defined]
-    head = child._parse_booster().predict(x, num_iteration=trees(lineage[12]))  # type: ignore[attr-defined]
+    head = child._parse_booster().predict(x, num_iteration=counts[12])  # type: ignore[attr-defined]
     np.testing.assert_allclose(head, old, rtol=1e-6, atol=1e-9)
 
     # A lineage that has reached the cap (lowered to day 13's trees, as 17 updates would reach it).
     import recinc_cli.models.ranker as ranker_module
 
     bundle = load_bundle(lineage[13])
-    monkeypatch.setattr(ranker_module, "MAX_TREES", trees(lineage[13]))
+    monkeypatch.setattr(ranker_module, "MAX_TREES", counts[13])
     update_bundle(bundle, read(pipeline.events["day14"]), bundle.train_cfg)
     assert bundle.model._parse_booster().num_trees() == ROUNDS  # type: ignore[operator]
     assert MAX_TREES == 3 * ROUNDS

@@ -78,9 +78,10 @@ POOL_ROWS = 200_000
 ROUNDS = 200
 #: Rounds an ``update`` adds to the stored booster, fit on the whole pool with the stored trees'
 #: scores as the starting point (LightGBM's ``init_model``), instead of a refit: a tenth of the
-#: cost, and under replay 0.2071 / 0.2017 NDCG@10 on MovieLens-100K / -1M against 0.2064 /
-#: 0.2047 for a refit at every update (differences under about 0.005 are noise there). Fitting
-#: only the new slice's examples cost 0.2 points.
+#: cost. Boosters fit offline on the replay slices' examples (README, "0.8.0") scored 0.2071 /
+#: 0.2017 NDCG@10 on MovieLens-100K / -1M against 0.2064 / 0.2047 for a refit at every update
+#: (differences under about 0.005 are noise there); fitting only the new slice's examples
+#: scored 0.1992 / 0.1960.
 CONTINUE_ROUNDS = 20
 #: A booster that would grow past this many trees is refit from scratch on the pool instead, so
 #: scoring time stays bounded however many updates a lineage has (one refit every 20 updates).
@@ -268,8 +269,9 @@ class Ranker(Recommender):
             else:
                 # Densify only when EASE applies: at 55k items the dense copy alone is 12 GB.
                 small = self.n_items - 1 <= EASE_MAX_ITEMS and gram.nnz > 0
-                dense = torch.from_numpy(gram.toarray()) if small else None
-                self._cache[key] = ease_solve(dense, self.cfg.ease_l2).numpy() if dense is not None else None
+                self._cache[key] = (
+                    ease_solve(torch.from_numpy(gram.toarray()), self.cfg.ease_l2).numpy() if small else None
+                )
         return self._cache[key]
 
     # ---------------------------------------------------------------- scoring
