@@ -313,7 +313,8 @@ def _verify_checksum(raw: dict[str, Any], path: Path) -> None:
 
 def _from_dict(raw: dict[str, Any]) -> Bundle:
     # Every checkpoint names its model; "mf" was the default before 0.8.0, should one not.
-    model_cfg = ModelConfig(**{"name": "mf", **raw["model_config"]})
+    # Time inputs came in 0.9.0 (off unless asked for): an older sasrec has none.
+    model_cfg = ModelConfig(**{"name": "mf", "time_inputs": False, **raw["model_config"]})
     users, items = Vocab(list(raw["users"])), Vocab(list(raw["items"]))
     types = Vocab(list(raw.get("event_types", [""])))
     features = {name: Vocab(list(ids)) for name, ids in raw.get("features", {}).items()}

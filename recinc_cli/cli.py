@@ -150,6 +150,26 @@ PopPrior = Annotated[
         )
     ),
 ]
+FutureWindow = Annotated[
+    int | None,
+    typer.Option(
+        help=train_option(
+            "future_window",
+            "Train each position for the user's next N events at once (half the loss) beside the "
+            "next one (the rest): what a nightly update is judged on; 1 = next item only.",
+        )
+    ),
+]
+TimeInputs = Annotated[
+    bool,
+    typer.Option(
+        help=applies(
+            "time_inputs",
+            "Read event times: the gap since the previous event as an input and each event's age, "
+            "seen from the predicting position, as an attention bias (both log-bucketed).",
+        )
+    ),
+]
 EaseL2 = Annotated[
     float,
     typer.Option(
@@ -422,6 +442,7 @@ def init(
     ease_l2: EaseL2 = ModelConfig.ease_l2,
     candidates: Candidates = ModelConfig.candidates,
     rank_features: RankFeatures = ",".join(ModelConfig.rank_features),
+    time_inputs: TimeInputs = ModelConfig.time_inputs,
     epochs: Annotated[
         int | None, typer.Option(help=train_option("epochs", "Most training epochs (early stopping picks fewer)."))
     ] = None,
@@ -438,6 +459,7 @@ def init(
         float, typer.Option(help=applies("l2", "L2 penalty on the embeddings a batch touches."))
     ] = TrainConfig.l2,
     pop_prior: PopPrior = None,
+    future_window: FutureWindow = None,
     negatives: Annotated[
         int,
         typer.Option(
@@ -530,6 +552,7 @@ def init(
         ease_l2=ease_l2,
         candidates=candidates,
         rank_features=_names(rank_features),
+        time_inputs=time_inputs,
     )
     policies = _policies(locals())
     train_cfg = TrainConfig.for_model(
@@ -541,6 +564,7 @@ def init(
         batch_size=batch_size,
         l2=l2,
         pop_prior=pop_prior,
+        future_window=future_window,
         n_negatives=negatives,
         full_softmax_max_items=full_softmax_max_items,
         init=init_,
@@ -619,6 +643,7 @@ def update(
     ] = None,
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
     pop_prior: PopPrior = None,
+    future_window: FutureWindow = None,
     update_valid_fraction: UpdateValidFraction = None,
     half_life: HalfLife = None,
     replay_size: ReplaySize = None,
@@ -682,6 +707,7 @@ def update(
             lr=lr,
             batch_size=batch_size,
             pop_prior=pop_prior,
+            future_window=future_window,
             **_policies(locals()),
         )
     except PromotionError as e:
@@ -999,7 +1025,9 @@ def replay(
     ease_l2: EaseL2 = ModelConfig.ease_l2,
     candidates: Candidates = ModelConfig.candidates,
     rank_features: RankFeatures = ",".join(ModelConfig.rank_features),
+    time_inputs: TimeInputs = ModelConfig.time_inputs,
     pop_prior: PopPrior = None,
+    future_window: FutureWindow = None,
     epochs: Annotated[int | None, typer.Option(help=train_option("epochs", "Most epochs of init and retrain."))] = None,
     update_epochs: Annotated[
         int | None, typer.Option(help=train_option("update_epochs", "Most epochs of an update."))
@@ -1055,10 +1083,22 @@ def replay(
 
     names = list(_names(strategies))
     model_cfg = ModelConfig(
-        name=model, dim=dim, ease_l2=ease_l2, candidates=candidates, rank_features=_names(rank_features)
+        name=model,
+        dim=dim,
+        ease_l2=ease_l2,
+        candidates=candidates,
+        rank_features=_names(rank_features),
+        time_inputs=time_inputs,
     )
     train_cfg = TrainConfig.for_model(
-        model, epochs=epochs, update_epochs=update_epochs, lr=lr, update_lr=update_lr, seed=seed, pop_prior=pop_prior
+        model,
+        epochs=epochs,
+        update_epochs=update_epochs,
+        lr=lr,
+        update_lr=update_lr,
+        seed=seed,
+        pop_prior=pop_prior,
+        future_window=future_window,
     )
 
     def on_slice(report: dict[str, Any]) -> None:

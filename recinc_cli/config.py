@@ -146,6 +146,8 @@ OPTION_MODELS: dict[str, frozenset[str]] = {
         ),
         GRADIENT_MODELS,
     ),
+    "future_window": frozenset({"sasrec"}),
+    "time_inputs": frozenset({"sasrec"}),
 }
 
 
@@ -180,6 +182,7 @@ class ModelConfig:
     neighbors: int = 100
     candidates: int = 50
     rank_features: tuple[str, ...] = RANK_FEATURE_GROUPS
+    time_inputs: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "item_features", tuple(self.item_features))
@@ -313,6 +316,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup: float = 0.0
     repeats: bool = False
+    future_window: int = 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -339,6 +343,7 @@ class TrainConfig:
             "--expire-after": self.expire_after_s >= 0,
             "--allowed-lateness": self.allowed_lateness_s >= 0,
             "--warmup": 0 <= self.warmup < 1,
+            "--future-window": self.future_window >= 1,
         }
         for flag, ok in checks.items():
             if not ok:
@@ -394,6 +399,7 @@ POLICY_FIELDS: frozenset[str] = frozenset(
         "distill_weight",
         "pop_weight",
         "pop_prior",
+        "future_window",
         "min_count",
         "expire_after_s",
         "prune",

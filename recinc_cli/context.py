@@ -117,3 +117,23 @@ class Context:
         items = torch.where(valid, self.items[src].to(torch.int64), 0)
         types = torch.where(valid, self.types[src].to(torch.int64), 0)
         return items, types
+
+    def padded_times(self, user_idx: torch.Tensor, width: int) -> torch.Tensor:
+        """The times (unix ms, int64) of the events :meth:`padded` returns, ``(B, width)``, 0 at padding.
+
+        >>> c = Context.empty(2).extend(np.array([1, 1]), np.array([5, 6]), np.ones(2, np.int64),
+        ...     np.array([10, 20]), n_users=2, max_len=3)
+        >>> c.padded_times(torch.tensor([1, 0]), width=3).tolist()
+        [[0, 10, 20], [0, 0, 0]]
+        """
+        user_idx = user_idx.to(torch.int64)
+        if self.n_users == 0 or len(self.ts_ms) == 0:
+            return torch.zeros(len(user_idx), width, dtype=torch.int64)
+        known = user_idx < self.n_users
+        u = torch.where(known, user_idx, 0)
+        ends = torch.where(known, self.indptr[u + 1], 0)
+        lengths = torch.where(known, ends - self.indptr[u], 0)
+        back = torch.arange(width, 0, -1)
+        valid = back[None, :] <= lengths[:, None]
+        src = torch.where(valid, ends[:, None] - back[None, :], 0)
+        return torch.where(valid, self.ts_ms[src], 0)

@@ -75,7 +75,10 @@ def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
 
     def score(users: torch.Tensor) -> torch.Tensor:
         items, types = context.padded(users)
-        return model.score({"user": users, "seq_item": items, "seq_type": types})
+        query = {"user": users, "seq_item": items, "seq_type": types}
+        if model.reads_times:
+            query["seq_ts"] = context.padded_times(users, items.shape[1])
+        return model.score(query)
 
     return score
 

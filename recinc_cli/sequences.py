@@ -31,7 +31,8 @@ class Windows:
     each input position (0 = no target there); ``weight`` float32 target weights (0 = no target);
     ``lengths`` (n_windows,) int64 number of non-padding inputs; ``target_event`` int64 the
     row of the training data each target is (-1 where there is no target, or for replayed
-    events), so a target can be given what was known at its time (the popularity prior).
+    events), so a target can be given what was known at its time (the popularity prior);
+    ``times`` int64 each input's unix ms (0 = padding), for models that read time.
     """
 
     items: torch.Tensor
@@ -40,6 +41,7 @@ class Windows:
     weight: torch.Tensor
     lengths: torch.Tensor
     target_event: torch.Tensor
+    times: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -59,11 +61,12 @@ def build_windows(prior: Context, data: TrainData, max_len: int) -> Windows:
     seq_user = np.concatenate([np.repeat(known, n_prior), data.user_idx])
     seq_item = np.concatenate([prior.items.numpy()[prior_pos].astype(np.int64), data.item_idx])
     seq_type = np.concatenate([prior.types.numpy()[prior_pos].astype(np.int64), data.types()])
+    seq_ts = np.concatenate([prior.ts_ms.numpy()[prior_pos], np.asarray(data.ts_ms, dtype=np.int64)])
     seq_weight = np.concatenate([np.zeros(len(prior_pos), np.float32), data.weight.astype(np.float32)])
     is_new = np.concatenate([np.zeros(len(prior_pos), bool), np.ones(len(data), bool)])
     seq_event = np.concatenate([np.full(len(prior_pos), -1, np.int64), np.arange(len(data), dtype=np.int64)])
     order = np.argsort(seq_user, kind="stable")  # prior before new, both in time order
-    seq_user, seq_item, seq_type = seq_user[order], seq_item[order], seq_type[order]
+    seq_user, seq_item, seq_type, seq_ts = seq_user[order], seq_item[order], seq_type[order], seq_ts[order]
     seq_weight, is_new, seq_event = seq_weight[order], is_new[order], seq_event[order]
 
     _, start, n = np.unique(seq_user, return_index=True, return_counts=True)
@@ -87,6 +90,7 @@ def build_windows(prior: Context, data: TrainData, max_len: int) -> Windows:
         weight=torch.from_numpy(np.where(tgt_ok, seq_weight[tgt], 0).astype(np.float32)),
         lengths=torch.from_numpy(in_ok.sum(1).astype(np.int64)),
         target_event=torch.from_numpy(np.where(tgt_ok, seq_event[tgt], -1)),
+        times=torch.from_numpy(np.where(in_ok, seq_ts[inp], 0)),
     )
 
 
@@ -116,7 +120,15 @@ def replay_windows(prior: Context, replay: TrainData, max_len: int) -> Windows:
     win = build_windows(Context.empty(0), data, max_len)
     keep = win.weight.sum(1) > 0
     no_event = torch.full_like(win.target_event[keep], -1)  # replayed: not rows of this slice's data
-    return Windows(win.items[keep], win.types[keep], win.targets[keep], win.weight[keep], win.lengths[keep], no_event)
+    return Windows(
+        items=win.items[keep],
+        types=win.types[keep],
+        targets=win.targets[keep],
+        weight=win.weight[keep],
+        lengths=win.lengths[keep],
+        target_event=no_event,
+        times=win.times[keep],
+    )
 
 
 def concat_windows(a: Windows, b: Windows) -> Windows:
@@ -125,8 +137,8 @@ def concat_windows(a: Windows, b: Windows) -> Windows:
         *(
             torch.cat([x, y])
             for x, y in zip(
-                (a.items, a.types, a.targets, a.weight, a.lengths, a.target_event),
-                (b.items, b.types, b.targets, b.weight, b.lengths, b.target_event),
+                (a.items, a.types, a.targets, a.weight, a.lengths, a.target_event, a.times),
+                (b.items, b.types, b.targets, b.weight, b.lengths, b.target_event, b.times),
                 strict=True,
             )
         )

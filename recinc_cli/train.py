@@ -213,7 +213,7 @@ def _distill_queries(
     Rows of users the parent never had are left out of both; items and event types newer than
     the parent read as padding in its input sequence.
     """
-    query: dict[str, torch.Tensor] = {k: batch[k] for k in ("user", "seq_item", "seq_type") if k in batch}
+    query: dict[str, torch.Tensor] = {k: batch[k] for k in ("user", "seq_item", "seq_type", "seq_ts") if k in batch}
     if "user" in query and "seq_item" not in query:
         keep = query["user"] < teacher.n_users
         query = {k: v[keep] for k, v in query.items()}

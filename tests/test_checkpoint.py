@@ -80,6 +80,7 @@ MF_CONFIG = {
     "neighbors": 100,
     "candidates": 50,
     "rank_features": ("generators", "popularity", "item_age", "user"),
+    "time_inputs": False,
 }
 TINY = (ModelConfig(name="mf", dim=4), TrainConfig(epochs=1, update_epochs=1, batch_size=4096, seed=5))
 
@@ -154,6 +155,7 @@ def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipelin
         "neighbors": 100,
         "candidates": 50,
         "rank_features": ("generators", "popularity", "item_age", "user"),
+        "time_inputs": False,
     }
     base = pl.read_parquet(sasrec_pipeline.events["base"])
     assert raw["features"] == {"category": ["", *base["category"].unique(maintain_order=True).to_list()]}

@@ -22,7 +22,8 @@ from recinc_cli.config import ModelConfig, TrainConfig
 
 Batch = dict[str, torch.Tensor]
 #: What :meth:`Recommender.score` reads: ``user`` (B,) int64 user indices and, for models with
-#: ``CONTEXT``, ``seq_item`` / ``seq_type`` (B, W) int64 each user's newest events, left-padded.
+#: ``CONTEXT``, ``seq_item`` / ``seq_type`` (B, W) int64 each user's newest events, left-padded;
+#: for models that read event times (``reads_times``), ``seq_ts`` (B, W) int64 their unix ms.
 Query = dict[str, torch.Tensor]
 
 
@@ -58,6 +59,8 @@ class Recommender(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.sizes = {"user": 1, "item": 1, "type": 1, **sizes}
+        #: True when ``score`` reads the events' times (``seq_ts``) beside items and types.
+        self.reads_times = False
 
     @property
     def n_users(self) -> int:

@@ -67,6 +67,63 @@ def full_softmax_ce(
     return torch.cat(parts)
 
 
+def _multi_ce_chunk(
+    h: torch.Tensor,
+    item_vecs: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype)
+    mask[0] = float("-inf")
+    logits = torch.addmm(mask, h, item_vecs.T)
+    if offset is not None:
+        logits = logits + offset
+    logp = torch.log_softmax(logits, dim=1).gather(1, targets.clamp(min=1))
+    # Padding targets (0) have weight 0; clamping their index keeps -inf out of the product.
+    return -(logp * weights).sum(1) / weights.sum(1).clamp(min=1e-12)
+
+
+def full_softmax_multi_ce(
+    h: torch.Tensor,
+    item_vecs: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    max_logits: int = MAX_LOGITS,
+    offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted mean cross-entropy of several targets per event under one full softmax.
+
+    ``h`` (N, d), ``item_vecs`` (n_items, d), ``targets`` (N, K) int64 (0 = none), ``weights``
+    (N, K) float (0 where there is no target), ``offset`` optional (N, n_items) -> ``(N,)``.
+    One softmax serves all K targets, so a future window costs a gather, not K losses.
+
+    >>> h, items = torch.randn(3, 4), torch.randn(6, 4)
+    >>> t = torch.tensor([[1, 0], [2, 3], [5, 0]])
+    >>> w = (t > 0).float()
+    >>> one = full_softmax_ce(h, items, t[:, 0])
+    >>> multi = full_softmax_multi_ce(h, items, t, w)
+    >>> bool(torch.allclose(one[[0, 2]], multi[[0, 2]]))
+    True
+    """
+    rows = max(1, max_logits // max(item_vecs.shape[0], 1))
+    if h.shape[0] <= rows:
+        return _multi_ce_chunk(h, item_vecs, targets, weights, offset)
+    parts = [
+        checkpoint(
+            _multi_ce_chunk,
+            h[s : s + rows],
+            item_vecs,
+            targets[s : s + rows],
+            weights[s : s + rows],
+            None if offset is None else offset[s : s + rows],
+            use_reentrant=False,
+        )
+        for s in range(0, h.shape[0], rows)
+    ]
+    return torch.cat(parts)
+
+
 def sampled_softmax_ce(
     pos_logit: torch.Tensor,
     neg_logit: torch.Tensor,

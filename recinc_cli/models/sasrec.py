@@ -33,25 +33,94 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.models.base import Batch, Query, Recommender
-from recinc_cli.models.losses import full_softmax_ce, sampled_softmax_ce
+from recinc_cli.models.losses import full_softmax_ce, full_softmax_multi_ce, sampled_softmax_ce
 from recinc_cli.sequences import build_windows, concat_windows, length_batches, replay_windows
+
+#: Share of the loss on the future window (``--future-window`` > 1); the rest is on the next
+#: item, so the model still learns sequences (PinnerFormer's dense all-action loss beside
+#: SASRec's next-item one).
+FUTURE_SHARE = 0.5
+
+
+def future_targets(target: torch.Tensor, weight: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next ``k`` targets after each position: ``(B, W)`` -> items and weights ``(B, W, k)``.
+
+    Column 0 is the position's own (next-item) target; targets past the window's end are 0.
+
+    >>> t = torch.tensor([[0, 5, 6, 7]])
+    >>> future_targets(t, (t > 0).float(), 2)[0].tolist()
+    [[[0, 5], [5, 6], [6, 7], [7, 0]]]
+    """
+    pad_t = F.pad(target, (0, k - 1))
+    pad_w = F.pad(weight, (0, k - 1))
+    return pad_t.unfold(1, k, 1), pad_w.unfold(1, k, 1)
+
+
+#: Time buckets: 0 = unknown, then floor(log2(1 + seconds)) + 1, capped (2^29 s is 17 years).
+TIME_BUCKETS = 32
+
+
+def time_bucket(dt_ms: torch.Tensor) -> torch.Tensor:
+    """Log-scale bucket (1 .. TIME_BUCKETS - 1) of time differences ``dt_ms`` (any shape, int64 ms).
+
+    >>> time_bucket(torch.tensor([0, 999, 1000, 60_000, 86_400_000])).tolist()
+    [1, 1, 2, 6, 17]
+    """
+    sec = dt_ms.clamp(min=0).double() / 1000.0
+    return (torch.log2(1.0 + sec).floor().long() + 1).clamp(max=TIME_BUCKETS - 1)
+
+
+#: Batch entries laid out (B, W, ...) by window position.
+POSITIONAL = ("seq_item", "seq_type", "seq_ts", "target", "weight", "snap", "future", "future_w")
+
+
+def shift_right(batch: Batch, shift: torch.Tensor) -> Batch:
+    """Each row of the :data:`POSITIONAL` entries of ``batch`` moved ``shift`` (B,) positions
+    right, left-filled with 0: the newest ``shift`` positions drop out. Others pass through.
+
+    >>> shift_right({"seq_item": torch.tensor([[0, 1, 2, 3]]), "log_q": torch.ones(3)}, torch.tensor([1]))
+    {'seq_item': tensor([[0, 0, 1, 2]]), 'log_q': tensor([1., 1., 1.])}
+    """
+    b, w = batch["seq_item"].shape
+    src = torch.arange(w)[None, :] - shift[:, None]
+    keep = src >= 0
+    src = src.clamp(min=0)
+    out = {}
+    for key, t in batch.items():
+        if key in POSITIONAL:
+            idx = src.view(b, w, *([1] * (t.dim() - 2))).expand_as(t)
+            mask = keep.view(b, w, *([1] * (t.dim() - 2)))
+            out[key] = torch.where(mask, t.gather(1, idx), torch.zeros((), dtype=t.dtype))
+        else:
+            out[key] = t
+    return out
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: causal self-attention, then a position-wise feed-forward."""
+    """Pre-norm transformer block: causal self-attention, then a position-wise feed-forward.
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    With ``time_bias``, each head adds a learned bias per bucket of the age of a key event
+    as seen from the query position (``time_bucket(t_query - t_key)``) to its attention logits.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, time_bias: bool = False) -> None:
         super().__init__()
         self.heads, self.dropout = heads, dropout
+        if time_bias:
+            self.age_bias = nn.Parameter(torch.zeros(heads, TIME_BUCKETS))
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.ff = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, W, d); ``mask`` (B, 1, W, W) bool, True where a position may attend."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, W, d); ``mask`` (B, 1, W, W) bool, True where a position may attend;
+        ``age`` optional (B, W, W) int64 time bucket of each (query, key) pair."""
         b, w, d = x.shape
+        if age is not None and hasattr(self, "age_bias"):
+            bias = self.age_bias[:, age].permute(1, 0, 2, 3)  # (B, heads, W, W)
+            mask = bias.masked_fill(~mask, float("-inf"))
         q, k, v = self.qkv(self.ln1(x)).view(b, w, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, w, d)))
@@ -78,7 +147,11 @@ class SASRec(Recommender):
         )
         #: value index of each item feature, (n_items, n_features) int64; 0 = unknown.
         self.register_buffer("item_feat", torch.zeros(self.n_items, len(cfg.item_features), dtype=torch.int64))
-        self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.dropout) for _ in range(cfg.blocks)])
+        self.reads_times = cfg.time_inputs
+        if cfg.time_inputs:
+            #: Embedding of the bucketed gap since the user's previous event (row 0: unknown).
+            self.gap_emb = nn.Parameter(torch.zeros(TIME_BUCKETS, d))
+        self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.dropout, cfg.time_inputs) for _ in range(cfg.blocks)])
         self.norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -99,6 +172,8 @@ class SASRec(Recommender):
                     module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.02)
                     module.bias.zero_()
             self.pos_emb.copy_(torch.randn(self.pos_emb.shape, generator=generator) * 0.02)
+            if self.reads_times:
+                self.gap_emb.copy_(torch.randn(self.gap_emb.shape, generator=generator) * 0.02)
 
     # -- item vectors -------------------------------------------------------------------------
 
@@ -116,18 +191,27 @@ class SASRec(Recommender):
 
     # -- encoder ------------------------------------------------------------------------------
 
-    def encode(self, items: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        """Hidden state after each position: ``(B, W)`` int64 items/types -> ``(B, max(W, 1), d)``."""
+    def encode(self, items: torch.Tensor, types: torch.Tensor, ts: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state after each position: ``(B, W)`` int64 items/types -> ``(B, max(W, 1), d)``.
+
+        ``ts`` (B, W) int64 unix ms of the events, read when the model has time inputs
+        (``--time-inputs``); None = unknown times (bucket 0 everywhere).
+        """
         b, w = items.shape
         if w > self.cfg.max_len:
             items, types, w = items[:, -self.cfg.max_len :], types[:, -self.cfg.max_len :], self.cfg.max_len
+            ts = None if ts is None else ts[:, -self.cfg.max_len :]
         if w == 0:
             # No user of the batch has an event yet: one padding position, which is what each
             # of them sees in a wider batch too (a padding position attends only to itself).
             items = types = torch.zeros(b, 1, dtype=torch.int64)
-            w = 1
+            ts, w = None, 1
         valid = items > 0
         x = self.item_vectors(items) * math.sqrt(self.cfg.dim) + self.type_emb[types]
+        age = None
+        if self.reads_times:
+            gap, age = self._time_buckets(ts, valid)
+            x = x + self.gap_emb[gap]
         x = (x + self.pos_emb[self.cfg.max_len - w :]) * valid[..., None]
         x = self.drop(x)
         causal = torch.ones(w, w, dtype=torch.bool).tril()
@@ -135,11 +219,25 @@ class SASRec(Recommender):
         mask = (causal & valid[:, None, :]) | torch.eye(w, dtype=torch.bool)
         mask = mask[:, None]
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, age)
         return self.norm(x)
 
+    @staticmethod
+    def _time_buckets(ts: torch.Tensor | None, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gap bucket of each event since the one before (B, W) and age bucket of each key as
+        seen from each query position (B, W, W); 0 where unknown (padding, first event, no times)."""
+        b, w = valid.shape
+        if ts is None:
+            return torch.zeros(b, w, dtype=torch.int64), torch.zeros(b, w, w, dtype=torch.int64)
+        gap = torch.zeros(b, w, dtype=torch.int64)
+        both = valid[:, 1:] & valid[:, :-1]
+        gap[:, 1:] = torch.where(both, time_bucket(ts[:, 1:] - ts[:, :-1]), 0)
+        pair = valid[:, :, None] & valid[:, None, :]
+        age = torch.where(pair, time_bucket(ts[:, :, None] - ts[:, None, :]), 0)
+        return gap, age
+
     def score(self, query: Query) -> torch.Tensor:
-        h = self.encode(query["seq_item"], query["seq_type"])[:, -1]
+        h = self.encode(query["seq_item"], query["seq_type"], query.get("seq_ts"))[:, -1]
         return h @ self.item_vectors().T
 
     # -- training -----------------------------------------------------------------------------
@@ -168,6 +266,7 @@ class SASRec(Recommender):
             batch = {
                 "seq_item": win.items[idx, -w:],
                 "seq_type": win.types[idx, -w:],
+                "seq_ts": win.times[idx, -w:],
                 "target": win.targets[idx, -w:],
                 "weight": win.weight[idx, -w:],
             }
@@ -177,6 +276,13 @@ class SASRec(Recommender):
                 event = win.target_event[idx, -w:]
                 batch["snap"] = torch.from_numpy(pop.snap)[event.clamp(min=0)] * (event >= 0)
                 batch["log_pop"] = pop.log_pop
+            if cfg.future_window > 1:
+                batch["future"], batch["future_w"] = future_targets(batch["target"], batch["weight"], cfg.future_window)
+                # Serving reads the last position, whose future is never in the data: hide
+                # the newest 0..K-1 positions of each window (their events stay targets of the
+                # window of the new last position), so that position learns the window too.
+                shift = torch.randint(0, cfg.future_window, (len(idx),), generator=generator)
+                batch = shift_right(batch, shift)
             if sampled:
                 batch["neg"] = torch.multinomial(q, cfg.n_negatives, replacement=True, generator=generator)
                 batch["log_q"] = log_q
@@ -190,19 +296,48 @@ class SASRec(Recommender):
         optional popularity prior (``--pop-prior``, :mod:`recinc_cli.pop_prior`): ``snap``
         (B, W) int64 each target's snapshot and ``log_pop`` (n_snapshots, n_items) the offsets.
         """
-        h = self.encode(batch["seq_item"], batch["seq_type"])
+        h = self.encode(batch["seq_item"], batch["seq_type"], batch.get("seq_ts"))
         at = batch["weight"] > 0
         h, target, w = h[at], batch["target"][at], batch["weight"][at]
         snap = batch["snap"][at] if "snap" in batch else None
+        future = (batch["future"][at], batch["future_w"][at]) if "future" in batch else None
         if "neg" in batch:
             neg = batch["neg"]
-            pos_logit = (h * self.item_vectors(target)).sum(-1)
             neg_logit = h @ self.item_vectors(neg).T
             if snap is not None:
-                pos_logit = pos_logit + batch["log_pop"][snap, target]
                 neg_logit = neg_logit + batch["log_pop"][:, neg][snap]
-            ce = sampled_softmax_ce(pos_logit, neg_logit, target, neg, batch["log_q"])
+            ce = self._sampled_ce(h, target[:, None], neg_logit, neg, batch["log_q"], snap, batch.get("log_pop"))[:, 0]
+            if future is not None:
+                per = self._sampled_ce(h, future[0], neg_logit, neg, batch["log_q"], snap, batch.get("log_pop"))
+                ce = (1 - FUTURE_SHARE) * ce + FUTURE_SHARE * (per * future[1]).sum(1) / future[1].sum(1)
         else:
             offset = None if snap is None else batch["log_pop"][snap]
-            ce = full_softmax_ce(h, self.item_vectors(), target, offset=offset)
+            if future is None:
+                ce = full_softmax_ce(h, self.item_vectors(), target, offset=offset)
+            else:
+                # The next item is the window's first target: weight it up to share
+                # 1 - FUTURE_SHARE of the loss, the whole window the rest.
+                k = future[0].shape[1]
+                fw = future[1] * FUTURE_SHARE / k
+                fw[:, 0] += 1 - FUTURE_SHARE
+                fw = fw / fw.sum(1, keepdim=True)
+                ce = full_softmax_multi_ce(h, self.item_vectors(), future[0], fw, offset=offset)
         return (w * ce).sum() / w.sum().clamp(min=1e-12)
+
+    def _sampled_ce(
+        self,
+        h: torch.Tensor,
+        targets: torch.Tensor,
+        neg_logit: torch.Tensor,
+        neg: torch.Tensor,
+        log_q: torch.Tensor,
+        snap: torch.Tensor | None,
+        log_pop: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Sampled-softmax cross-entropy ``(N, K)`` of each of ``targets`` (N, K) against the
+        shared negatives' logits ``neg_logit`` (N, M)."""
+        pos = (h[:, None, :] * self.item_vectors(targets)).sum(-1)
+        if snap is not None and log_pop is not None:
+            pos = pos + log_pop[snap[:, None], targets]
+        cols = [sampled_softmax_ce(pos[:, j], neg_logit, targets[:, j], neg, log_q) for j in range(targets.shape[1])]
+        return torch.stack(cols, 1)
