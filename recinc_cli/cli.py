@@ -19,11 +19,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from recinc_cli import __version__, api
+from recinc_cli.cli_options import ARCH_OPTIONS, POLICY_OPTIONS, names, only, with_options
 from recinc_cli.config import (
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_REPLAY_STRATEGIES,
-    LATE_POLICIES,
-    LR_SCHEDULES,
     ModelConfig,
     PreprocessConfig,
     TrainConfig,
@@ -108,38 +107,9 @@ Json = Annotated[
 ModelName = Annotated[
     str, typer.Option(metavar=model_metavar(), help='Model to train (README "Models" compares them).')
 ]
-Dim = Annotated[int, typer.Option(help=applies("dim", "Embedding size."))]
 
 
 # -- incremental policies: shared by init (stored defaults), update (stored) and replay ----------
-UpdateValidFraction = Annotated[
-    float | None,
-    typer.Option(help="Newest share of each slice held out to choose the update's epochs and --pop-weight; 0 = off."),
-]
-HalfLife = Annotated[
-    str | None,
-    typer.Option(
-        help=applies("half_life_s", "Time decay of training weights, w x 2^(-age/half-life), e.g. 7d; 0 = off.")
-    ),
-]
-ReplaySize = Annotated[
-    int | None, typer.Option(help=applies("replay_size", "Past events kept in the checkpoint's replay reservoir."))
-]
-ReplayRatio = Annotated[
-    float | None,
-    typer.Option(
-        help=applies("replay_ratio", "Replayed past events mixed into each update, per slice event; 0 = off.")
-    ),
-]
-AnchorWeight = Annotated[
-    float | None, typer.Option(help=applies("anchor_weight", "L2 pull towards the parent's weights; 0 = off."))
-]
-DistillWeight = Annotated[
-    float | None, typer.Option(help=applies("distill_weight", "Distillation from the parent model's scores; 0 = off."))
-]
-PopWeight = Annotated[
-    str | None, typer.Option(help="Weight of log(1 + decayed popularity) added to the scores, or auto (chosen).")
-]
 PopPrior = Annotated[
     float | None,
     typer.Option(
@@ -160,52 +130,6 @@ FutureWindow = Annotated[
         )
     ),
 ]
-TimeInputs = Annotated[
-    bool,
-    typer.Option(
-        help=applies(
-            "time_inputs",
-            "Read event times: the gap since the previous event as an input and each event's age, "
-            "seen from the predicting position, as an attention bias (both log-bucketed).",
-        )
-    ),
-]
-EaseL2 = Annotated[
-    float,
-    typer.Option(
-        help=applies("ease_l2", "Ridge penalty, as a multiple of the mean diagonal of the co-occurrence matrix.")
-    ),
-]
-Candidates = Annotated[
-    int,
-    typer.Option(help=applies("candidates", "Items each candidate generator proposes per user, pooled for ranking.")),
-]
-RankFeatures = Annotated[
-    str,
-    typer.Option(
-        help=applies(
-            "rank_features",
-            "Comma-separated feature groups the ranker learns from: generators, popularity, item_age, user.",
-        )
-    ),
-]
-MinCount = Annotated[int | None, typer.Option(help="Sightings before a new user/item gets a row (counts persist).")]
-ExpireAfter = Annotated[
-    str | None, typer.Option(help="Never recommend items not seen for this long, e.g. 90d; 0 = never.")
-]
-Prune = Annotated[bool | None, typer.Option("--prune/--no-prune", help="Also drop expired items' training state.")]
-AllowedLateness = Annotated[
-    str | None, typer.Option(help="How far before the watermark an event may be and not count as late, e.g. 1d.")
-]
-Late = Annotated[
-    str | None, typer.Option(metavar="[" + "|".join(LATE_POLICIES) + "]", help="Late events (fail: exit 8).")
-]
-LrSchedule = Annotated[
-    str | None,
-    typer.Option(
-        metavar="[" + "|".join(LR_SCHEDULES) + "]", help=applies("lr_schedule", "Learning-rate schedule of a run.")
-    ),
-]
 Repeats = Annotated[
     bool | None,
     typer.Option(
@@ -215,78 +139,6 @@ Repeats = Annotated[
         show_default=False,
     ),
 ]
-RepeatsPolicy = Annotated[
-    bool | None,
-    typer.Option(
-        "--repeats/--no-repeats",
-        help="Serve and evaluate with items the user has already seen ranked too (repeat clicks in a "
-        "session, re-purchases); stored as recommend's and evaluate's default. [default: off]",
-        show_default=False,
-    ),
-]
-Warmup = Annotated[
-    float | None, typer.Option(help=applies("warmup", "Share of a run's steps spent warming the learning rate up."))
-]
-
-
-_POLICY_OPTIONS = (
-    "update_valid_fraction",
-    "half_life",
-    "replay_size",
-    "replay_ratio",
-    "anchor_weight",
-    "distill_weight",
-    "pop_weight",
-    "min_count",
-    "expire_after",
-    "prune",
-    "allowed_lateness",
-    "late",
-    "lr_schedule",
-    "warmup",
-    "repeats",
-)
-
-
-def _names(csv: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
-    return tuple(x.strip() for x in csv.split(",") if x.strip())
-
-
-def _policies(args: dict[str, Any]) -> dict[str, Any]:
-    """The incremental-policy options given on the command line, as TrainConfig fields.
-
-    ``args`` is the command's ``locals()``: every command that takes the policy options
-    (init, update, replay) declares the same parameter names (typer needs them spelled out).
-    """
-    a = {name: args[name] for name in _POLICY_OPTIONS}
-    out: dict[str, Any] = {
-        "update_valid_fraction": a["update_valid_fraction"],
-        "half_life_s": _duration_or_zero(a["half_life"]),
-        "replay_size": a["replay_size"],
-        "replay_ratio": a["replay_ratio"],
-        "anchor_weight": a["anchor_weight"],
-        "distill_weight": a["distill_weight"],
-        "min_count": a["min_count"],
-        "expire_after_s": _duration_or_zero(a["expire_after"]),
-        "prune": a["prune"],
-        "allowed_lateness_s": _duration_or_zero(a["allowed_lateness"]),
-        "late": a["late"],
-        "lr_schedule": a["lr_schedule"],
-        "warmup": a["warmup"],
-        "repeats": a["repeats"],
-    }
-    out = {k: v for k, v in out.items() if v is not None}
-    pop_weight = a["pop_weight"]
-    if pop_weight is not None:
-        if pop_weight.strip().lower() == "auto":
-            out["pop_weight"] = None
-        else:
-            try:
-                out["pop_weight"] = float(pop_weight)
-            except ValueError:
-                raise UsageError(f"--pop-weight must be a number or auto (got {pop_weight!r})") from None
-    return out
 
 
 def _pop_half_life(text: str) -> dict[str, Any]:
@@ -300,12 +152,6 @@ def _pop_half_life(text: str) -> dict[str, Any]:
         except ValueError:
             raise UsageError(f"--pop-half-life: cannot read {text!r}; use auto, 5000ev or 14d") from None
     return {"pop_half_life_s": parse_duration(t), "pop_half_life_events": 0.0}
-
-
-def _duration_or_zero(text: str | None) -> float | None:
-    if text is None:
-        return None
-    return 0.0 if text.strip() in ("0", "off", "none") else parse_duration(text)
 
 
 def _version(value: bool) -> None:
@@ -415,6 +261,8 @@ def preprocess(
 
 
 @command
+@with_options(ARCH_OPTIONS, into="arch")
+@with_options(POLICY_OPTIONS, into="policies")
 def init(
     events: Annotated[
         Path, typer.Argument(metavar="EVENTS", help="Events Parquet from `recinc preprocess`.", show_default=False)
@@ -424,25 +272,7 @@ def init(
     keep: Keep = None,
     wait: Wait = 0.0,
     model: ModelName = ModelConfig.name,
-    dim: Dim = ModelConfig.dim,
-    max_len: Annotated[
-        int, typer.Option(help=applies("max_len", "Events of each user's context the model reads."))
-    ] = ModelConfig.max_len,
-    blocks: Annotated[int, typer.Option(help=applies("blocks", "Transformer blocks."))] = ModelConfig.blocks,
-    heads: Annotated[
-        int, typer.Option(help=applies("heads", "Attention heads (must divide --dim)."))
-    ] = ModelConfig.heads,
-    dropout: Annotated[float, typer.Option(help=applies("dropout", "Dropout rate."))] = ModelConfig.dropout,
-    item_features: Annotated[
-        str | None,
-        typer.Option(
-            help=applies("item_features", "Comma-separated item attribute columns of EVENTS to embed, e.g. category.")
-        ),
-    ] = None,
-    ease_l2: EaseL2 = ModelConfig.ease_l2,
-    candidates: Candidates = ModelConfig.candidates,
-    rank_features: RankFeatures = ",".join(ModelConfig.rank_features),
-    time_inputs: TimeInputs = ModelConfig.time_inputs,
+    arch: dict[str, Any] | None = None,
     epochs: Annotated[
         int | None, typer.Option(help=train_option("epochs", "Most training epochs (early stopping picks fewer)."))
     ] = None,
@@ -501,21 +331,7 @@ def init(
         str, typer.Option("--init", help=applies("init", "random, zero or pretrained:PATH."))
     ] = TrainConfig.init,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
-    update_valid_fraction: UpdateValidFraction = None,
-    half_life: HalfLife = None,
-    replay_size: ReplaySize = None,
-    replay_ratio: ReplayRatio = None,
-    anchor_weight: AnchorWeight = None,
-    distill_weight: DistillWeight = None,
-    pop_weight: PopWeight = None,
-    min_count: MinCount = None,
-    expire_after: ExpireAfter = None,
-    prune: Prune = None,
-    allowed_lateness: AllowedLateness = None,
-    late: Late = None,
-    lr_schedule: LrSchedule = None,
-    warmup: Warmup = None,
-    repeats: RepeatsPolicy = None,
+    policies: dict[str, Any] | None = None,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -540,21 +356,8 @@ def init(
       recinc init train.parquet -o m0.pt --model sasrec --valid-last
       recinc init events.parquet -o m0.pt --model ease --json | jq .valid_ndcg
     """
-    features = _names(item_features or "")
-    model_cfg = ModelConfig(
-        name=model,
-        dim=dim,
-        max_len=max_len,
-        blocks=blocks,
-        heads=heads,
-        dropout=dropout,
-        item_features=features,
-        ease_l2=ease_l2,
-        candidates=candidates,
-        rank_features=_names(rank_features),
-        time_inputs=time_inputs,
-    )
-    policies = _policies(locals())
+    model_cfg = ModelConfig(name=model, **(arch or {}))
+    policies = policies or {}
     train_cfg = TrainConfig.for_model(
         model,
         epochs=epochs,
@@ -607,6 +410,7 @@ def init(
 
 
 @command
+@with_options(POLICY_OPTIONS, into="policies")
 def update(
     checkpoint: Annotated[
         Path,
@@ -644,21 +448,7 @@ def update(
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
     pop_prior: PopPrior = None,
     future_window: FutureWindow = None,
-    update_valid_fraction: UpdateValidFraction = None,
-    half_life: HalfLife = None,
-    replay_size: ReplaySize = None,
-    replay_ratio: ReplayRatio = None,
-    anchor_weight: AnchorWeight = None,
-    distill_weight: DistillWeight = None,
-    pop_weight: PopWeight = None,
-    min_count: MinCount = None,
-    expire_after: ExpireAfter = None,
-    prune: Prune = None,
-    allowed_lateness: AllowedLateness = None,
-    late: Late = None,
-    lr_schedule: LrSchedule = None,
-    warmup: Warmup = None,
-    repeats: RepeatsPolicy = None,
+    policies: dict[str, Any] | None = None,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -708,7 +498,7 @@ def update(
             batch_size=batch_size,
             pop_prior=pop_prior,
             future_window=future_window,
-            **_policies(locals()),
+            **(policies or {}),
         )
     except PromotionError as e:
         if json_ and e.result is not None:
@@ -990,6 +780,8 @@ def _split_slices(events: Path, n: int, prefix: str, json_: bool, quiet: bool) -
 
 
 @command
+@with_options(only(ARCH_OPTIONS, "dim", "ease_l2", "candidates", "rank_features", "time_inputs"), into="arch")
+@with_options(POLICY_OPTIONS, into="policies")
 def replay(
     log: Annotated[
         Path,
@@ -1021,11 +813,7 @@ def replay(
     plot: Annotated[
         Path | None, typer.Option(help="Also write this PNG (a bare name goes into the report directory).")
     ] = None,
-    dim: Dim = ModelConfig.dim,
-    ease_l2: EaseL2 = ModelConfig.ease_l2,
-    candidates: Candidates = ModelConfig.candidates,
-    rank_features: RankFeatures = ",".join(ModelConfig.rank_features),
-    time_inputs: TimeInputs = ModelConfig.time_inputs,
+    arch: dict[str, Any] | None = None,
     pop_prior: PopPrior = None,
     future_window: FutureWindow = None,
     epochs: Annotated[int | None, typer.Option(help=train_option("epochs", "Most epochs of init and retrain."))] = None,
@@ -1037,21 +825,7 @@ def replay(
         float | None, typer.Option(help=train_option("update_lr", "Learning rate of the updates.", none="the --lr"))
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same report.")] = TrainConfig.seed,
-    update_valid_fraction: UpdateValidFraction = None,
-    half_life: HalfLife = None,
-    replay_size: ReplaySize = None,
-    replay_ratio: ReplayRatio = None,
-    anchor_weight: AnchorWeight = None,
-    distill_weight: DistillWeight = None,
-    pop_weight: PopWeight = None,
-    min_count: MinCount = None,
-    expire_after: ExpireAfter = None,
-    prune: Prune = None,
-    allowed_lateness: AllowedLateness = None,
-    late: Late = None,
-    lr_schedule: LrSchedule = None,
-    warmup: Warmup = None,
-    repeats: RepeatsPolicy = None,
+    policies: dict[str, Any] | None = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object on stdout, no table.")
     ] = False,
@@ -1081,15 +855,8 @@ def replay(
     """
     from recinc_cli.console import print_table, replay_line, replay_reporter, replay_table, stderr
 
-    names = list(_names(strategies))
-    model_cfg = ModelConfig(
-        name=model,
-        dim=dim,
-        ease_l2=ease_l2,
-        candidates=candidates,
-        rank_features=_names(rank_features),
-        time_inputs=time_inputs,
-    )
+    chosen = list(names(strategies))
+    model_cfg = ModelConfig(name=model, **(arch or {}))
     train_cfg = TrainConfig.for_model(
         model,
         epochs=epochs,
@@ -1113,7 +880,7 @@ def replay(
             output,
             model_cfg,
             train_cfg,
-            names,
+            chosen,
             n_slices=slices,
             base_fraction=base_fraction,
             k=k,
@@ -1122,7 +889,7 @@ def replay(
             on_step=progress.step,
             on_slice=on_slice,
             protocol=protocol,
-            **_policies(locals()),
+            **(policies or {}),
         )
     if json_:
         sys.stdout.write(json.dumps(r) + "\n")
@@ -1130,7 +897,7 @@ def replay(
         print_table(replay_table(r))
     for warning in r["warnings"]:
         info(f"replay: warning: {warning}", quiet)
-    info(f"replay: {len(names)} strategies x {slices} slices -> {output / 'report.json'}", quiet)
+    info(f"replay: {len(chosen)} strategies x {slices} slices -> {output / 'report.json'}", quiet)
 
 
 def _loss(final_loss: float | None) -> str:

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -36,6 +38,23 @@ def _ce_chunk(
     return F.cross_entropy(logits, target, reduction="none")
 
 
+def _chunked(
+    fn: Callable[..., torch.Tensor], n_items: int, max_logits: int, *per_row: torch.Tensor | None
+) -> torch.Tensor:
+    """``fn(*per_row)`` over row chunks of at most ``max_logits`` logits each (``per_row``: tensors
+    with one row per event, or None), every chunk recomputed in the backward pass, so only one
+    chunk's logits are alive at a time."""
+    rows = max(1, max_logits // max(n_items, 1))
+    n = next(t for t in per_row if t is not None).shape[0]
+    if n <= rows:
+        return fn(*per_row)
+    parts = [
+        checkpoint(fn, *(None if t is None else t[s : s + rows] for t in per_row), use_reentrant=False)
+        for s in range(0, n, rows)
+    ]
+    return torch.cat(parts)
+
+
 def full_softmax_ce(
     h: torch.Tensor,
     item_vecs: torch.Tensor,
@@ -49,22 +68,9 @@ def full_softmax_ce(
     ``target`` (N,) int64 item indices; ``bias`` optional (n_items,) added to every logit;
     ``offset`` optional (N, n_items) added to each event's logits (a logit adjustment).
     """
-    rows = max(1, max_logits // max(item_vecs.shape[0], 1))
-    if h.shape[0] <= rows:
-        return _ce_chunk(h, item_vecs, bias, target, offset)
-    parts = [
-        checkpoint(
-            _ce_chunk,
-            h[s : s + rows],
-            item_vecs,
-            bias,
-            target[s : s + rows],
-            None if offset is None else offset[s : s + rows],
-            use_reentrant=False,
-        )
-        for s in range(0, h.shape[0], rows)
-    ]
-    return torch.cat(parts)
+    return _chunked(
+        lambda hh, tt, oo: _ce_chunk(hh, item_vecs, bias, tt, oo), len(item_vecs), max_logits, h, target, offset
+    )
 
 
 def _multi_ce_chunk(
@@ -105,23 +111,18 @@ def full_softmax_multi_ce(
     >>> multi = full_softmax_multi_ce(h, items, t, w)
     >>> bool(torch.allclose(one[[0, 2]], multi[[0, 2]]))
     True
+    >>> bool(torch.allclose(multi, full_softmax_multi_ce(h, items, t, w, max_logits=6)))  # in chunks
+    True
     """
-    rows = max(1, max_logits // max(item_vecs.shape[0], 1))
-    if h.shape[0] <= rows:
-        return _multi_ce_chunk(h, item_vecs, targets, weights, offset)
-    parts = [
-        checkpoint(
-            _multi_ce_chunk,
-            h[s : s + rows],
-            item_vecs,
-            targets[s : s + rows],
-            weights[s : s + rows],
-            None if offset is None else offset[s : s + rows],
-            use_reentrant=False,
-        )
-        for s in range(0, h.shape[0], rows)
-    ]
-    return torch.cat(parts)
+    return _chunked(
+        lambda hh, tt, ww, oo: _multi_ce_chunk(hh, item_vecs, tt, ww, oo),
+        len(item_vecs),
+        max_logits,
+        h,
+        targets,
+        weights,
+        offset,
+    )
 
 
 def sampled_softmax_ce(
