@@ -19,14 +19,22 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from recinc_cli import __version__, api
-from recinc_cli.cli_options import ARCH_OPTIONS, POLICY_OPTIONS, names, only, with_options
+from recinc_cli.cli_options import (
+    ARCH_OPTIONS,
+    FUTURE_WINDOW_HELP,
+    POLICY_OPTIONS,
+    POP_PRIOR_HELP,
+    TRAIN_OPTIONS,
+    names,
+    only,
+    with_options,
+)
 from recinc_cli.config import (
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_REPLAY_STRATEGIES,
     ModelConfig,
     PreprocessConfig,
     TrainConfig,
-    parse_duration,
     parse_event_weights,
 )
 from recinc_cli.console import info, metrics_table, print_table, reporter
@@ -110,26 +118,8 @@ ModelName = Annotated[
 
 
 # -- incremental policies: shared by init (stored defaults), update (stored) and replay ----------
-PopPrior = Annotated[
-    float | None,
-    typer.Option(
-        help=train_option(
-            "pop_prior",
-            "Train against the popularity prior, each event's logits + W x log(1 + popularity at its "
-            "time), so the model learns what users take beyond the trend; 0 = off.",
-        )
-    ),
-]
-FutureWindow = Annotated[
-    int | None,
-    typer.Option(
-        help=train_option(
-            "future_window",
-            "Train each position for the user's next N events at once (half the loss) beside the "
-            "next one (the rest): what a nightly update is judged on; 1 = next item only.",
-        )
-    ),
-]
+PopPrior = Annotated[float | None, typer.Option(help=POP_PRIOR_HELP)]
+FutureWindow = Annotated[int | None, typer.Option(help=FUTURE_WINDOW_HELP)]
 Repeats = Annotated[
     bool | None,
     typer.Option(
@@ -139,19 +129,6 @@ Repeats = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _pop_half_life(text: str) -> dict[str, Any]:
-    """``--pop-half-life``: auto, NNNev (events) or a duration, as TrainConfig fields."""
-    t = text.strip().lower()
-    if t == "auto":
-        return {}
-    if t.endswith("ev"):
-        try:
-            return {"pop_half_life_events": float(t.removesuffix("ev"))}
-        except ValueError:
-            raise UsageError(f"--pop-half-life: cannot read {text!r}; use auto, 5000ev or 14d") from None
-    return {"pop_half_life_s": parse_duration(t), "pop_half_life_events": 0.0}
 
 
 def _version(value: bool) -> None:
@@ -262,6 +239,7 @@ def preprocess(
 
 @command
 @with_options(ARCH_OPTIONS, into="arch")
+@with_options(TRAIN_OPTIONS, into="train")
 @with_options(POLICY_OPTIONS, into="policies")
 def init(
     events: Annotated[
@@ -273,64 +251,7 @@ def init(
     wait: Wait = 0.0,
     model: ModelName = ModelConfig.name,
     arch: dict[str, Any] | None = None,
-    epochs: Annotated[
-        int | None, typer.Option(help=train_option("epochs", "Most training epochs (early stopping picks fewer)."))
-    ] = None,
-    update_epochs: Annotated[
-        int | None, typer.Option(help=train_option("update_epochs", "Default epochs of later updates."))
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help=train_option("lr", "Adam learning rate."))] = None,
-    update_lr: Annotated[
-        float | None,
-        typer.Option(help=train_option("update_lr", "Default learning rate of later updates.", none="the --lr")),
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help=train_option("batch_size", "Events per batch."))] = None,
-    l2: Annotated[
-        float, typer.Option(help=applies("l2", "L2 penalty on the embeddings a batch touches."))
-    ] = TrainConfig.l2,
-    pop_prior: PopPrior = None,
-    future_window: FutureWindow = None,
-    negatives: Annotated[
-        int,
-        typer.Option(
-            help=applies("n_negatives", "Sampled negatives per batch for catalogues above --full-softmax-max-items.")
-        ),
-    ] = TrainConfig.n_negatives,
-    full_softmax_max_items: Annotated[
-        int,
-        typer.Option(
-            help=applies("full_softmax_max_items", "Largest catalogue trained with the exact softmax over every item.")
-        ),
-    ] = TrainConfig.full_softmax_max_items,
-    pop_half_life: Annotated[
-        str,
-        typer.Option(
-            help="Half-life of the decayed popularity (cold start and the score adjustment): auto (a tenth "
-            "of EVENTS' events), a number of events like 5000ev, or a duration like 14d."
-        ),
-    ] = "auto",
-    valid_fraction: Annotated[
-        float,
-        typer.Option(help="Newest share of EVENTS held out to pick the epoch count (early stopping); 0 = off."),
-    ] = TrainConfig.valid_fraction,
-    valid_last: Annotated[
-        bool,
-        typer.Option(
-            "--valid-last",
-            help=applies(
-                "valid_last",
-                "Early-stop on each user's last event instead (leave-one-out); it becomes context, untrained.",
-            ),
-        ),
-    ] = False,
-    patience: Annotated[
-        int | None,
-        typer.Option(help=train_option("patience", "Stop after this many epochs without a better validation NDCG@10.")),
-    ] = None,
-    init_: Annotated[
-        str, typer.Option("--init", help=applies("init", "random, zero or pretrained:PATH."))
-    ] = TrainConfig.init,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same model.")] = TrainConfig.seed,
+    train: dict[str, Any] | None = None,
     policies: dict[str, Any] | None = None,
     json_: Json = False,
     quiet: Quiet = False,
@@ -359,24 +280,7 @@ def init(
     model_cfg = ModelConfig(name=model, **(arch or {}))
     policies = policies or {}
     train_cfg = TrainConfig.for_model(
-        model,
-        epochs=epochs,
-        update_epochs=update_epochs,
-        lr=lr,
-        update_lr=update_lr,
-        batch_size=batch_size,
-        l2=l2,
-        pop_prior=pop_prior,
-        future_window=future_window,
-        n_negatives=negatives,
-        full_softmax_max_items=full_softmax_max_items,
-        init=init_,
-        seed=seed,
-        **_pop_half_life(pop_half_life),
-        valid_fraction=valid_fraction,
-        valid_last=valid_last,
-        patience=patience,
-        **{k: v for k, v in policies.items() if k != "pop_weight"},
+        model, **(train or {}), **{k: v for k, v in policies.items() if k != "pop_weight"}
     )
     if "pop_weight" in policies:
         train_cfg = dataclasses.replace(train_cfg, pop_weight=policies["pop_weight"])
@@ -393,7 +297,7 @@ def init(
         }.get(model, "co-occurrences counted")
     elif r["valid_ndcg"] is None:
         how = _epochs(r["epochs"])
-    elif valid_last:
+    elif train_cfg.valid_last:
         how = f"{_epochs(r['epochs'])} chosen by early stopping (leave-one-out)"
     else:
         how = (

@@ -23,9 +23,9 @@ from typing import Annotated, Any
 
 import typer
 
-from recinc_cli.config import LATE_POLICIES, LR_SCHEDULES, ModelConfig, parse_duration
+from recinc_cli.config import LATE_POLICIES, LR_SCHEDULES, ModelConfig, TrainConfig, parse_duration
 from recinc_cli.errors import UsageError
-from recinc_cli.helptext import applies
+from recinc_cli.helptext import applies, train_option
 
 
 def _same(value: Any) -> Any:
@@ -236,10 +236,119 @@ def only(group: tuple[Opt, ...], *params: str) -> tuple[Opt, ...]:
     return tuple(o for o in group if o.param in params)
 
 
+def pop_half_life(text: str) -> dict[str, Any]:
+    """``--pop-half-life``: auto, NNNev (events) or a duration, as TrainConfig fields.
+
+    >>> pop_half_life("auto"), pop_half_life("5000ev"), pop_half_life("1d")
+    ({}, {'pop_half_life_events': 5000.0}, {'pop_half_life_s': 86400.0, 'pop_half_life_events': 0.0})
+    """
+    t = text.strip().lower()
+    if t == "auto":
+        return {}
+    if t.endswith("ev"):
+        try:
+            return {"pop_half_life_events": float(t.removesuffix("ev"))}
+        except ValueError:
+            raise UsageError(f"--pop-half-life: cannot read {text!r}; use auto, 5000ev or 14d") from None
+    return {"pop_half_life_s": parse_duration(t), "pop_half_life_events": 0.0}
+
+
+POP_PRIOR_HELP = train_option(
+    "pop_prior",
+    "Train against the popularity prior, each event's logits + W x log(1 + popularity at its "
+    "time), so the model learns what users take beyond the trend; 0 = off.",
+)
+FUTURE_WINDOW_HELP = train_option(
+    "future_window",
+    "Train each position for the user's next N events at once (half the loss) beside the "
+    "next one (the rest): what a nightly update is judged on; 1 = next item only.",
+)
+_TRAIN = TrainConfig()
+#: How ``init`` trains (:class:`~recinc_cli.config.TrainConfig`, per-model defaults where
+#: ``--help`` shows several); stored as the defaults of later updates where they apply.
+#: Field ``*``: the option sets several fields (its reader returns them).
+TRAIN_OPTIONS: tuple[Opt, ...] = (
+    Opt("epochs", "epochs", int, train_option("epochs", "Most training epochs (early stopping picks fewer).")),
+    Opt("update_epochs", "update_epochs", int, train_option("update_epochs", "Default epochs of later updates.")),
+    Opt("lr", "lr", float, train_option("lr", "Adam learning rate.")),
+    Opt(
+        "update_lr",
+        "update_lr",
+        float,
+        train_option("update_lr", "Default learning rate of later updates.", none="the --lr"),
+    ),
+    Opt("batch_size", "batch_size", int, train_option("batch_size", "Events per batch.")),
+    Opt("l2", "l2", float, applies("l2", "L2 penalty on the embeddings a batch touches."), default=_TRAIN.l2),
+    Opt("pop_prior", "pop_prior", float, POP_PRIOR_HELP),
+    Opt("future_window", "future_window", int, FUTURE_WINDOW_HELP),
+    Opt(
+        "negatives",
+        "n_negatives",
+        int,
+        applies("n_negatives", "Sampled negatives per batch for catalogues above --full-softmax-max-items."),
+        default=_TRAIN.n_negatives,
+    ),
+    Opt(
+        "full_softmax_max_items",
+        "full_softmax_max_items",
+        int,
+        applies("full_softmax_max_items", "Largest catalogue trained with the exact softmax over every item."),
+        default=_TRAIN.full_softmax_max_items,
+    ),
+    Opt(
+        "pop_half_life",
+        "*",
+        str,
+        "Half-life of the decayed popularity (cold start and the score adjustment): auto (a tenth "
+        "of EVENTS' events), a number of events like 5000ev, or a duration like 14d.",
+        pop_half_life,
+        default="auto",
+    ),
+    Opt(
+        "valid_fraction",
+        "valid_fraction",
+        float,
+        "Newest share of EVENTS held out to pick the epoch count (early stopping); 0 = off.",
+        default=_TRAIN.valid_fraction,
+    ),
+    Opt(
+        "valid_last",
+        "valid_last",
+        bool,
+        applies(
+            "valid_last",
+            "Early-stop on each user's last event instead (leave-one-out); it becomes context, untrained.",
+        ),
+        decls=("--valid-last",),
+        default=False,
+    ),
+    Opt(
+        "patience",
+        "patience",
+        int,
+        train_option("patience", "Stop after this many epochs without a better validation NDCG@10."),
+    ),
+    Opt(
+        "init_",
+        "init",
+        str,
+        applies("init", "random, zero or pretrained:PATH."),
+        decls=("--init",),
+        default=_TRAIN.init,
+    ),
+    Opt("seed", "seed", int, "Random seed; same seed, same model.", default=_TRAIN.seed),
+)
+
+
 def read_given(group: tuple[Opt, ...], args: dict[str, Any]) -> dict[str, Any]:
     """Config field -> value of each option of ``group`` given in ``args`` (parameter -> raw
     value; None = not given)."""
-    return {o.field: o.read(args[o.param]) for o in group if args.get(o.param) is not None}
+    out: dict[str, Any] = {}
+    for o in group:
+        if args.get(o.param) is not None:
+            value = o.read(args[o.param])
+            out.update(value if o.field == "*" else {o.field: value})
+    return out
 
 
 def with_options(group: tuple[Opt, ...], into: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
