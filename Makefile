@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test lint demo bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker sample-data clean
+.PHONY: install test test-fast lint demo bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The edit-test loop: units, the model contract and doctests, under a minute (tests/conftest.py
+# SLOW_FILES lists what it leaves out). `make test` still runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # preprocess -> init on days 1-10 -> for each later day: evaluate (test-then-train), update
 # -> recommend; sasrec; a session log with sknn; then a registry with a promotion gate and a

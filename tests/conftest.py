@@ -200,3 +200,34 @@ def sasrec_pipeline(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory
     for name, r in p.results.items():
         assert r.exit_code == 0, (name, r.stderr)
     return p
+
+
+#: Test files outside the fast tier (``make test-fast``, under a minute): whole CLI pipelines,
+#: the README's commands, crash tests that kill real processes, real logs, fuzzing and replays.
+#: Every other test (units, the model contract, doctests) is in it.
+SLOW_FILES: frozenset[str] = frozenset(
+    {
+        "test_readme.py",
+        "test_ranker.py",
+        "test_crash.py",
+        "test_real_data.py",
+        "test_fuzz_csv.py",
+        "test_replay.py",
+        "test_cli_sasrec.py",
+        "test_determinism.py",
+        "test_cli_errors.py",
+        "test_checkpoint.py",
+        "test_cli_recommend.py",
+        "test_update_machinery.py",
+        "test_bad_inputs.py",
+        "test_quality.py",
+        "test_registry.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`SLOW_FILES` ``slow``; ``make test-fast`` deselects them."""
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
