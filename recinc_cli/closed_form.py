@@ -15,6 +15,7 @@ import polars as pl
 from recinc_cli.data import TrainData
 from recinc_cli.early_stop import choose_pop_weight
 from recinc_cli.incremental import iso_ms
+from recinc_cli.models.base import closed_form_model
 from recinc_cli.validation import validation_for
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def closed_form_fit(
     (absorbed after the choice), pooling the evidence of earlier runs; otherwise it is set.
     Returns the run's lineage stats.
     """
-    model = bundle.model
+    model = closed_form_model(bundle.model)
     if model.LEARNS_RANKING:
         from recinc_cli.ranker_fit import ranker_fit
 
@@ -44,7 +45,7 @@ def closed_form_fit(
 
     def absorb(part: pl.DataFrame) -> None:
         data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
-        model.absorb(data, bundle.context, half_life)  # type: ignore[operator]
+        model.absorb(data, bundle.context, half_life)
         bundle.fold(data)  # the context absorb read is extended here, once
 
     absorb(older)

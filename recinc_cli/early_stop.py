@@ -69,7 +69,7 @@ def early_stopped_fit(
     prior = bundle.context
     bundle.fold(fold)
     fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
-    trainer.plan(max_epochs * model.n_batches(train, prior, cfg, replay))
+    trainer.plan(max_epochs * trainer.model.n_batches(train, prior, cfg, replay))
     reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
     best: tuple[float, int, float, float, dict[str, Any], list[dict[str, Any]]] | None = None
     train_seconds = 0.0

@@ -31,7 +31,7 @@ from recinc_cli.errors import BadInputError, CheckpointError, TrainingError, Usa
 from recinc_cli.growth import apply_item_features, grow_vocabularies
 from recinc_cli.incremental import iso_ms, late_events, parent_anchor, prune_expired
 from recinc_cli.models import MODELS, build_model
-from recinc_cli.models.base import Recommender
+from recinc_cli.models.base import Recommender, gradient_model
 from recinc_cli.pop_prior import PriorSource
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.reservoir import Reservoir
@@ -140,7 +140,7 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     else:
         cut = round(events.height * (1 - cfg.valid_fraction))
         older, held = events[:cut], events[cut:]
-    trainer = Trainer(bundle.model, cfg, size_threads=use_threads)
+    trainer = Trainer(gradient_model(bundle.model), cfg, size_threads=use_threads)
     stopped = None
     if held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
@@ -305,7 +305,7 @@ def _trainer(
     teacher: Recommender | None = None,
 ) -> Trainer:
     """A trainer that continues the bundle's optimizer state (grown to the current tables)."""
-    trainer = Trainer(bundle.model, cfg, anchor, teacher, size_threads=use_threads)
+    trainer = Trainer(gradient_model(bundle.model), cfg, anchor, teacher, size_threads=use_threads)
     if bundle.optimizer:
         try:
             trainer.load_state_dict(bundle.optimizer)
@@ -330,7 +330,7 @@ def _train_and_fold(
     cfg = trainer.cfg
     start = time.perf_counter()
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
-    n_batches = bundle.model.n_batches(data, bundle.context, cfg, replay)
+    n_batches = trainer.model.n_batches(data, bundle.context, cfg, replay)
     trainer.plan(epochs * n_batches)
     reporter.start(f"training {bundle.model_cfg.name}", epochs * n_batches)
 

@@ -31,7 +31,7 @@ from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import TrainingError
 from recinc_cli.failpoints import pause_point
-from recinc_cli.models.base import Recommender
+from recinc_cli.models.base import GradientRecommender, Recommender
 from recinc_cli.threads import count_flops
 
 #: callback(epoch, n_epochs, batch, n_batches, running_loss)
@@ -54,7 +54,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: Recommender,
+        model: GradientRecommender,
         cfg: TrainConfig,
         anchor: dict[str, torch.Tensor] | None = None,
         teacher: Recommender | None = None,

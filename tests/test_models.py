@@ -562,3 +562,17 @@ def test_closed_form_cycle_direction_is_learned_only_from_order(name: str) -> No
         assert hit_rate == 1.0
     else:
         assert hit_rate < 0.7
+
+
+def test_the_contract_is_enforced_and_every_model_is_of_one_family() -> None:
+    from recinc_cli.models.base import ClosedFormRecommender, GradientRecommender
+
+    class Empty(GradientRecommender):
+        name = "empty"
+
+    with pytest.raises(TypeError, match="abstract"):
+        Empty({}, ModelConfig(name="mf"))  # type: ignore[abstract]
+    for name, cls in MODELS.items():
+        families = [issubclass(cls, GradientRecommender), issubclass(cls, ClosedFormRecommender)]
+        assert families.count(True) == 1, name
+        assert issubclass(cls, ClosedFormRecommender) == cls.CLOSED_FORM, name

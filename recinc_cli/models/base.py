@@ -10,7 +10,7 @@ priors), never the bundle, file I/O or the CLI.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -27,7 +27,7 @@ Batch = dict[str, torch.Tensor]
 Query = dict[str, torch.Tensor]
 
 
-class Recommender(nn.Module):
+class Recommender(nn.Module, metaclass=ABCMeta):
     """Base class: subclasses define tables, ``score``, ``loss`` and ``batches``.
 
     Parameters
@@ -84,28 +84,9 @@ class Recommender(nn.Module):
         Column 0 (padding) is meaningless; callers mask it.
         """
 
-    @abstractmethod
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Scalar training loss of one batch from :meth:`batches`."""
-
-    @abstractmethod
-    def batches(
-        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
-    ) -> Iterator[Batch]:
-        """One epoch of shuffled batches from :class:`~recinc_cli.data.TrainData` ``data``.
-
-        ``prior`` is the :class:`~recinc_cli.context.Context` of the events before ``data``
-        (what sequential models read as input); other models ignore it. ``replay`` (optional
-        TrainData) are past events trained on again alongside ``data``.
-        """
-
     def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
         """Record item feature values (n, n_features) of items ``item_idx`` (n,); models
         without item features have nothing to record."""
-
-    def n_batches(self, data: Any, prior: Any, cfg: TrainConfig, replay: Any = None) -> int:
-        """About how many batches :meth:`batches` yields (for progress bars)."""
-        return -(-(len(data) + (len(replay) if replay is not None else 0)) // cfg.batch_size)
 
     def reset_parameters(self, init: str, generator: torch.Generator) -> None:
         """Fill every table: ``random`` draws N(0, INIT_STD) for 2-d tables and zeros for biases;
@@ -158,3 +139,73 @@ def shuffled_slices(n: int, batch_size: int, generator: torch.Generator) -> Iter
     order = torch.randperm(n, generator=generator).numpy()
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+class GradientRecommender(Recommender):
+    """A model trained by gradient steps (:class:`~recinc_cli.train.Trainer`): ``mf``, ``sasrec``.
+
+    Adds the training contract: :meth:`batches` cuts the events into batches, :meth:`loss`
+    scores one; ``init`` early-stops on held-out events, ``update`` runs a few epochs.
+    """
+
+    CLOSED_FORM: ClassVar[bool] = False
+
+    @abstractmethod
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Scalar training loss of one batch from :meth:`batches`."""
+
+    @abstractmethod
+    def batches(
+        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
+    ) -> Iterator[Batch]:
+        """One epoch of shuffled batches from :class:`~recinc_cli.data.TrainData` ``data``.
+
+        ``prior`` is the :class:`~recinc_cli.context.Context` of the events before ``data``
+        (what sequential models read as input); other models ignore it. ``replay`` (optional
+        TrainData) are past events trained on again alongside ``data``.
+        """
+
+    def n_batches(self, data: Any, prior: Any, cfg: TrainConfig, replay: Any = None) -> int:
+        """About how many batches :meth:`batches` yields (for progress bars)."""
+        return -(-(len(data) + (len(replay) if replay is not None else 0)) // cfg.batch_size)
+
+
+class ClosedFormRecommender(Recommender):
+    """A model solved from counts, not trained: ``ease``, ``sknn``, ``ranker``.
+
+    :meth:`absorb` folds events in; ``init`` and ``update`` call it (through
+    :func:`~recinc_cli.closed_form.closed_form_fit`, or the ranker's own fit when
+    ``LEARNS_RANKING``). It has no gradient path: :meth:`loss` and :meth:`batches` say why.
+    """
+
+    CLOSED_FORM: ClassVar[bool] = True
+    #: Completes "NAME ..." in the error of a gradient step asked of the model.
+    NO_GRADIENT: ClassVar[str] = "is solved in closed form"
+
+    @abstractmethod
+    def absorb(self, data: Any, prior: Any, half_life_events: float) -> None:
+        """Fold the time-ordered :class:`~recinc_cli.data.TrainData` ``data`` in; ``prior``
+        (:class:`~recinc_cli.context.Context`) holds each user's events before it, and
+        ``half_life_events`` decays older counts (0 = none; models that keep no counts ignore it)."""
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
+
+    def batches(
+        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
+    ) -> Iterator[Batch]:
+        raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
+
+
+def gradient_model(model: Recommender) -> GradientRecommender:
+    """``model`` as the gradient-trained model it must be here; TypeError if it is closed-form."""
+    if not isinstance(model, GradientRecommender):
+        raise TypeError(f"{model.name} is not trained by gradient steps")
+    return model
+
+
+def closed_form_model(model: Recommender) -> ClosedFormRecommender:
+    """``model`` as the closed-form model it must be here; TypeError if it is gradient-trained."""
+    if not isinstance(model, ClosedFormRecommender):
+        raise TypeError(f"{model.name} is trained by gradient steps, not solved in closed form")
+    return model

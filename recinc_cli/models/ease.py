@@ -33,17 +33,17 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import ModelConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.errors import UsageError
-from recinc_cli.models.base import Batch, Query, Recommender
+from recinc_cli.models.base import ClosedFormRecommender, Query
 
 #: Largest catalogue (items) EASE accepts: its Gram matrix is dense, n_items^2 float32
 #: (400 MB at this size) and solving it is O(n_items^3).
@@ -53,12 +53,12 @@ MAX_ITEMS = 10_000
 _USER_BLOCK = 1024
 
 
-class EASE(Recommender):
+class EASE(ClosedFormRecommender):
     """Decayed item Gram matrix ``gram`` (n_items, n_items) and its ridge solution (in memory)."""
 
     name = "ease"
     CONTEXT: ClassVar[bool] = True
-    CLOSED_FORM: ClassVar[bool] = True
+    NO_GRADIENT: ClassVar[str] = "is solved in closed form; see EASE.absorb"
     gram: torch.Tensor
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
@@ -149,14 +149,6 @@ class EASE(Recommender):
 
     def score(self, query: Query) -> torch.Tensor:
         return self._dense(query["seq_item"]) @ self.weights()
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError("ease is solved in closed form; see EASE.absorb")
-
-    def batches(
-        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
-    ) -> Iterator[Batch]:
-        raise NotImplementedError("ease is solved in closed form; see EASE.absorb")
 
 
 def ease_solve(gram: torch.Tensor, l2: float) -> torch.Tensor:

@@ -28,12 +28,12 @@ from torch import nn
 
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data import TrainData
-from recinc_cli.models.base import Batch, Query, Recommender, shuffled_slices
+from recinc_cli.models.base import Batch, GradientRecommender, Query, shuffled_slices
 from recinc_cli.models.losses import sampled_softmax_ce
 from recinc_cli.pop_prior import PopPrior
 
 
-class MF(Recommender):
+class MF(GradientRecommender):
     """User and item embeddings (``dim``) plus an item bias."""
 
     name = "mf"

@@ -38,18 +38,18 @@ Non-candidates score below every candidate, in popularity order, so every comman
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy import sparse
 
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import ModelConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.models import item_graph
-from recinc_cli.models.base import Batch, Query, Recommender
+from recinc_cli.models.base import ClosedFormRecommender, Query
 from recinc_cli.models.ease import MAX_ITEMS as EASE_MAX_ITEMS
 from recinc_cli.models.ease import ease_solve
 
@@ -105,14 +105,14 @@ _ROW_FLOATS = 1 << 23
 _FLOOR = -1e4
 
 
-class Ranker(Recommender):
+class Ranker(ClosedFormRecommender):
     """Co-occurrence ``g_row``/``g_col``/``g_val`` (COO), popularity ``pop`` (n_items, 4),
     item clocks ``item_first``/``item_last``, user ``user_events``/``user_last``, the event
     ``clock``, the training ``pool_*`` and the ``booster`` text."""
 
     name = "ranker"
     CONTEXT: ClassVar[bool] = True
-    CLOSED_FORM: ClassVar[bool] = True
+    NO_GRADIENT: ClassVar[str] = "is fit by recinc_cli.ranker_fit, not by gradient steps"
     LEARNS_RANKING: ClassVar[bool] = True
     g_row: torch.Tensor
     g_col: torch.Tensor
@@ -447,11 +447,3 @@ class Ranker(Recommender):
                     raise ValueError(f"the ranker's booster reads {found} features, not {len(FEATURES)}")
                 self._cache["booster"] = booster
         return self._cache["booster"]
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError("ranker is fit by recinc_cli.ranker_fit, not by gradient steps")
-
-    def batches(
-        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
-    ) -> Iterator[Batch]:
-        raise NotImplementedError("ranker is fit by recinc_cli.ranker_fit, not by gradient steps")

@@ -32,7 +32,7 @@ from torch import nn
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
-from recinc_cli.models.base import Batch, Query, Recommender
+from recinc_cli.models.base import Batch, GradientRecommender, Query
 from recinc_cli.models.losses import full_softmax_ce, full_softmax_multi_ce, sampled_softmax_ce
 from recinc_cli.sequences import build_windows, concat_windows, length_batches, replay_windows
 
@@ -127,7 +127,7 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
-class SASRec(Recommender):
+class SASRec(GradientRecommender):
     """Item, event-type, feature and position embeddings feeding ``blocks`` transformer blocks."""
 
     name = "sasrec"

@@ -35,17 +35,17 @@ README, "Session logs".
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy import sparse
 
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import ModelConfig
 from recinc_cli.context import Context
 from recinc_cli.data import TrainData
-from recinc_cli.models.base import Batch, Query, Recommender
+from recinc_cli.models.base import ClosedFormRecommender, Query
 
 #: A rule links a click to the items up to this many clicks after it, weighted 1/steps.
 RULE_STEPS = 3
@@ -55,13 +55,13 @@ POP_TIEBREAK = 1e-3
 _BLOCK_FLOATS = 1 << 24
 
 
-class SKNN(Recommender):
+class SKNN(ClosedFormRecommender):
     """Stored sessions: ``mem_indptr`` (n_users + 1,) int64 and ``mem_items`` (nnz,) int64,
     each user's newest ``max_len`` items, oldest first."""
 
     name = "sknn"
     CONTEXT: ClassVar[bool] = True
-    CLOSED_FORM: ClassVar[bool] = True
+    NO_GRADIENT: ClassVar[str] = "stores sessions; see SKNN.absorb"
     mem_indptr: torch.Tensor
     mem_items: torch.Tensor
 
@@ -173,14 +173,6 @@ class SKNN(Recommender):
         follow = torch.from_numpy(rules[last.numpy()].toarray())
         follow[last == 0] = 0.0
         return _unit(knn) + _unit(follow)
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError("sknn stores sessions; see SKNN.absorb")
-
-    def batches(
-        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
-    ) -> Iterator[Batch]:
-        raise NotImplementedError("sknn stores sessions; see SKNN.absorb")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
