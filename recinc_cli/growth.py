@@ -56,5 +56,4 @@ def apply_item_features(model: Recommender, events: pl.DataFrame, items: Vocab, 
     last = events.group_by("item_id", maintain_order=True).agg(pl.col(n).drop_nulls().last() for n in names)
     item_idx = torch.tensor(items.lookup(last["item_id"]))
     values = torch.stack([torch.tensor(features[n].lookup(last[n])) for n in names], dim=1)
-    current = model.get_buffer("item_feat")[item_idx]
-    model.set_item_features(item_idx, torch.where(values > 0, values, current))
+    model.set_item_features(item_idx, values)

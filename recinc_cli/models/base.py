@@ -85,8 +85,9 @@ class Recommender(nn.Module, metaclass=ABCMeta):
         """
 
     def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
-        """Record item feature values (n, n_features) of items ``item_idx`` (n,); models
-        without item features have nothing to record."""
+        """Record item feature values (n, n_features) of items ``item_idx`` (n,), where 0 (unknown,
+        a null in the events) keeps the value the model knew; models without item features have
+        nothing to record."""
 
     def reset_parameters(self, init: str, generator: torch.Generator) -> None:
         """Fill every table: ``random`` draws N(0, INIT_STD) for 2-d tables and zeros for biases;

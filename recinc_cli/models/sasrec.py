@@ -186,8 +186,9 @@ class SASRec(GradientRecommender):
         return vec
 
     def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
-        """Record feature values ``values`` (n, n_features) int64 of items ``item_idx`` (n,)."""
-        self.item_feat[item_idx] = values
+        """Record feature values ``values`` (n, n_features) int64 of items ``item_idx`` (n,); a 0
+        (unknown) keeps the item's known value."""
+        self.item_feat[item_idx] = torch.where(values > 0, values, self.item_feat[item_idx])
 
     # -- encoder ------------------------------------------------------------------------------
 
