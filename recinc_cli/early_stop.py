@@ -71,7 +71,7 @@ def early_stopped_fit(
     fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
     trainer.plan(max_epochs * trainer.model.n_batches(train, prior, cfg, replay))
     reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
-    best: tuple[float, int, float, float, dict[str, Any], list[dict[str, Any]]] | None = None
+    best: _Epoch | None = None
     train_seconds = 0.0
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
@@ -80,30 +80,42 @@ def early_stopped_fit(
         model.eval()
         ndcg = validation.ndcg(bundle, fixed)
         reporter.advance(1, f"epoch {epoch} loss {loss:.4f} valid ndcg@{VALID_K} {ndcg:.4f}")
-        if best is None or ndcg > best[0]:
-            best = (ndcg, epoch, fixed, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
-        elif epoch - best[1] >= cfg.patience:
+        if best is None or ndcg > best.ndcg:
+            best = _Epoch(ndcg, epoch, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
+        elif epoch - best.epoch >= cfg.patience:
             break
     reporter.stop()
     assert best is not None  # the loop ran at least once (max_epochs >= 1)
-    model.load_state_dict(best[4])
-    bundle.optimizer = best[5]
+    model.load_state_dict(best.weights)
+    bundle.optimizer = best.optimizer
     if cfg.pop_weight is None:
         choice = choose_pop_weight(bundle, validation)
     else:  # a given weight: epochs were compared with it, the model alone is scored once more
-        model_ndcg = best[0] if fixed == 0 else validation.ndcg(bundle, 0.0)
-        choice = PopChoice(fixed, best[0], model_ndcg)
+        model_ndcg = best.ndcg if fixed == 0 else validation.ndcg(bundle, 0.0)
+        choice = PopChoice(fixed, best.ndcg, model_ndcg)
     bundle.pop_weight = choice.weight
     return {
-        "epochs": best[1],
+        "epochs": best.epoch,
         "valid_ndcg": round(choice.ndcg, 5),
         "valid_ndcg_model": round(choice.model_ndcg, 5),
         "pop_weight": bundle.pop_weight,
-        "final_loss": best[3],
+        "final_loss": best.loss,
         "epoch_seconds": round(train_seconds / epoch, 3),
         "events_trained": (len(train) + (len(replay) if replay is not None else 0)) * epoch,
         **validation.describe(),
     }
+
+
+@dataclass(frozen=True)
+class _Epoch:
+    """The best epoch so far: its validation NDCG@10, number, training loss, and the model's
+    and optimizer's state after it (restored once training stops)."""
+
+    ndcg: float
+    epoch: int
+    loss: float
+    weights: dict[str, Any]
+    optimizer: list[dict[str, Any]]
 
 
 #: Weight of the evidence from earlier updates when choosing the popularity weight: one slice's
