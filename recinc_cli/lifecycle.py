@@ -119,16 +119,15 @@ def _check_pop_prior(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
 
 
 @contextlib.contextmanager
-def _training_prior(bundle: Bundle, weight: float) -> Iterator[None]:
-    """Within the block, the model trains against the popularity prior as of its start
-    (:mod:`recinc_cli.pop_prior`); afterwards the model holds no trace of it."""
-    model = bundle.model
-    if weight > 0 and model.POP_PRIOR:
-        model.train_prior = PriorSource(bundle.item_pop, bundle.popularity_clock(), weight, len(bundle.items))
+def _training_prior(bundle: Bundle, trainer: Trainer, weight: float) -> Iterator[None]:
+    """Within the block, ``trainer`` trains against the popularity prior as of its start
+    (:mod:`recinc_cli.pop_prior`); the model never holds it."""
+    if weight > 0 and trainer.model.POP_PRIOR:
+        trainer.pop_prior = PriorSource(bundle.item_pop, bundle.popularity_clock(), weight, len(bundle.items))
     try:
         yield
     finally:
-        model.train_prior = None
+        trainer.pop_prior = None
 
 
 def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None) -> dict[str, Any]:
@@ -144,7 +143,7 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
     stopped = None
     if held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
-        with _training_prior(bundle, cfg.pop_prior):
+        with _training_prior(bundle, trainer, cfg.pop_prior):
             stopped = early_stopped_fit(
                 bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
             )
@@ -247,7 +246,7 @@ def _train_update(
     if cfg.update_valid_fraction > 0 and older.height and held.height:
         fold = TrainData.from_events(older, bundle.users, bundle.items, bundle.types)
         train = fold.decayed(now, cfg.half_life_s)
-        with _training_prior(bundle, cfg.pop_prior):
+        with _training_prior(bundle, trainer, cfg.pop_prior):
             stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
     n_replayed = 0 if replay is None else len(replay)
     if stopped is None:
@@ -337,7 +336,7 @@ def _train_and_fold(
     def on_batch(epoch: int, n_epochs: int, b: int, nb: int, loss: float) -> None:
         reporter.advance(1, f"epoch {epoch + 1}/{n_epochs} loss {loss:.4f}")
 
-    with _training_prior(bundle, cfg.pop_prior):
+    with _training_prior(bundle, trainer, cfg.pop_prior):
         losses = trainer.fit(data.decayed(now_ms, cfg.half_life_s), epochs, gen, on_batch, bundle.context, replay)
     reporter.stop()
     bundle.optimizer = trainer.state_dict()

@@ -59,8 +59,12 @@ class Trainer:
         anchor: dict[str, torch.Tensor] | None = None,
         teacher: Recommender | None = None,
         size_threads: Callable[[float], int] | None = None,
+        pop_prior: Callable[[TrainData], Any] | None = None,
     ) -> None:
         self.model = model
+        #: The popularity prior the model trains against (:class:`~recinc_cli.pop_prior.PriorSource`,
+        #: set by ``init``/``update`` for a block of fits), handed to ``batches``; None = off.
+        self.pop_prior = pop_prior
         self.cfg = cfg
         self.optimizers = self._build()
         self.anchor = anchor if anchor and cfg.anchor_weight > 0 else None
@@ -141,7 +145,8 @@ class Trainer:
             self.step = 0
         for epoch in range(epochs):
             total, weight = 0.0, 0
-            for b, batch in enumerate(self.model.batches(data, prior, self.cfg, generator, replay)):
+            batches = self.model.batches(data, prior, self.cfg, generator, replay, self.pop_prior)
+            for b, batch in enumerate(batches):
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
                 if self.cfg.lr_schedule != "constant" or self.cfg.warmup > 0:

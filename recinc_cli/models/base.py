@@ -45,15 +45,13 @@ class Recommender(nn.Module, metaclass=ABCMeta):
     #: True when scores depend on each user's recent events (``seq_item``/``seq_type``).
     CONTEXT: ClassVar[bool] = False
     INIT_STD: ClassVar[float] = 0.1
-    #: True when ``batches`` honours ``train_prior`` (training against the popularity prior).
+    #: True when ``batches`` honours ``pop_prior`` (training against the popularity prior).
     POP_PRIOR: ClassVar[bool] = False
     #: True for models solved in closed form (``absorb``), not trained by gradient steps.
     CLOSED_FORM: ClassVar[bool] = False
     #: True for closed-form models that also learn a ranking from later events
     #: (:func:`~recinc_cli.ranker_fit.ranker_fit` fits them instead of ``absorb`` alone).
     LEARNS_RANKING: ClassVar[bool] = False
-    #: Set by ``init``/``update`` for the duration of a fit (:class:`~recinc_cli.pop_prior.PriorSource`).
-    train_prior: Callable[[Any], Any] | None = None
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__()
@@ -157,13 +155,21 @@ class GradientRecommender(Recommender):
 
     @abstractmethod
     def batches(
-        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
+        self,
+        data: Any,
+        prior: Any,
+        cfg: TrainConfig,
+        generator: torch.Generator,
+        replay: Any = None,
+        pop_prior: Callable[[Any], Any] | None = None,
     ) -> Iterator[Batch]:
         """One epoch of shuffled batches from :class:`~recinc_cli.data.TrainData` ``data``.
 
         ``prior`` is the :class:`~recinc_cli.context.Context` of the events before ``data``
         (what sequential models read as input); other models ignore it. ``replay`` (optional
-        TrainData) are past events trained on again alongside ``data``.
+        TrainData) are past events trained on again alongside ``data``. ``pop_prior``
+        (:class:`~recinc_cli.pop_prior.PriorSource`, models with ``POP_PRIOR``): the popularity
+        prior to train against, passed in by the trainer, never kept on the model.
         """
 
     def n_batches(self, data: Any, prior: Any, cfg: TrainConfig, replay: Any = None) -> int:
@@ -193,7 +199,13 @@ class ClosedFormRecommender(Recommender):
         raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
 
     def batches(
-        self, data: Any, prior: Any, cfg: TrainConfig, generator: torch.Generator, replay: Any = None
+        self,
+        data: Any,
+        prior: Any,
+        cfg: TrainConfig,
+        generator: torch.Generator,
+        replay: Any = None,
+        pop_prior: Callable[[Any], Any] | None = None,
     ) -> Iterator[Batch]:
         raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
 

@@ -18,7 +18,7 @@ torch.Size([2, 5])
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -61,10 +61,11 @@ class MF(GradientRecommender):
         cfg: TrainConfig,
         generator: torch.Generator,
         replay: TrainData | None = None,
+        pop_prior: Callable[[TrainData], PopPrior] | None = None,
     ) -> Iterator[Batch]:
         pop: PopPrior | None = None
-        if self.train_prior is not None:
-            pop = self.train_prior(data).extended(0 if replay is None else len(replay))
+        if pop_prior is not None:
+            pop = pop_prior(data).extended(0 if replay is None else len(replay))
         data = data.concat(replay)  # order does not matter to mf: replayed events are more events
         if self.n_items - 1 > cfg.full_softmax_max_items:
             yield from self._event_batches(data, cfg, generator, pop)

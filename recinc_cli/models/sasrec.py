@@ -22,7 +22,7 @@ torch.Size([2, 6])
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import ClassVar
 
 import torch
@@ -34,6 +34,7 @@ from recinc_cli.context import Context
 from recinc_cli.data import TrainData
 from recinc_cli.models.base import Batch, GradientRecommender, Query
 from recinc_cli.models.losses import full_softmax_ce, full_softmax_multi_ce, sampled_softmax_ce
+from recinc_cli.pop_prior import PopPrior
 from recinc_cli.sequences import build_windows, concat_windows, length_batches, replay_windows
 
 #: Share of the loss on the future window (``--future-window`` > 1); the rest is on the next
@@ -250,6 +251,7 @@ class SASRec(GradientRecommender):
         cfg: TrainConfig,
         generator: torch.Generator,
         replay: TrainData | None = None,
+        pop_prior: Callable[[TrainData], PopPrior] | None = None,
     ) -> Iterator[Batch]:
         win = build_windows(prior, data, self.cfg.max_len)
         if replay is not None and len(replay):
@@ -261,7 +263,7 @@ class SASRec(GradientRecommender):
             counts[0] = 0
             q = counts / counts.sum()
             log_q = torch.log(q * cfg.n_negatives).float()
-        pop = None if self.train_prior is None else self.train_prior(data)
+        pop = None if pop_prior is None else pop_prior(data)
         for idx in length_batches(win.lengths, cfg.batch_size, generator):
             w = int(win.lengths[idx].max().clamp(min=1))
             batch = {
