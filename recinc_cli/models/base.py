@@ -195,18 +195,12 @@ class ClosedFormRecommender(Recommender):
         (:class:`~recinc_cli.context.Context`) holds each user's events before it, and
         ``half_life_events`` decays older counts (0 = none; models that keep no counts ignore it)."""
 
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Not a gradient model: raises :class:`NotImplementedError` saying why."""
         raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
 
-    def batches(
-        self,
-        data: Any,
-        prior: Any,
-        cfg: TrainConfig,
-        generator: torch.Generator,
-        replay: Any = None,
-        pop_prior: Callable[[Any], Any] | None = None,
-    ) -> Iterator[Batch]:
+    def batches(self, *args: Any, **kwargs: Any) -> Iterator[Batch]:
+        """Not a gradient model: raises :class:`NotImplementedError` saying why."""
         raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
 
 
