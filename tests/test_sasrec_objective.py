@@ -56,6 +56,24 @@ def test_future_window_teaches_the_items_after_the_next() -> None:
     assert float(probs[4][2]) == pytest.approx(float(probs[4].max()))
 
 
+def test_the_sampled_softmax_path_trains_a_future_window_too() -> None:
+    # Catalogues above --full-softmax-max-items train with sampled negatives; the window's
+    # targets share them. On the chain, the sampled model learns the window as well.
+    users = np.repeat(np.arange(1, 41), 6)
+    items = np.tile(np.arange(1, 7), 40)
+    data = TrainData(users, items, np.ones(len(users), np.float32), np.arange(len(users)) * MINUTE)
+    zero = torch.zeros(1, 1, dtype=torch.int64)
+    probs = {}
+    for window in (1, 4):
+        model = train(ARCH, data, 40, future_window=window, full_softmax_max_items=2, n_negatives=16)
+        with torch.no_grad():
+            probs[window] = torch.softmax(model.score({"seq_item": torch.tensor([[1]]), "seq_type": zero})[0], 0)
+        assert torch.isfinite(probs[window]).all()  # padding targets once made the loss NaN here
+    # After item 1: items 3-5 get mass only with the window; item 6 (outside it) gets none.
+    assert max(float(probs[1][j]) for j in (3, 4, 5)) < 0.01
+    assert min(float(probs[4][j]) for j in (3, 4, 5)) > 0.02 > 0.01 > float(probs[4][6])
+
+
 def gap_data() -> TrainData:
     """Users take item 1 twice; the item after it is 2 when the second 1 came within a minute,
     3 when it came 2-10 days later. Only the gap tells them apart."""

@@ -311,7 +311,11 @@ class SASRec(GradientRecommender):
                 neg_logit = neg_logit + batch["log_pop"][:, neg][snap]
             ce = self._sampled_ce(h, target[:, None], neg_logit, neg, batch["log_q"], snap, batch.get("log_pop"))[:, 0]
             if future is not None:
-                per = self._sampled_ce(h, future[0], neg_logit, neg, batch["log_q"], snap, batch.get("log_pop"))
+                # Padding targets (0) are scored as item 1 and then dropped: item 0's log-Q is -inf.
+                per = self._sampled_ce(
+                    h, future[0].clamp(min=1), neg_logit, neg, batch["log_q"], snap, batch.get("log_pop")
+                )
+                per = torch.where(future[1] > 0, per, 0.0)
                 ce = (1 - FUTURE_SHARE) * ce + FUTURE_SHARE * (per * future[1]).sum(1) / future[1].sum(1)
         else:
             offset = None if snap is None else batch["log_pop"][snap]
