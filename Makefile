@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test test-fast lint demo bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker sample-data clean
+.PHONY: install test test-fast lint demo bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -96,7 +96,11 @@ bench-sessions: $(STAMP)
 bench-ranker: $(STAMP)
 	$(BIN)/python bench/ranker.py --out bench_out
 
-bench: bench-replay bench-loo bench-concurrency bench-sessions bench-ranker  # every benchmark
+# Would a sasrec generator help the ranker? Boosters fit offline with and without its features.
+bench-ranker-sasrec: $(STAMP)
+	$(BIN)/python bench/ranker_sasrec_offline.py --out bench_out
+
+bench: bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data
