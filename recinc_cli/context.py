@@ -97,22 +97,9 @@ class Context:
 
         ``width`` defaults to the longest row among ``user_idx``; users beyond the store are empty.
         """
-        user_idx = user_idx.to(torch.int64)
-        if self.n_users == 0:
-            zeros = torch.zeros(len(user_idx), width or 0, dtype=torch.int64)
-            return zeros, zeros.clone()
-        known = user_idx < self.n_users
-        u = torch.where(known, user_idx, 0)
-        ends = torch.where(known, self.indptr[u + 1], 0)
-        lengths = torch.where(known, ends - self.indptr[u], 0)
-        if width is None:
-            width = int(lengths.max()) if len(lengths) else 0
-        back = torch.arange(width, 0, -1)  # column c holds the event `width - c` from the end
-        src = ends[:, None] - back[None, :]
-        valid = back[None, :] <= lengths[:, None]
-        src = torch.where(valid, src, 0)
+        src, valid = self._slots(user_idx, width)
         if len(self.items) == 0:
-            zeros = torch.zeros(len(user_idx), width, dtype=torch.int64)
+            zeros = torch.zeros(valid.shape, dtype=torch.int64)
             return zeros, zeros.clone()
         items = torch.where(valid, self.items[src].to(torch.int64), 0)
         types = torch.where(valid, self.types[src].to(torch.int64), 0)
@@ -126,14 +113,24 @@ class Context:
         >>> c.padded_times(torch.tensor([1, 0]), width=3).tolist()
         [[0, 10, 20], [0, 0, 0]]
         """
+        src, valid = self._slots(user_idx, width)
+        if len(self.ts_ms) == 0:
+            return torch.zeros(valid.shape, dtype=torch.int64)
+        return torch.where(valid, self.ts_ms[src], 0)
+
+    def _slots(self, user_idx: torch.Tensor, width: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where each cell of the left-padded ``(B, width)`` view reads from: store positions
+        (0 at padding) and whether it holds an event. ``width`` None = the longest row."""
         user_idx = user_idx.to(torch.int64)
-        if self.n_users == 0 or len(self.ts_ms) == 0:
-            return torch.zeros(len(user_idx), width, dtype=torch.int64)
+        if self.n_users == 0:
+            shape = (len(user_idx), width or 0)
+            return torch.zeros(shape, dtype=torch.int64), torch.zeros(shape, dtype=torch.bool)
         known = user_idx < self.n_users
         u = torch.where(known, user_idx, 0)
         ends = torch.where(known, self.indptr[u + 1], 0)
         lengths = torch.where(known, ends - self.indptr[u], 0)
-        back = torch.arange(width, 0, -1)
+        if width is None:
+            width = int(lengths.max()) if len(lengths) else 0
+        back = torch.arange(width, 0, -1)  # column c holds the event `width - c` from the end
         valid = back[None, :] <= lengths[:, None]
-        src = torch.where(valid, ends[:, None] - back[None, :], 0)
-        return torch.where(valid, self.ts_ms[src], 0)
+        return torch.where(valid, ends[:, None] - back[None, :], 0), valid
