@@ -34,11 +34,11 @@ import polars as pl
 import torch
 from common import recinc  # type: ignore[import-not-found]
 
-import recinc_cli.ranker_fit as rf
+import recinc_cli.training.ranker_fit as rf
+from recinc_cli.bench.replay import cut_slices
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.lifecycle import create_bundle, update_bundle
 from recinc_cli.models.ranker import PARAMS, POOL_ROWS, ROUNDS
-from recinc_cli.replay import cut_slices
+from recinc_cli.training.lifecycle import create_bundle, update_bundle
 
 
 class SasrecLineage:

@@ -19,11 +19,11 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, POLICY_FIELDS, ModelConfig, TrainConfig
+from recinc_cli.data.io import read_events, sha256_file, write_table
+from recinc_cli.data.preprocess import preprocess
 from recinc_cli.errors import BadInputError, PromotionError, UsageError
-from recinc_cli.evaluate import latency_ms, ranking_metrics, slice_truth
+from recinc_cli.evaluation.metrics import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.failpoints import pause_point
-from recinc_cli.io import read_events, sha256_file, write_table
-from recinc_cli.preprocess import preprocess
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.threads import use_threads
 
@@ -52,9 +52,9 @@ def init(
     ``wait`` seconds). Returns the lineage entry of the new checkpoint (counts, loss,
     seconds) with ``sha256``, ``path`` and (registry) ``version``.
     """
-    from recinc_cli.growth import check_feature_columns
-    from recinc_cli.lifecycle import check_finite, create_bundle, lineage_entry
-    from recinc_cli.target import Target
+    from recinc_cli.store.target import Target
+    from recinc_cli.training.growth import check_feature_columns
+    from recinc_cli.training.lifecycle import check_finite, create_bundle, lineage_entry
 
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
@@ -101,17 +101,17 @@ def update(
     ``force``; the result then has ``skipped=True``.
 
     ``gate``: a holdout events Parquet; the candidate is promoted only if its NDCG@10 there
-    is at most ``max_drop`` (relative) below the parent's (:mod:`recinc_cli.gate`). Otherwise
+    is at most ``max_drop`` (relative) below the parent's (:mod:`recinc_cli.evaluation.gate`). Otherwise
     it is saved as ``*.rejected.pt`` and :class:`PromotionError` (exit 6) is raised, with the
     verdict in its ``verdict`` attribute and, in ``result``, this function's result for the
     rejected file (``path``, ``gate.passed`` False). The output is locked for the run.
     """
-    from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.gate import judge
-    from recinc_cli.growth import check_feature_columns
-    from recinc_cli.lifecycle import check_finite, lineage_entry, update_bundle
-    from recinc_cli.registry import Registry, resolve_checkpoint
-    from recinc_cli.target import Target
+    from recinc_cli.evaluation.gate import judge
+    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.registry import Registry, resolve_checkpoint
+    from recinc_cli.store.target import Target
+    from recinc_cli.training.growth import check_feature_columns
+    from recinc_cli.training.lifecycle import check_finite, lineage_entry, update_bundle
 
     if out is None and registry is None and Registry.is_registry(checkpoint):
         registry = checkpoint
@@ -171,9 +171,9 @@ def rollback(registry: str | Path, to: int | None = None, wait: float = 0.0) -> 
     builds on the version now served and takes a new number. Returns ``{"registry",
     "previous", "latest", "path"}``.
     """
-    from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.locking import exclusive, lock_path_for
-    from recinc_cli.registry import Registry
+    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.locking import exclusive, lock_path_for
+    from recinc_cli.store.registry import Registry
 
     root = Path(registry)
     if not root.is_dir():
@@ -203,8 +203,8 @@ def recommend(
     checkpoint's stored setting) ranks items the user has seen too. Returns columns
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
-    from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.serve import serve_top
+    from recinc_cli.serving.serve import serve_top
+    from recinc_cli.store.checkpoint import load_bundle
 
     use_threads()
     bundle = load_bundle(checkpoint)
@@ -245,7 +245,7 @@ def evaluate(
     there (if any) are first appended to their context and seen items, as ``--history`` does.
     Either way the full catalogue minus each user's seen items is ranked. ``protocol="session"``:
     every next click of each session (user) of ``events``, from the clicks before it
-    (:mod:`recinc_cli.sessions`); HR, MRR and NDCG at 10, 20 and ``k``.
+    (:mod:`recinc_cli.evaluation.sessions`); HR, MRR and NDCG at 10, 20 and ``k``.
 
     ``repeats`` (default: the checkpoint's stored setting): rank items the user has seen too,
     and count them in the ground truth (re-purchases, repeat clicks in a session).
@@ -253,15 +253,15 @@ def evaluate(
     Returns ``{"k", "protocol", "users", "repeats", "model": {...}, "popular": {...},
     "evidence": {...}, "warning", ...}``: the metrics of each scorer, the number of users (or
     sessions) scored, the 95% bootstrap interval of the model's NDCG@k lift over popularity
-    (:func:`~recinc_cli.significance.lift_evidence`) and a warning (None when the figures can be
+    (:func:`~recinc_cli.evaluation.significance.lift_evidence`) and a warning (None when the figures can be
     trusted). Raises :class:`BadInputError` when no user is eligible.
     """
-    from recinc_cli.checkpoint import load_bundle
-    from recinc_cli.evaluate import never_seen, user_metrics
-    from recinc_cli.recommend import top_k
-    from recinc_cli.sessions import evaluate_sessions
-    from recinc_cli.significance import lift_evidence, thin_warning
-    from recinc_cli.split import split_last
+    from recinc_cli.data.split import split_last
+    from recinc_cli.evaluation.metrics import never_seen, user_metrics
+    from recinc_cli.evaluation.sessions import evaluate_sessions
+    from recinc_cli.evaluation.significance import lift_evidence, thin_warning
+    from recinc_cli.serving.recommend import top_k
+    from recinc_cli.store.checkpoint import load_bundle
 
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
@@ -318,7 +318,7 @@ def split(
     With ``last``, users with ``last`` events or fewer stay wholly in train (nothing would
     predict their held-out events).
     """
-    from recinc_cli.split import split_at, split_last
+    from recinc_cli.data.split import split_at, split_last
 
     if (last is None) == (at is None):
         raise UsageError("give exactly one of --last or --at")
@@ -344,13 +344,13 @@ def split(
 def split_slices(events: str | Path, n: int, prefix: str | Path) -> dict[str, Any]:
     """Cut an events Parquet by time into ``n`` files ``PREFIX1.parquet`` .. ``PREFIXn.parquet``
     (numbers zero-padded to the width of ``n``, so they sort in time order) of about equal
-    event counts; all events of one timestamp stay in one slice (:func:`~recinc_cli.split.split_slices`).
+    event counts; all events of one timestamp stay in one slice (:func:`~recinc_cli.data.split.split_slices`).
 
     Each file is written atomically. Returns ``{"events", "slices": [{"path", "events",
     "users", "items", "time_min", "time_max"}]}``. Raises :class:`UsageError` for ``n`` below 2
     and :class:`BadInputError` when the events have fewer distinct times than ``n``.
     """
-    from recinc_cli.split import split_slices as cut
+    from recinc_cli.data.split import split_slices as cut
 
     if n < 2:
         raise UsageError(f"--slices must be at least 2 (got {n})")
@@ -398,7 +398,7 @@ def replay(
     protocol: str = "next",
     **update_overrides: Any,
 ) -> dict[str, Any]:
-    """Run the streaming benchmark (:mod:`recinc_cli.replay`) on ``log``; write
+    """Run the streaming benchmark (:mod:`recinc_cli.bench.replay`) on ``log``; write
     ``out_dir/report.json`` (and the PNG ``plot``); return the report.
 
     ``log`` is an events Parquet from ``recinc preprocess`` or a raw CSV/Parquet log, which is
@@ -418,10 +418,10 @@ def replay(
     import dataclasses
     import json
 
-    from recinc_cli.io import EVENTS_SCHEMA, atomic_path
-    from recinc_cli.plot import plot_report, require_matplotlib
-    from recinc_cli.replay import check_options
-    from recinc_cli.replay import replay as run_replay
+    from recinc_cli.bench.plot import plot_report, require_matplotlib
+    from recinc_cli.bench.replay import check_options
+    from recinc_cli.bench.replay import replay as run_replay
+    from recinc_cli.data.io import EVENTS_SCHEMA, atomic_path
 
     check_options(strategies, n_slices, base_fraction, protocol)  # fail before the long run, not after it
     if plot is not None:

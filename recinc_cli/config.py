@@ -257,7 +257,7 @@ class TrainConfig:
     ``full_softmax_max_items``: catalogues up to this size train with the exact softmax over
     every item; larger ones with ``n_negatives`` uniformly sampled negatives per batch.
 
-    Incremental updates (:mod:`recinc_cli.incremental`):
+    Incremental updates (:mod:`recinc_cli.training.incremental`):
 
     - ``pop_half_life_events``: half-life of the decayed popularity counted in events (an
       event's age = events folded after it); ``None`` = set by ``init`` to a tenth of its
@@ -272,7 +272,7 @@ class TrainConfig:
     - ``pop_weight``: scores = model logits + pop_weight x log(1 + decayed popularity);
       ``None`` = chosen on the held-out events.
     - ``pop_prior``: train against the popularity prior: every event's logits get
-      pop_prior x log(1 + popularity just before it) added (:mod:`recinc_cli.pop_prior`), so
+      pop_prior x log(1 + popularity just before it) added (:mod:`recinc_cli.data.pop_prior`), so
       the model learns what users take beyond the trend of the time; 0 = off (mf and sasrec).
     - ``min_count``: sightings before a new user/item gets a row; ``expire_after_s``: items not
       seen for this long are not recommended (0 = never); ``prune`` also drops their training state.

@@ -23,7 +23,7 @@ import torch
 from hypothesis import settings
 from typer.testing import CliRunner, Result
 
-from recinc_cli.cli import app
+from recinc_cli.cli.app import app
 
 # No example database in the checkout, and the same examples on every run (CI stays
 # deterministic); HYPOTHESIS_PROFILE=explore searches afresh.
@@ -93,7 +93,7 @@ class RunsCode:
 
 def make_registry(checkpoint: Path, root: Path) -> Path:
     """A registry directory ``root`` whose version 1 (served) is a copy of ``checkpoint``."""
-    from recinc_cli.registry import Registry
+    from recinc_cli.store.registry import Registry
 
     root.mkdir(parents=True)
     shutil.copy(checkpoint, Registry(root).path_of(1))
@@ -129,9 +129,9 @@ class FullDiskFile:
 @pytest.fixture
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make checkpoint writes fail midway with 'No space left on device'."""
-    import recinc_cli.checkpoint
+    import recinc_cli.store.checkpoint
 
-    monkeypatch.setattr(recinc_cli.checkpoint, "open", FullDiskFile, raising=False)
+    monkeypatch.setattr(recinc_cli.store.checkpoint, "open", FullDiskFile, raising=False)
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:

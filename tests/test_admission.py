@@ -10,8 +10,8 @@ import pytest
 import torch
 from synthetic import TINY, ids, random_rows, write_events
 
-from recinc_cli.admission import Admission
-from recinc_cli.vocab import Vocab
+from recinc_cli.data.admission import Admission
+from recinc_cli.data.vocab import Vocab
 
 USERS, ITEMS = ids("u", 10), ids("i", 10)
 

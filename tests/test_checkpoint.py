@@ -14,17 +14,17 @@ import torch
 from conftest import SASREC_MAX_LEN, RunsCode, only_files
 
 from recinc_cli import __version__, api
-from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
-from recinc_cli.checksum import payload_digest
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.data.io import sha256_file
 from recinc_cli.errors import CheckpointError, OutputError
-from recinc_cli.io import sha256_file
+from recinc_cli.store.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
+from recinc_cli.store.checksum import payload_digest
 
 #: Keys of every lineage entry; init adds its peak memory, update its learning rate.
 LINEAGE_KEYS = {
     "valid_ndcg",
     "valid_ndcg_model",  # held-out NDCG@10 of the model alone (pop weight 0)
-    # the validation that chose the epochs and the popularity weight (recinc_cli.validation):
+    # the validation that chose the epochs and the popularity weight (recinc_cli.evaluation.validation):
     "valid_protocol",  # next or session; None when nothing was held out
     "valid_units",  # users or sessions judged
     "pop_weight",

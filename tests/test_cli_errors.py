@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import SAMPLE, RunsCode, only_files, write_csv
 
-from recinc_cli.train import Trainer
+from recinc_cli.training.train import Trainer
 
 HEADER = ("user_id", "item_id", "timestamp", "event_type")
 

@@ -59,7 +59,7 @@ def option_help(command: str) -> dict[str, str]:
     """Parameter name -> its help text, from the command typer builds."""
     from typer.main import get_command
 
-    from recinc_cli.cli import app
+    from recinc_cli.cli.app import app
 
     cmd = get_command(app).commands[command]  # type: ignore[attr-defined]
     return {p.name: " ".join((p.help or "").split()) for p in cmd.params}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recinc_cli.cli_options import POLICY_OPTIONS
+from recinc_cli.cli.options import POLICY_OPTIONS
 from recinc_cli.config import POLICY_FIELDS, TrainConfig
 
 
@@ -21,7 +21,7 @@ def test_the_policy_group_is_every_stored_policy_but_the_training_objectives() -
 def test_every_command_that_stores_policies_takes_the_whole_group(command: str) -> None:
     from typer.main import get_command
 
-    from recinc_cli.cli import app
+    from recinc_cli.cli.app import app
 
     cmd = get_command(app).commands[command]  # type: ignore[attr-defined]
     names = [p.name for p in cmd.params]
@@ -51,7 +51,7 @@ def test_no_command_writes_more_than_20_parameters_by_hand() -> None:
 
     from typer.main import get_command
 
-    from recinc_cli import cli
+    from recinc_cli.cli import app as cli
 
     for name in get_command(cli.app).commands:  # type: ignore[attr-defined]
         fn = inspect.unwrap(getattr(cli, name))  # the function as written, before the groups

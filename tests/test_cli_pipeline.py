@@ -9,7 +9,7 @@ import polars as pl
 import torch
 from conftest import DAYS, only_files
 
-from recinc_cli.io import sha256_file
+from recinc_cli.data.io import sha256_file
 
 
 def lineage(path: Path) -> list[dict]:

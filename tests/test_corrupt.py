@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import Pipeline, RunsCode, only_files
 
-from recinc_cli.checkpoint import FORMAT_VERSION, load_bundle
-from recinc_cli.checksum import payload_digest
 from recinc_cli.errors import CheckpointError
+from recinc_cli.store.checkpoint import FORMAT_VERSION, load_bundle
+from recinc_cli.store.checksum import payload_digest
 
 
 def _tensor_byte(path: Path) -> int:

@@ -25,9 +25,9 @@ import pytest
 from conftest import Pipeline, make_registry, run_cli
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
-from recinc_cli.io import sha256_file
-from recinc_cli.registry import Registry
+from recinc_cli.data.io import sha256_file
+from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.registry import Registry
 
 
 @dataclass

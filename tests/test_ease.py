@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.seen import SeenItems
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
 from recinc_cli.models import ease as ease_module
 from recinc_cli.models.ease import EASE
-from recinc_cli.recommend import model_scorer, top_k
-from recinc_cli.seen import SeenItems
+from recinc_cli.serving.recommend import model_scorer, top_k
+from recinc_cli.store.checkpoint import load_bundle
 
 CFG = ModelConfig(name="ease", max_len=50)
 

@@ -9,10 +9,10 @@ import pytest
 from conftest import Pipeline, make_registry, only_files
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
+from recinc_cli.data.io import read_events, sha256_file
 from recinc_cli.errors import PromotionError
-from recinc_cli.gate import judge, passes
-from recinc_cli.io import read_events, sha256_file
+from recinc_cli.evaluation.gate import judge, passes
+from recinc_cli.store.checkpoint import load_bundle
 
 #: Settings that wreck a model without NaN: a huge step, no popularity, no anchor, no replay.
 DAMAGE = ("--lr", "1", "--epochs", "5", "--update-valid-fraction", "0", "--pop-weight", "0")
@@ -122,7 +122,7 @@ def test_a_few_users_verdict_warns_in_the_summary_and_lineage(cli, pipeline: Pip
 def test_with_repeats_the_gate_judges_seen_items_as_served(pipeline: Pipeline) -> None:
     import dataclasses
 
-    from recinc_cli.evaluate import slice_truth
+    from recinc_cli.evaluation.metrics import slice_truth
 
     holdout = read_events(pipeline.events["day13"])
     plain = load_bundle(pipeline.ckpt[11])

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from recinc_cli.context import Context
-from recinc_cli.history import with_history
-from recinc_cli.seen import SeenItems
-from recinc_cli.vocab import Vocab
+from recinc_cli.data.context import Context
+from recinc_cli.data.seen import SeenItems
+from recinc_cli.data.vocab import Vocab
+from recinc_cli.serving.history import with_history
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 MS0 = int(T0.timestamp() * 1000)

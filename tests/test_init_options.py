@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import only_files
 
-from recinc_cli.checkpoint import Bundle, load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.data.seen import SeenItems
+from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import UsageError
-from recinc_cli.lifecycle import copy_pretrained
 from recinc_cli.models import build_model
-from recinc_cli.seen import SeenItems
-from recinc_cli.train import seeded_generator
-from recinc_cli.vocab import Vocab
+from recinc_cli.store.checkpoint import Bundle, load_bundle
+from recinc_cli.training.lifecycle import copy_pretrained
+from recinc_cli.training.train import seeded_generator
 
 
 def fresh_bundle(cfg: ModelConfig, users: Vocab, items: Vocab, **vocabs: object) -> Bundle:

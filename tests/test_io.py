@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from conftest import only_files
 
+from recinc_cli.data.io import atomic_path, read_events, write_table
 from recinc_cli.errors import BadInputError, UsageError
-from recinc_cli.io import atomic_path, read_events, write_table
 
 
 @pytest.fixture

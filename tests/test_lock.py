@@ -8,8 +8,8 @@ from pathlib import Path
 
 from conftest import Pipeline, only_files
 
-from recinc_cli.locking import exclusive, lock_path_for
-from recinc_cli.registry import Registry
+from recinc_cli.store.locking import exclusive, lock_path_for
+from recinc_cli.store.registry import Registry
 
 
 def test_held_output_lock_fails_fast_with_exit_9(cli, expect_error, pipeline: Pipeline, tmp_path: Path) -> None:

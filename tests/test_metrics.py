@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from recinc_cli.evaluate import next_slice_truth, ranking_metrics
-from recinc_cli.seen import SeenItems
+from recinc_cli.data.seen import SeenItems
+from recinc_cli.evaluation.metrics import next_slice_truth, ranking_metrics
 
 L3 = 1 / math.log2(3)  # discount of rank 2
 L4 = 1 / math.log2(4)  # discount of rank 3

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 import torch
 
-from recinc_cli.checkpoint import Bundle, load_bundle, save_bundle
 from recinc_cli.config import MODEL_NAMES, ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.seen import SeenItems
+from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import TrainingError, UsageError
 from recinc_cli.models import MODELS, build_model
 from recinc_cli.models.base import Query, Recommender
-from recinc_cli.recommend import ScoreFn, model_scorer, popularity_scorer, top_k
-from recinc_cli.seen import SeenItems
-from recinc_cli.train import Trainer, seeded_generator
-from recinc_cli.vocab import Vocab
+from recinc_cli.serving.recommend import ScoreFn, model_scorer, popularity_scorer, top_k
+from recinc_cli.store.checkpoint import Bundle, load_bundle, save_bundle
+from recinc_cli.training.train import Trainer, seeded_generator
 
 #: Models trained by gradient steps; the closed-form ones (``ease``, ``sknn``) have the contract
 #: of :data:`CLOSED` below and their own tests (test_ease.py, test_sknn.py).

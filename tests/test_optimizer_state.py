@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.data import TrainData
+from recinc_cli.data.events import TrainData
 from recinc_cli.models import MODELS, build_model
-from recinc_cli.train import Trainer, grow_optimizer_state, seeded_generator
+from recinc_cli.training.train import Trainer, grow_optimizer_state, seeded_generator
 
 
 def test_grow_pads_zero_rows_and_keeps_old_rows_and_scalars() -> None:

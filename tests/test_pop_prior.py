@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.data import TrainData
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.pop_prior import PopPrior, PriorSource
+from recinc_cli.data.popularity import PopClock, decayed_popularity
 from recinc_cli.models import build_model
-from recinc_cli.pop_prior import PopPrior, PriorSource
-from recinc_cli.popularity import PopClock, decayed_popularity
-from recinc_cli.train import Trainer, seeded_generator
+from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.training.train import Trainer, seeded_generator
 
 
 def skewed(n_users: int = 60, n_items: int = 12, seed: int = 0) -> TrainData:
@@ -88,8 +88,8 @@ def test_mf_defaults_to_the_prior_and_update_stores_a_new_weight(pipeline, tmp_p
 
 
 def test_sasrec_windows_know_which_event_each_target_is() -> None:
-    from recinc_cli.context import Context
-    from recinc_cli.sequences import build_windows
+    from recinc_cli.data.context import Context
+    from recinc_cli.data.sequences import build_windows
 
     data = skewed(n_users=5)
     prior = Context.empty(6).extend(
@@ -107,7 +107,7 @@ def test_sasrec_windows_know_which_event_each_target_is() -> None:
 def test_sasrec_trained_against_the_prior_leaves_popularity_to_it(sampled: bool) -> None:
     """As for mf: on a log with nothing personal, sasrec's scores learn the Zipf popularity
     without the prior, and far less of it with it."""
-    from recinc_cli.context import Context
+    from recinc_cli.data.context import Context
 
     data = skewed(n_users=40)
     seq = torch.from_numpy(data.item_idx[:40].reshape(8, 5))

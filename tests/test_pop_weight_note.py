@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from conftest import write_csv
 
-from recinc_cli.early_stop import POP_WEIGHTS
+from recinc_cli.training.early_stop import POP_WEIGHTS
 
 MODEL_ALONE = f"{1 / math.log2(3):.4f}"  # T at rank 2
 NOTE = "model ranking not used: popularity weight 1000"
@@ -117,7 +117,7 @@ def test_the_pipelines_lineage_scores_the_model_alone(pipeline) -> None:
 def test_a_given_weight_is_served_when_nothing_is_held_out(cli, pipeline, tmp_path: Path) -> None:
     """``--valid-fraction 0``: nothing to choose the weight on, so the given one must be served
     (it used to be left at 0 while the lineage said otherwise)."""
-    from recinc_cli.checkpoint import load_bundle
+    from recinc_cli.store.checkpoint import load_bundle
 
     for model in ("mf", "sasrec"):
         out = tmp_path / f"{model}.pt"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recinc_cli.popularity import decayed_popularity
+from recinc_cli.data.popularity import decayed_popularity
 
 DAY_MS = 86_400_000
 HALF_LIFE_S = 14 * 86_400.0

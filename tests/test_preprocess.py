@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recinc_cli.config import DEFAULT_EVENT_WEIGHTS, PreprocessConfig
+from recinc_cli.data.io import sha256_file
+from recinc_cli.data.preprocess import preprocess
 from recinc_cli.errors import BadInputError, UsageError
-from recinc_cli.io import sha256_file
-from recinc_cli.preprocess import preprocess
 
 UTC = dt.timezone.utc
 T10 = dt.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)  # = unix 1772359200

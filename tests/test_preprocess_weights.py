@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, only_files, write_csv
 
 from recinc_cli.config import PreprocessConfig
-from recinc_cli.preprocess import preprocess
+from recinc_cli.data.preprocess import preprocess
 
 HEADER = ("user_id", "item_id", "timestamp", "rating")
 RATINGS = [

@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
-from recinc_cli.checksum import payload_digest
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
-from recinc_cli.growth import grow_vocabularies
-from recinc_cli.lifecycle import create_bundle, update_bundle
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
 from recinc_cli.models.ranker import CONTINUE_ROUNDS, FEATURES, MAX_TREES, POOL_ROWS, ROUNDS, Ranker
-from recinc_cli.ranker_fit import examples
+from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.checksum import payload_digest
+from recinc_cli.training.growth import grow_vocabularies
+from recinc_cli.training.lifecycle import create_bundle, update_bundle
+from recinc_cli.training.ranker_fit import examples
 from tests.conftest import check_error, run_cli
 
 RANKER = ModelConfig(name="ranker")
@@ -65,7 +65,7 @@ def test_update_learns_from_the_slice_with_features_from_before_it(pipeline) -> 
 def test_init_builds_each_cut_from_the_events_before_it_only(pipeline, monkeypatch) -> None:
     """The leak guard for ``init``: at every cut the model has folded exactly the events before
     its label window, none of the window and none after it."""
-    import recinc_cli.ranker_fit as fit
+    import recinc_cli.training.ranker_fit as fit
 
     base = read(pipeline.events["base"])
     seen: list[tuple[int, int, int, int]] = []

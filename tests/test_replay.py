@@ -19,8 +19,8 @@ import pytest
 from conftest import SAMPLE
 
 from recinc_cli import api
+from recinc_cli.bench.replay import METRICS, STRATEGIES
 from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, ModelConfig, TrainConfig
-from recinc_cli.replay import METRICS, STRATEGIES
 
 N_ROWS, SLICES, K = 4000, 3, 10
 #: The CLI's training flags and the same settings as configs, for the API.

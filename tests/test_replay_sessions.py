@@ -10,9 +10,9 @@ import pytest
 from conftest import SAMPLE
 
 from recinc_cli import api
+from recinc_cli.bench.replay import cut_slices
+from recinc_cli.bench.replay_sessions import popular_sessions, session_truth
 from recinc_cli.config import ModelConfig, PreprocessConfig
-from recinc_cli.replay import cut_slices
-from recinc_cli.replay_sessions import popular_sessions, session_truth
 
 
 @pytest.fixture(scope="module")

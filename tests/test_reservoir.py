@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from recinc_cli.reservoir import Reservoir
+from recinc_cli.data.reservoir import Reservoir
 
 SIZE, SLICES, PER_SLICE, SEEDS = 100, 10, 200, 300
 #: Upper 0.001 quantile of chi-square with 9 degrees of freedom (tables).

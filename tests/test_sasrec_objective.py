@@ -13,15 +13,15 @@ import pytest
 import torch
 from conftest import SASREC_ARCH, SMALL_TRAIN, run_cli
 
-from recinc_cli.checkpoint import load_bundle
-from recinc_cli.checksum import payload_digest
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
 from recinc_cli.models import build_model
 from recinc_cli.models.sasrec import TIME_BUCKETS, SASRec
-from recinc_cli.recommend import model_scorer
-from recinc_cli.train import Trainer, seeded_generator
+from recinc_cli.serving.recommend import model_scorer
+from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.checksum import payload_digest
+from recinc_cli.training.train import Trainer, seeded_generator
 
 ARCH = ModelConfig(name="sasrec", dim=16, max_len=8, blocks=1, heads=1, dropout=0.0)
 TIMED = ModelConfig(**{**ARCH.to_dict(), "time_inputs": True})

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recinc_cli.seen import SeenItems
+from recinc_cli.data.seen import SeenItems
 
 
 def test_empty_contains_nothing() -> None:

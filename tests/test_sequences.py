@@ -8,9 +8,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
-from recinc_cli.sequences import build_windows, length_batches
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.sequences import build_windows, length_batches
 
 Event = tuple[int, int, int, int]  # user, item, type, ts_ms
 

@@ -24,13 +24,13 @@ from synthetic import write_events
 from typer.testing import Result
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
+from recinc_cli.data.context import Context
+from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import BadInputError
-from recinc_cli.evaluate import ranking_metrics, user_metrics
-from recinc_cli.sessions import CASE_PREFIX, SessionCases, rule_scorer, session_cases
-from recinc_cli.vocab import Vocab
+from recinc_cli.evaluation.metrics import ranking_metrics, user_metrics
+from recinc_cli.evaluation.sessions import CASE_PREFIX, SessionCases, rule_scorer, session_cases
+from recinc_cli.store.checkpoint import load_bundle
 
 # --- case construction ---------------------------------------------------------------------------
 

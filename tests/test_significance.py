@@ -1,11 +1,11 @@
-"""Paired bootstrap intervals of a lift and the thin-evidence warning (recinc_cli.significance)."""
+"""Paired bootstrap intervals of a lift and the thin-evidence warning (recinc_cli.evaluation.significance)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recinc_cli.significance import MIN_USERS, lift_evidence, thin_warning
+from recinc_cli.evaluation.significance import MIN_USERS, lift_evidence, thin_warning
 
 
 def test_the_interval_holds_the_true_difference_and_excludes_zero() -> None:

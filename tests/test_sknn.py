@@ -21,14 +21,14 @@ import torch
 from synthetic import write_events
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle, save_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
 from recinc_cli.models.sknn import SKNN
-from recinc_cli.train import seeded_generator
+from recinc_cli.store.checkpoint import load_bundle, save_bundle
+from recinc_cli.training.train import seeded_generator
 
 
 def events(users: list[int], items: list[int]) -> TrainData:

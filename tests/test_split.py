@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recinc_cli.split import split_at, split_last
+from recinc_cli.data.split import split_at, split_last
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 

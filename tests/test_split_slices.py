@@ -14,8 +14,8 @@ from conftest import only_files
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recinc_cli.io import EVENTS_SCHEMA
-from recinc_cli.split import slice_bounds
+from recinc_cli.data.io import EVENTS_SCHEMA
+from recinc_cli.data.split import slice_bounds
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 

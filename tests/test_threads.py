@@ -15,7 +15,7 @@ import torch
 from conftest import SMALL_INIT
 
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.data import TrainData
+from recinc_cli.data.events import TrainData
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
 from recinc_cli.threads import (
@@ -26,7 +26,7 @@ from recinc_cli.threads import (
     threads_for,
     use_threads,
 )
-from recinc_cli.train import Trainer
+from recinc_cli.training.train import Trainer
 
 
 @pytest.fixture

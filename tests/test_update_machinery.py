@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
-from recinc_cli.early_stop import POP_WEIGHTS
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.sequences import replay_windows
 from recinc_cli.models import build_model
-from recinc_cli.sequences import replay_windows
-from recinc_cli.train import Trainer
+from recinc_cli.training.early_stop import POP_WEIGHTS
+from recinc_cli.training.train import Trainer
 
 DAY_MS = 86_400_000
 #: Same seed, fixed epochs (no early stopping), a step large enough to drift.
@@ -302,9 +302,9 @@ def test_pop_weight_zero_recommends_by_model_scores_alone(cli, pipeline, tmp_pat
 
 def test_distillation_skips_a_batch_of_users_the_parent_never_had() -> None:
     from recinc_cli.config import ModelConfig, TrainConfig
-    from recinc_cli.data import TrainData
+    from recinc_cli.data.events import TrainData
     from recinc_cli.models import build_model
-    from recinc_cli.train import Trainer
+    from recinc_cli.training.train import Trainer
 
     gen = torch.Generator().manual_seed(0)
     parent = build_model(ModelConfig(name="mf", dim=4), {"user": 3, "item": 5})

@@ -1,4 +1,4 @@
-"""Which protocol ``init`` and ``update`` validate on (recinc_cli.validation): the session protocol
+"""Which protocol ``init`` and ``update`` validate on (recinc_cli.evaluation.validation): the session protocol
 when a model that reads sessions meets held-out events mostly from users it has not seen, else
 next-slice; the lineage records which (``valid_protocol``) and over how many units (``valid_units``).
 
@@ -18,9 +18,9 @@ import torch
 from synthetic import write_events
 
 from recinc_cli import api
-from recinc_cli.checkpoint import load_bundle
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.validation import RETURNING_SHARE, validation_for
+from recinc_cli.evaluation.validation import RETURNING_SHARE, validation_for
+from recinc_cli.store.checkpoint import load_bundle
 
 VALID = {"valid_fraction": 0.1}  # the newest 6 of 60 events: two whole sessions of session_log
 SASREC = ModelConfig(name="sasrec", dim=8, max_len=5, blocks=1, heads=1, dropout=0.0)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recinc_cli.vocab import PAD, Vocab
+from recinc_cli.data.vocab import PAD, Vocab
 
 
 def series(ids: list[str | None]) -> pl.Series:

@@ -50,7 +50,7 @@ class Recommender(nn.Module, metaclass=ABCMeta):
     #: True for models solved in closed form (``absorb``), not trained by gradient steps.
     CLOSED_FORM: ClassVar[bool] = False
     #: True for closed-form models that also learn a ranking from later events
-    #: (:func:`~recinc_cli.ranker_fit.ranker_fit` fits them instead of ``absorb`` alone).
+    #: (:func:`~recinc_cli.training.ranker_fit.ranker_fit` fits them instead of ``absorb`` alone).
     LEARNS_RANKING: ClassVar[bool] = False
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
@@ -141,7 +141,7 @@ def shuffled_slices(n: int, batch_size: int, generator: torch.Generator) -> Iter
 
 
 class GradientRecommender(Recommender):
-    """A model trained by gradient steps (:class:`~recinc_cli.train.Trainer`): ``mf``, ``sasrec``.
+    """A model trained by gradient steps (:class:`~recinc_cli.training.train.Trainer`): ``mf``, ``sasrec``.
 
     Adds the training contract: :meth:`batches` cuts the events into batches, :meth:`loss`
     scores one; ``init`` early-stops on held-out events, ``update`` runs a few epochs.
@@ -163,12 +163,12 @@ class GradientRecommender(Recommender):
         replay: Any = None,
         pop_prior: Callable[[Any], Any] | None = None,
     ) -> Iterator[Batch]:
-        """One epoch of shuffled batches from :class:`~recinc_cli.data.TrainData` ``data``.
+        """One epoch of shuffled batches from :class:`~recinc_cli.data.events.TrainData` ``data``.
 
-        ``prior`` is the :class:`~recinc_cli.context.Context` of the events before ``data``
+        ``prior`` is the :class:`~recinc_cli.data.context.Context` of the events before ``data``
         (what sequential models read as input); other models ignore it. ``replay`` (optional
         TrainData) are past events trained on again alongside ``data``. ``pop_prior``
-        (:class:`~recinc_cli.pop_prior.PriorSource`, models with ``POP_PRIOR``): the popularity
+        (:class:`~recinc_cli.data.pop_prior.PriorSource`, models with ``POP_PRIOR``): the popularity
         prior to train against, passed in by the trainer, never kept on the model.
         """
 
@@ -181,7 +181,7 @@ class ClosedFormRecommender(Recommender):
     """A model solved from counts, not trained: ``ease``, ``sknn``, ``ranker``.
 
     :meth:`absorb` folds events in; ``init`` and ``update`` call it (through
-    :func:`~recinc_cli.closed_form.closed_form_fit`, or the ranker's own fit when
+    :func:`~recinc_cli.training.closed_form.closed_form_fit`, or the ranker's own fit when
     ``LEARNS_RANKING``). It has no gradient path: :meth:`loss` and :meth:`batches` say why.
     """
 
@@ -191,8 +191,8 @@ class ClosedFormRecommender(Recommender):
 
     @abstractmethod
     def absorb(self, data: Any, prior: Any, half_life_events: float) -> None:
-        """Fold the time-ordered :class:`~recinc_cli.data.TrainData` ``data`` in; ``prior``
-        (:class:`~recinc_cli.context.Context`) holds each user's events before it, and
+        """Fold the time-ordered :class:`~recinc_cli.data.events.TrainData` ``data`` in; ``prior``
+        (:class:`~recinc_cli.data.context.Context`) holds each user's events before it, and
         ``half_life_events`` decays older counts (0 = none; models that keep no counts ignore it)."""
 
     def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor:

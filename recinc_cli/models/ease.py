@@ -19,8 +19,8 @@ with recently consumed items ranks next week's new items better than the factor 
 
 >>> import numpy as np
 >>> from recinc_cli.config import ModelConfig
->>> from recinc_cli.context import Context
->>> from recinc_cli.data import TrainData
+>>> from recinc_cli.data.context import Context
+>>> from recinc_cli.data.events import TrainData
 >>> m = EASE({"user": 3, "item": 4}, ModelConfig(name="ease"))
 >>> d = TrainData(np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2]), np.ones(4, np.float32), np.arange(4))
 >>> m.absorb(d, Context.empty(3), half_life_events=0)
@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from recinc_cli.config import ModelConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
 from recinc_cli.errors import UsageError
 from recinc_cli.models.base import ClosedFormRecommender, Query
 

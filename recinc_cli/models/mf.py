@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.data import TrainData
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.pop_prior import PopPrior
 from recinc_cli.models.base import Batch, GradientRecommender, Query, shuffled_slices
 from recinc_cli.models.losses import sampled_softmax_ce
-from recinc_cli.pop_prior import PopPrior
 
 
 class MF(GradientRecommender):
@@ -139,7 +139,7 @@ class MF(GradientRecommender):
 
         ``user`` (U,) rows of the batch; ``row``/``item``/``weight`` (E,) one per event, ``row``
         indexing ``user``; optional ``neg`` (M,) shared sampled negatives (then U = E). Optional
-        popularity-prior offsets (:mod:`recinc_cli.pop_prior`): ``offset`` (U, n_items), or with
+        popularity-prior offsets (:mod:`recinc_cli.data.pop_prior`): ``offset`` (U, n_items), or with
         negatives ``offset_pos`` (E,) and ``offset_neg`` (E, M).
         """
         # sparse=True: the optimizer then only touches the user rows in this batch.

@@ -14,7 +14,7 @@ Two stages, as in production recommenders and the OTTO / H&M / RecSys Challenge 
    time since their last event and how mainstream their taste is. Time is counted in events
    (the log's own pace), in units of a tenth of the first fit's half-life.
 
-Training (see :mod:`recinc_cli.ranker_fit`): examples are built with the features as of a
+Training (see :mod:`recinc_cli.training.ranker_fit`): examples are built with the features as of a
 cut-off and labelled with the new items each user took *after* it, never from the slice being
 served; they are pooled over runs (newest :data:`POOL_ROWS` rows); ``init`` fits the booster on
 the pool and each ``update`` continues it on the pool with :data:`CONTINUE_ROUNDS` more trees.
@@ -25,8 +25,8 @@ Non-candidates score below every candidate, in popularity order, so every comman
 
 >>> import numpy as np
 >>> from recinc_cli.config import ModelConfig
->>> from recinc_cli.context import Context
->>> from recinc_cli.data import TrainData
+>>> from recinc_cli.data.context import Context
+>>> from recinc_cli.data.events import TrainData
 >>> m = Ranker({"user": 3, "item": 5}, ModelConfig(name="ranker"))
 >>> d = TrainData(np.array([1, 1, 2, 2, 2]), np.array([1, 2, 1, 2, 3]), np.ones(5, np.float32), np.arange(5))
 >>> m.absorb(d, Context.empty(3), half_life_events=100)
@@ -46,8 +46,8 @@ import torch
 from scipy import sparse
 
 from recinc_cli.config import ModelConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
 from recinc_cli.models import item_graph
 from recinc_cli.models.base import ClosedFormRecommender, Query
 from recinc_cli.models.ease import MAX_ITEMS as EASE_MAX_ITEMS
@@ -112,7 +112,7 @@ class Ranker(ClosedFormRecommender):
 
     name = "ranker"
     CONTEXT: ClassVar[bool] = True
-    NO_GRADIENT: ClassVar[str] = "is fit by recinc_cli.ranker_fit, not by gradient steps"
+    NO_GRADIENT: ClassVar[str] = "is fit by recinc_cli.training.ranker_fit, not by gradient steps"
     LEARNS_RANKING: ClassVar[bool] = True
     g_row: torch.Tensor
     g_col: torch.Tensor

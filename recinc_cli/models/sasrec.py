@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
+from recinc_cli.data.pop_prior import PopPrior
+from recinc_cli.data.sequences import build_windows, concat_windows, length_batches, replay_windows
 from recinc_cli.models.base import Batch, GradientRecommender, Query
 from recinc_cli.models.losses import full_softmax_ce, full_softmax_multi_ce, sampled_softmax_ce
-from recinc_cli.pop_prior import PopPrior
-from recinc_cli.sequences import build_windows, concat_windows, length_batches, replay_windows
 
 #: Share of the loss on the future window (``--future-window`` > 1); the rest is on the next
 #: item, so the model still learns sequences (PinnerFormer's dense all-action loss beside
@@ -296,7 +296,7 @@ class SASRec(GradientRecommender):
 
         ``seq_item``/``seq_type``/``target`` (B, W) int64, ``weight`` (B, W) float32 (0 where
         there is no target); optional ``neg`` (M,) sampled negatives and ``log_q`` (n_items,);
-        optional popularity prior (``--pop-prior``, :mod:`recinc_cli.pop_prior`): ``snap``
+        optional popularity prior (``--pop-prior``, :mod:`recinc_cli.data.pop_prior`): ``snap``
         (B, W) int64 each target's snapshot and ``log_pop`` (n_snapshots, n_items) the offsets.
         """
         h = self.encode(batch["seq_item"], batch["seq_type"], batch.get("seq_ts"))

@@ -23,8 +23,8 @@ README, "Session logs".
 
 >>> import numpy as np
 >>> from recinc_cli.config import ModelConfig
->>> from recinc_cli.context import Context
->>> from recinc_cli.data import TrainData
+>>> from recinc_cli.data.context import Context
+>>> from recinc_cli.data.events import TrainData
 >>> m = SKNN({"user": 4, "item": 5}, ModelConfig(name="sknn"))
 >>> d = TrainData(np.array([1, 1, 2, 2, 3]), np.array([1, 2, 1, 3, 4]), np.ones(5, np.float32), np.arange(5))
 >>> m.absorb(d, Context.empty(4), half_life_events=0)
@@ -43,8 +43,8 @@ import torch
 from scipy import sparse
 
 from recinc_cli.config import ModelConfig
-from recinc_cli.context import Context
-from recinc_cli.data import TrainData
+from recinc_cli.data.context import Context
+from recinc_cli.data.events import TrainData
 from recinc_cli.models.base import ClosedFormRecommender, Query
 
 #: A rule links a click to the items up to this many clicks after it, weighted 1/steps.
@@ -99,7 +99,7 @@ class SKNN(ClosedFormRecommender):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def store(self) -> Context:
-        """The stored sessions as a :class:`~recinc_cli.context.Context` (types and times 0)."""
+        """The stored sessions as a :class:`~recinc_cli.data.context.Context` (types and times 0)."""
         n = len(self.mem_items)
         return Context(
             self.mem_indptr,

@@ -1,0 +1,1 @@
+"""The streaming benchmark (``recinc replay``): test-then-train over slices of any log."""

@@ -1,0 +1,379 @@
+"""``recinc replay``: the streaming (test-then-train) benchmark of PROTOCOL.md on any log.
+
+Sort by time (stable), base = the first ``base_fraction`` of the events, the rest cut into
+``n_slices`` slices of equal event count. A model is initialised on the base; then for each
+slice s every strategy is evaluated on slice s before it sees it, then updated with it:
+
+- ``frozen``: the base model, never updated;
+- ``incremental``: ``update`` with each slice (the nightly job);
+- ``retrain``: ``init`` from scratch on the base + slices 1..s;
+- ``popular``: the most popular items of the latest slice (for slice 1, the last slice-sized
+  window of the base).
+
+Every strategy is scored on the same users and ground truth, taken from the log, not from a
+model: eligible users have events before slice s and in it; their truth is the distinct items
+of slice s they never had before; the full catalogue known before s minus each user's history is
+ranked. A user a model does not know gets that model's popularity fallback, as ``recommend``
+would serve. Update seconds are the in-process wall time of ``update`` / ``init`` (no process
+start-up, no file I/O). The update after the last slice is not run: nothing would evaluate it.
+
+How much to trust a difference: for each model strategy, the paired bootstrap interval of its
+NDCG@k minus latest-slice popularity's on the same users (:mod:`recinc_cli.evaluation.significance`), per
+slice and pooled over every (user, slice) pair; popularity is scored for this even when
+``popular`` is not among the strategies (it trains nothing). ``warnings`` name the slices with
+fewer than 100 users and the strategies whose pooled lift is within the noise.
+
+>>> STRATEGIES, DEFAULT_REPLAY_STRATEGIES
+(('frozen', 'incremental', 'retrain', 'popular'), ('frozen', 'incremental', 'popular'))
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, ModelConfig, TrainConfig
+from recinc_cli.data.vocab import Vocab
+from recinc_cli.errors import BadInputError, UsageError
+from recinc_cli.evaluation.metrics import user_metrics
+from recinc_cli.evaluation.significance import MIN_USERS, lift_evidence, thin_warning
+from recinc_cli.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from recinc_cli.store.checkpoint import Bundle
+
+STRATEGIES: tuple[str, ...] = ("frozen", "incremental", "retrain", "popular")
+METRICS: tuple[str, ...] = ("ndcg", "recall", "hit_rate")
+#: callback(done, total, what): one step (a strategy on a slice) is finished.
+StepFn = Callable[[int, int, str], None]
+#: callback(report): the base model or a slice is finished; the report so far (``complete`` False
+#: until the last slice), so a caller can save it and a killed run keeps what finished.
+SliceFn = Callable[[dict[str, Any]], None]
+
+
+def cut_slices(events: pl.DataFrame, n_slices: int, base_fraction: float) -> list[pl.DataFrame]:
+    """Base and ``n_slices`` equal-count slices of a time-sorted log (PROTOCOL.md step 2).
+
+    >>> import datetime as dt
+    >>> ev = pl.DataFrame({"timestamp": [dt.datetime(2026, 1, d) for d in range(1, 11)]})
+    >>> [p.height for p in cut_slices(ev, 5, 0.5)]
+    [5, 1, 1, 1, 1, 1]
+    """
+    n = events.height
+    base_end = int(n * base_fraction)
+    bounds = [base_end + round(i * (n - base_end) / n_slices) for i in range(n_slices + 1)]
+    return [events[:base_end]] + [events[bounds[i] : bounds[i + 1]] for i in range(n_slices)]
+
+
+@dataclass(frozen=True)
+class SliceTruth:
+    """What every strategy is scored on for one slice, in raw ids.
+
+    ``users`` (U,) eligible user ids; ``truth_user`` / ``truth_item`` (m,) their new items;
+    ``history`` every (user_id, item_id) before the slice, for masking.
+    """
+
+    users: pl.Series
+    truth_user: pl.Series
+    truth_item: pl.Series
+    history: pl.DataFrame
+
+
+def slice_truth(before: pl.DataFrame, test: pl.DataFrame) -> SliceTruth:
+    """Eligible users and ground truth of ``test`` given every event ``before`` it."""
+    history = before.select("user_id", "item_id").unique()
+    known = before.select("user_id").unique()
+    pairs = test.select("user_id", "item_id").unique(maintain_order=True).join(known, on="user_id", how="semi")
+    new = pairs.join(history, on=["user_id", "item_id"], how="anti")
+    users = new["user_id"].unique(maintain_order=True)
+    return SliceTruth(users, new["user_id"], new["item_id"], history)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One ranking scored on one slice: ``metrics`` the means@k (ndcg, recall, hit_rate) and
+    ``users``; ``ndcg`` (U,) float64 each user's NDCG@k in the order of ``SliceTruth.users``,
+    so two rankings of the same slice pair user by user."""
+
+    metrics: dict[str, float]
+    ndcg: np.ndarray
+
+    @classmethod
+    def of(cls, top: np.ndarray, truth_row: np.ndarray, truth_item: np.ndarray, k: int) -> Scored:
+        """Score rankings ``top`` (U, k) against truth pairs (:func:`~recinc_cli.evaluation.metrics.user_metrics`)."""
+        per_user = user_metrics(top, truth_row, truth_item, k)
+        means = {name: float(per_user[name].mean()) if len(top) else 0.0 for name in METRICS}
+        return cls(means | {"users": int(top.shape[0])}, per_user["ndcg"])
+
+
+def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> Scored:
+    """Metrics@k of ``bundle`` on ``truth``; users it does not know get its popularity fallback."""
+    from recinc_cli.data.seen import SeenItems
+    from recinc_cli.serving.recommend import top_k
+
+    u_idx = bundle.users.lookup(truth.users)
+    h_u, h_i = bundle.users.lookup(truth.history["user_id"]), bundle.items.lookup(truth.history["item_id"])
+    ok = (h_u > 0) & (h_i > 0)
+    seen = SeenItems.empty(len(bundle.users)).merge(h_u[ok], h_i[ok], len(bundle.users))
+    by_model = u_idx > 0
+    if bundle.context is not None:
+        by_model &= bundle.context.lengths()[u_idx] > 0
+    top = np.zeros((len(u_idx), k), dtype=np.int64)
+    if by_model.any():
+        top[by_model] = top_k(bundle.scorer(), u_idx[by_model], seen, k)[0]
+    if (~by_model).any():
+        # Unknown users have no seen row: rank once for an empty history and mask by hand.
+        top[~by_model] = _popular_top(bundle, truth, ~by_model, k)
+    return _metrics(top, truth, bundle.items, k)
+
+
+def _popular_top(bundle: Bundle, truth: SliceTruth, rows: np.ndarray, k: int) -> np.ndarray:
+    scores = bundle.popular_scorer()(np.zeros(1, np.int64))[0].clone()  # type: ignore[arg-type]
+    scores[0] = float("-inf")
+    return _masked_top(scores.numpy(), truth, rows, bundle.items, k)
+
+
+def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k: int) -> Scored:
+    """Metrics@k of ranking the catalogue known ``before`` by item count in ``window``."""
+    items = Vocab.empty()
+    items.extend(before["item_id"].unique(maintain_order=True))
+    counts = np.bincount(items.lookup(window["item_id"]), minlength=len(items)).astype(np.float64)
+    counts[0] = -np.inf
+    top = _masked_top(counts, truth, np.ones(len(truth.users), bool), items, k)
+    return _metrics(top, truth, items, k)
+
+
+def _masked_top(scores: np.ndarray, truth: SliceTruth, rows: np.ndarray, items: Vocab, k: int) -> np.ndarray:
+    """Top-k of one score vector for the users at ``rows``, minus each one's history."""
+    order = np.argsort(-scores, kind="stable")
+    order = order[np.isfinite(scores[order])]
+    users = truth.users.filter(pl.Series(rows))
+    hist = truth.history.join(pl.DataFrame({"user_id": users}), on="user_id", how="semi")
+    seen_of = {u: set(items.lookup(g["item_id"]).tolist()) for (u,), g in hist.group_by("user_id")}
+    out = np.zeros((len(users), k), dtype=np.int64)
+    for r, u in enumerate(users.to_list()):
+        seen = seen_of.get(u, set())
+        picked = [int(i) for i in order[: k + len(seen)] if int(i) not in seen][:k]
+        out[r, : len(picked)] = picked
+    return out
+
+
+def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> Scored:
+    row = pl.DataFrame({"user_id": truth.users, "row": np.arange(len(truth.users))})
+    rows = pl.DataFrame({"user_id": truth.truth_user}).join(row, on="user_id", how="left")["row"].to_numpy()
+    return Scored.of(top, rows, items.lookup(truth.truth_item), k)
+
+
+#: ``replay --protocol`` choices.
+REPLAY_PROTOCOLS: tuple[str, ...] = ("next", "session")
+
+
+def check_options(strategies: Sequence[str], n_slices: int, base_fraction: float, protocol: str = "next") -> None:
+    """Raise :class:`UsageError` for an unknown strategy or protocol, or an impossible cut."""
+    if protocol not in REPLAY_PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(REPLAY_PROTOCOLS)} (got {protocol!r})")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise UsageError(f"--strategies: choose from {', '.join(STRATEGIES)} (got {', '.join(strategies) or 'none'})")
+    if n_slices < 1 or not 0 < base_fraction < 1:
+        raise UsageError("--slices must be at least 1 and --base-fraction in (0, 1)")
+
+
+def replay(
+    events: pl.DataFrame,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    strategies: Sequence[str] = DEFAULT_REPLAY_STRATEGIES,
+    n_slices: int = 5,
+    base_fraction: float = 0.5,
+    k: int = 10,
+    update_cfg: TrainConfig | None = None,
+    reporter: Reporter | None = None,
+    on_step: StepFn | None = None,
+    on_slice: SliceFn | None = None,
+    protocol: str = "next",
+) -> dict[str, Any]:
+    """Run the streaming protocol on the time-sorted ``events``; return the report dict.
+
+    ``protocol``: ``next`` (next-slice, above) or ``session`` (each slice's sessions scored
+    click by click: :mod:`recinc_cli.bench.replay_sessions`; repeats per ``update_cfg.repeats``).
+
+    ``train_cfg`` trains the base model (and each retrain); ``update_cfg`` the incremental
+    updates (default: ``train_cfg.for_update()``). The report has ``slices`` (events and time
+    range of each), ``base_seconds``, ``complete`` and ``slices_done``, ``warnings`` (lines for
+    the user) and per strategy ``per_slice`` (ndcg, recall, hit_rate, users, seconds of the
+    update that followed, and for model strategies the ``pop_weight`` the slice was scored with
+    and ``vs_popular``, the lift evidence of :func:`~recinc_cli.evaluation.significance.lift_evidence`)
+    and ``mean`` (and for model strategies ``vs_popular`` pooled over every user and slice).
+    ``on_slice`` receives the report after the base fit and after each slice.
+    """
+    from recinc_cli.bench.replay_sessions import popular_sessions, score_bundle_sessions, session_truth
+    from recinc_cli.training.lifecycle import create_bundle, update_bundle
+
+    check_options(strategies, n_slices, base_fraction, protocol)
+    parts = cut_slices(events, n_slices, base_fraction)
+    if min(p.height for p in parts) == 0:
+        raise BadInputError(f"{events.height} events are too few for a base and {n_slices} slices; use --slices")
+    reporter = reporter or NullReporter()
+    update_cfg = update_cfg or train_cfg.for_update()
+    models = [s for s in strategies if s != "popular"]
+    run = _Run(strategies, n_slices)
+    header: dict[str, Any] = {
+        "events": events.height,
+        "k": k,
+        "model": model_cfg.name,
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "update_config": update_cfg.to_dict(),
+        "base_seconds": 0.0,
+        "protocol": protocol,
+        "slices": [_describe(p) for p in parts],
+    }
+    total, done = n_slices * len(strategies) + (1 if models else 0), 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_step:
+            on_step(done, total, what)
+
+    bundles: dict[str, Bundle] = {}
+    if models:
+        start = time.perf_counter()
+        base, _ = create_bundle(parts[0], model_cfg, train_cfg, reporter)
+        header["base_seconds"] = round(time.perf_counter() - start, 3)
+        bundles = {s: (base if i == 0 else copy.deepcopy(base)) for i, s in enumerate(models)}
+        step("base model")
+    if on_slice:
+        on_slice(run.report(header))
+    for s in range(1, n_slices + 1):
+        before, test = pl.concat(parts[:s]), parts[s]
+        last = s == n_slices
+        window = parts[s - 1] if s > 1 else parts[0][-test.height :]
+        score: Callable[[Bundle], Scored]
+        if protocol == "session":
+            cases = session_truth(before, test, model_cfg.max_len, update_cfg.repeats)
+            popular = popular_sessions(window, cases, k)
+            score = functools.partial(score_bundle_sessions, truth=cases, k=k)
+        else:
+            truth = slice_truth(before, test)
+            popular = popular_of(window, before, truth, k)  # every model's baseline, asked for or not
+            score = functools.partial(score_bundle, truth=truth, k=k)
+        run.add_baseline(popular)
+        for name in strategies:
+            if name == "popular":
+                run.add(name, popular, popular, 0.0)
+                step(f"slice {s}: {name}")
+                continue
+            scored = score(bundles[name])
+            scored.metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
+            scored.metrics["own_ndcg"] = _own_ndcg(bundles[name], scored, score)
+            start = time.perf_counter()
+            if name == "incremental" and not last:
+                update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
+            elif name == "retrain" and not last:
+                bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
+            seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
+            run.add(name, scored, popular, seconds)
+            step(f"slice {s}: {name}")
+        if on_slice:
+            on_slice(run.report(header))
+    return run.report(header)
+
+
+class _Run:
+    """The results of a replay so far, and the report they make (complete or not)."""
+
+    def __init__(self, strategies: Sequence[str], n_slices: int) -> None:
+        self.n_slices = n_slices
+        self.rows: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies}
+        # Per-user NDCG of each model strategy and of its popularity baseline, slice by slice.
+        self.ndcg: dict[str, list[np.ndarray]] = {s: [] for s in strategies if s != "popular"}
+        self.baseline: list[np.ndarray] = []
+        self.users: list[int] = []
+
+    def add_baseline(self, popular: Scored) -> None:
+        """Start a slice: its users and their NDCG under latest-slice popularity."""
+        self.baseline.append(popular.ndcg)
+        self.users.append(int(popular.metrics["users"]))
+
+    def add(self, name: str, scored: Scored, popular: Scored, seconds: float) -> None:
+        """Record strategy ``name`` on the current slice, and for a model its lift over ``popular``."""
+        row: dict[str, Any] = {**scored.metrics, "seconds": round(seconds, 3)}
+        if name != "popular":
+            self.ndcg[name].append(scored.ndcg)
+            row["vs_popular"] = _evidence(scored.ndcg, popular.ndcg)
+        self.rows[name].append(row)
+
+    def report(self, header: dict[str, Any]) -> dict[str, Any]:
+        done = len(self.users)
+        strategies: dict[str, Any] = {}
+        for name, rows in self.rows.items():
+            entry: dict[str, Any] = {"per_slice": rows, "mean": _mean(rows, self.n_slices) if rows else {}}
+            if name in self.ndcg and rows:
+                pooled = np.concatenate(self.ndcg[name]), np.concatenate(self.baseline)
+                entry["vs_popular"] = _evidence(*pooled, unit="user-slices")
+            strategies[name] = entry
+        return {
+            **header,
+            "complete": done == self.n_slices,
+            "slices_done": done,
+            "strategies": strategies,
+            "warnings": self.warnings(strategies),
+        }
+
+    def warnings(self, strategies: dict[str, Any]) -> list[str]:
+        """One line per slice with too few users, one per model strategy whose pooled lift over
+        popularity is within the noise (per-slice intervals are in the report, not warned)."""
+        # Under MIN_USERS thin_warning reads the count alone; a popular-only run has no lift.
+        out = [
+            f"slice {s}: {thin_warning({'units': n, 'unit': 'users'})}"
+            for s, n in enumerate(self.users, 1)
+            if n < MIN_USERS
+        ]
+        for name, entry in strategies.items():
+            pooled = entry.get("vs_popular")
+            warning = None if pooled is None else thin_warning(pooled)
+            if warning is not None:
+                out.append(f"{name}, all slices: {warning}")
+        return out
+
+
+def _evidence(model: np.ndarray, baseline: np.ndarray, unit: str = "users") -> dict[str, Any]:
+    """:func:`lift_evidence` of per-user NDCG, rounded for the report."""
+    e = lift_evidence(model, baseline, unit=unit)
+    return e | {"difference": round(e["difference"], 5), "interval": [round(x, 5) for x in e["interval"]]}
+
+
+def _describe(part: pl.DataFrame) -> dict[str, Any]:
+    ts = part["timestamp"]
+    return {"events": part.height, "ts_min": str(ts.min()), "ts_max": str(ts.max())}
+
+
+def _own_ndcg(bundle: Bundle, served: Scored, score: Callable[[Bundle], Scored]) -> float:
+    """NDCG@k of ``bundle``'s own ranking (popularity weight 0) on the slice ``served`` was
+    scored on: a served ranking can lean on popularity so hard that it hides an untrained model."""
+    weight = bundle.pop_weight
+    if weight == 0:
+        return served.metrics["ndcg"]
+    bundle.pop_weight = 0.0
+    try:
+        return score(bundle).metrics["ndcg"]
+    finally:
+        bundle.pop_weight = weight
+
+
+def _mean(per_slice: list[dict[str, Any]], n_slices: int) -> dict[str, float]:
+    out = {m: round(float(np.mean([r[m] for r in per_slice])), 5) for m in METRICS}
+    if all("own_ndcg" in r for r in per_slice):
+        out["own_ndcg"] = round(float(np.mean([r["own_ndcg"] for r in per_slice])), 5)
+    updates = [r["seconds"] for r in per_slice[: n_slices - 1]] or [0.0]  # none runs after the last slice
+    out["seconds"] = round(float(np.mean(updates)), 3)
+    return out

@@ -1,0 +1,310 @@
+"""Clean raw CSV/Parquet logs into one time-sorted events Parquet.
+
+Bad rows are not dropped silently: they go to ``OUT.rejects.parquet`` with their source file,
+row number (1 = the first record after the header) and reason, and the counts go to
+``OUT.manifest.json``. The reasons, the first that applies:
+
+- structure (CSV): "bad quoting", "wrong number of fields" (a non-empty field past the
+  header's last column), "empty row" (a blank line), "not valid UTF-8";
+- "header line repeated" (a copy of the header inside the data);
+- ids: "missing user_id", "missing item_id", "id longer than 1024 characters",
+  "control character in id" (ids are trimmed of surrounding whitespace first);
+- time: "missing timestamp", "unparsable timestamp" (also NaN, inf and numbers beyond year
+  9999), "timestamp before 1970-01-01", "timestamp after 2100-01-01";
+- with ``--weight-col``: "missing weight", "unparsable weight" (not a finite number),
+  "negative weight";
+- "event type not in --event-weights" (with ``--only-events``), "exact duplicate".
+
+Sound rows weighing less than ``--min-weight`` are not rejects: they are left out and counted
+as ``rows_below_min_weight`` in the manifest.
+
+A file that cannot be used at all (missing, empty, not CSV text, a column missing or
+duplicated, a Parquet column of the wrong type) raises :class:`BadInputError` naming the file
+and column, and nothing is written. The pipeline is a polars lazy query sunk to Parquet, so a
+log larger than memory streams through; only a CSV polars cannot parse (stray quotes) is read
+again, more slowly, by Python's csv module (:mod:`recinc_cli.data.rawlog`).
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "log.csv").write_text(
+...     "user_id,item_id,timestamp\\nu1,i1,2026-03-01T10:00:00Z\\n,i2,1772359200\\n")
+>>> m = preprocess([d / "log.csv"], d / "events.parquet")
+>>> m["rows_read"], m["rows_kept"], m["rows_rejected"]
+(2, 1, {'missing user_id': 1})
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recinc_cli import __version__
+from recinc_cli.config import DEFAULT_EVENT_TYPE, UNKNOWN_EVENT_WEIGHT, PreprocessConfig
+from recinc_cli.data.io import _first_line, atomic_path, expand_inputs, sha256_file
+from recinc_cli.data.rawlog import FLAG, POLARS_ERRORS, csv_parses, read_csv_python, scan_raw
+from recinc_cli.errors import BadInputError
+
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%MZ",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+_MS_PER = {"s": 1000.0, "ms": 1.0, "us": 1e-3}
+#: Unix ms of 0001-01-01 and 9999-12-31T23:59:59.999: a number outside is no event time (and
+#: would crash polars when the manifest converts it to a Python datetime).
+_MS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
+
+
+def sidecar_paths(out: Path) -> tuple[Path, Path]:
+    """Paths of the rejects Parquet and the JSON manifest written beside ``out``."""
+    stem = out.name.removesuffix(".parquet")
+    return out.with_name(f"{stem}.rejects.parquet"), out.with_name(f"{stem}.manifest.json")
+
+
+def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None) -> dict[str, Any]:
+    """Clean ``inputs`` (files, directories, globs) into the events Parquet ``out``.
+
+    Returns the manifest dict (also written to ``OUT.manifest.json``). Raises
+    :class:`BadInputError` when an input is missing or unusable, a column is missing, or no
+    row survives cleaning; nothing is written then.
+    """
+    cfg = cfg or PreprocessConfig()
+    out = Path(out)
+    rejects_path, manifest_path = sidecar_paths(out)
+    # A directory or glob input may also match our own outputs from an earlier run.
+    own = {p.resolve() for p in (out, rejects_path, manifest_path)}
+    files = [f for f in expand_inputs(inputs) if f.resolve() not in own]
+    if not files:
+        raise BadInputError(f"{', '.join(map(str, inputs))}: no input besides this command's own output files")
+    raw = [scan_raw(f, cfg) for f in files]  # every header checked before anything is written
+    with (
+        tempfile.TemporaryDirectory(prefix="recinc-preprocess-") as scratch,
+        atomic_path(out) as tmp_out,
+        atomic_path(rejects_path) as tmp_rej,
+    ):
+        below = _sink_or_fall_back(files, raw, cfg, (tmp_out, tmp_rej), Path(scratch))
+        manifest = _manifest(files, tmp_out, tmp_rej, out, cfg, below)
+        if manifest["rows_kept"] == 0:
+            filtered = f"; {below} below --min-weight {cfg.min_weight:g}" if below else ""
+            raise BadInputError(
+                f"{', '.join(map(str, files))}: no usable rows "
+                f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'}{filtered})"
+            )
+        with atomic_path(manifest_path) as tmp_man:
+            tmp_man.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+_CORE = ("user_id", "item_id", "timestamp", "event_type", "weight")
+
+
+def _sink_or_fall_back(
+    files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, outs: tuple[Path, Path], scratch: Path
+) -> int:
+    """:func:`_sink`; when polars cannot parse a CSV, read just that file again with Python's
+    csv module (:func:`read_csv_python`) and sink once more. Raises :class:`BadInputError`."""
+    try:
+        return _sink(files, raw, cfg, *outs)
+    except POLARS_ERRORS as e:
+        broken = [i for i, f in enumerate(files) if not csv_parses(f, cfg)]
+        if not broken:
+            raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
+    for i in broken:
+        raw[i] = read_csv_python(files[i], cfg, scratch)
+    try:
+        return _sink(files, raw, cfg, *outs)
+    except POLARS_ERRORS as e:
+        raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
+
+
+def _sink(files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, tmp_out: Path, tmp_rej: Path) -> int:
+    """Write the kept rows (time-sorted) to ``tmp_out`` and the rejects to ``tmp_rej``; return
+    how many sound rows weighed less than ``cfg.min_weight`` (left out)."""
+    frames = [_normalise(lf, f, i, cfg) for i, (f, lf) in enumerate(zip(files, raw, strict=True))]
+    tagged = _tag_rejects(pl.concat(frames, how="diagonal_relaxed"), cfg)
+    extras = [c for c in tagged.collect_schema() if not c.startswith("_") and c not in _CORE]
+    sound = pl.col("_reason").is_null()
+    wanted = pl.lit(True) if cfg.min_weight is None else pl.col("weight") >= cfg.min_weight
+    kept = (
+        tagged.filter(sound & wanted)
+        .select("user_id", "item_id", "timestamp", "event_type", "weight", *extras)
+        .sort("timestamp", maintain_order=True)
+    )
+    rejects = tagged.filter(~sound).select(
+        pl.col("_source").alias("source"),
+        pl.col("_row").alias("row"),
+        pl.col("_reason").alias("reason"),
+        "user_id",
+        "item_id",
+        pl.col("_ts_raw").alias("timestamp_raw"),
+        "event_type",
+        *([pl.col("_w_raw").alias("weight_raw")] if cfg.weight_col else []),
+    )
+    below = tagged.filter(sound & ~wanted).select(pl.len())
+    done = pl.collect_all([kept.sink_parquet(tmp_out, lazy=True), rejects.sink_parquet(tmp_rej, lazy=True), below])
+    return int(done[-1].item())
+
+
+def _normalise(raw: pl.LazyFrame, path: Path, index: int, cfg: PreprocessConfig) -> pl.LazyFrame:
+    """Rename one scanned file's columns to the canonical names, ids as trimmed strings."""
+    schema = raw.collect_schema()
+    has_event = cfg.event_col in schema
+    used = {cfg.user_col, cfg.item_col, cfg.time_col, cfg.event_col, cfg.weight_col}
+    extras = [c for c in schema.names() if c not in used and c not in _CORE and not c.startswith("_")]
+    event = pl.col(cfg.event_col).cast(pl.String).str.strip_chars() if has_event else pl.lit(DEFAULT_EVENT_TYPE)
+    return (
+        raw.with_row_index("__row", offset=1)
+        .select(
+            pl.lit(str(path)).alias("_source"),
+            pl.col("__row").cast(pl.Int64).alias("_row"),
+            _clean_id(cfg.user_col).alias("user_id"),
+            _clean_id(cfg.item_col).alias("item_id"),
+            _parse_time(pl.col(cfg.time_col), schema[cfg.time_col], cfg.time_unit).alias("timestamp"),
+            pl.col(cfg.time_col).cast(pl.String).alias("_ts_raw"),
+            event.fill_null("").alias("event_type"),
+            pl.col(FLAG).alias("_flag"),
+            *(_weight_columns(cfg.weight_col, schema[cfg.weight_col]) if cfg.weight_col else []),
+            *[pl.col(c) for c in extras],
+        )
+        .with_columns(pl.lit(index).alias("_file"))
+    )
+
+
+def _weight_columns(col: str, dtype: pl.DataType) -> list[pl.Expr]:
+    """``_w_raw`` (the ``--weight-col`` value as trimmed text, for rejects) and ``_w_num`` (Float64,
+    null where it is no number)."""
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    number = pl.col(col).cast(pl.Float64) if dtype.is_numeric() else text.cast(pl.Float64, strict=False)
+    return [text.alias("_w_raw"), number.alias("_w_num")]
+
+
+def _clean_id(col: str) -> pl.Expr:
+    s = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(s == "").then(None).otherwise(s)
+
+
+def _parse_time(col: pl.Expr, dtype: pl.DataType, unit: str) -> pl.Expr:
+    """Expression giving ``Datetime(ms, UTC)``; null where the value cannot be read."""
+    if isinstance(dtype, pl.Datetime):
+        c = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+        return c.dt.cast_time_unit("ms")
+    if dtype == pl.Date:
+        return col.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    as_text = col.cast(pl.String).str.strip_chars()
+    number = as_text.cast(pl.Float64, strict=False)
+    number = pl.when(number.is_finite()).then(number)
+    if unit == "auto":
+        # Unix seconds stay below 1e11 until the year 5138; ms below 1e14 until 5138 too.
+        mag = number.abs()
+        factor = pl.when(mag < 1e11).then(1000.0).when(mag < 1e14).then(1.0).otherwise(1e-3)
+        from_number = number * factor
+    elif unit == "iso":
+        from_number = pl.lit(None, dtype=pl.Float64)
+    else:
+        from_number = number * _MS_PER[unit]
+    from_number = pl.when(from_number.is_between(*_MS_RANGE)).then(from_number)
+    numeric = from_number.round(0).cast(pl.Int64, strict=False).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    if unit in ("s", "ms", "us"):
+        return numeric
+    iso = pl.coalesce(as_text.str.to_datetime(f, strict=False, time_unit="ms", time_zone="UTC") for f in _ISO_FORMATS)
+    return pl.coalesce(numeric, iso)
+
+
+def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
+    """Add ``weight`` and ``_reason`` (null for kept rows; the first failing check otherwise)."""
+    known = {k.lower(): v for k, v in cfg.event_weights.items()}
+    etype = pl.col("event_type").str.to_lowercase()
+    weight = etype.replace_strict(known, default=UNKNOWN_EVENT_WEIGHT, return_dtype=pl.Float32)
+    if cfg.weight_col:
+        weight = pl.col("_w_num").cast(pl.Float32)
+    skip = ("_source", "_row", "_file", "_flag", "_w_num", "timestamp")
+    content = [c for c in lf.collect_schema() if c not in skip]
+    ids = (pl.col("user_id"), pl.col("item_id"))
+    ts_raw = pl.col("_ts_raw").str.strip_chars()
+    time_min, time_max = (pl.lit(t).cast(pl.Datetime("ms", "UTC")) for t in (cfg.time_min, cfg.time_max))
+    reason = (
+        pl.when(pl.col("_flag").is_not_null())
+        .then(pl.col("_flag"))
+        .when((pl.col("user_id") == cfg.user_col) & (pl.col("item_id") == cfg.item_col) & (ts_raw == cfg.time_col))
+        .then(pl.lit("header line repeated"))
+        .when(pl.col("user_id").is_null())
+        .then(pl.lit("missing user_id"))
+        .when(pl.col("item_id").is_null())
+        .then(pl.lit("missing item_id"))
+        .when(pl.any_horizontal(c.str.len_chars() > cfg.max_id_len for c in ids))
+        .then(pl.lit(f"id longer than {cfg.max_id_len} characters"))
+        .when(pl.any_horizontal(c.str.contains(r"[\x00-\x1f\x7f]") for c in ids))
+        .then(pl.lit("control character in id"))
+        .when(ts_raw.fill_null("") == "")
+        .then(pl.lit("missing timestamp"))
+        .when(pl.col("timestamp").is_null())
+        .then(pl.lit("unparsable timestamp"))
+        .when(pl.col("timestamp") < time_min)
+        .then(pl.lit(f"timestamp before {cfg.time_min:%Y-%m-%d}"))
+        .when(pl.col("timestamp") > time_max)
+        .then(pl.lit(f"timestamp after {cfg.time_max:%Y-%m-%d}"))
+    )
+    if cfg.weight_col:
+        reason = (
+            reason.when(pl.col("_w_raw").fill_null("") == "")
+            .then(pl.lit("missing weight"))
+            .when(~weight.is_finite().fill_null(False))  # also a number beyond float32
+            .then(pl.lit("unparsable weight"))
+            .when(weight < 0)
+            .then(pl.lit("negative weight"))
+        )
+    if cfg.only_events:
+        reason = reason.when(~etype.is_in(list(known))).then(pl.lit("event type not in --event-weights"))
+    reason = reason.when(~pl.struct(content).is_first_distinct()).then(pl.lit("exact duplicate"))
+    return lf.with_columns(weight.alias("weight"), reason.otherwise(None).alias("_reason"))
+
+
+def _manifest(
+    files: list[Path], kept: Path, rejects: Path, out: Path, cfg: PreprocessConfig, below: int
+) -> dict[str, Any]:
+    stats = (
+        pl.scan_parquet(kept)
+        .select(
+            pl.len().alias("n"),
+            pl.col("timestamp").min().alias("t0"),
+            pl.col("timestamp").max().alias("t1"),
+            pl.col("user_id").n_unique().alias("users"),
+            pl.col("item_id").n_unique().alias("items"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    events = pl.scan_parquet(kept).group_by("event_type").agg(pl.len()).collect().sort("event_type")
+    reasons = pl.scan_parquet(rejects).group_by("reason").agg(pl.len()).collect().sort("reason")
+    rejected = dict(zip(reasons["reason"].to_list(), reasons["len"].to_list(), strict=True))
+    return {
+        "recinc_version": __version__,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [str(f) for f in files],
+        "output": str(out),
+        "rows_read": int(stats["n"]) + sum(rejected.values()) + below,
+        "rows_kept": int(stats["n"]),
+        "rows_rejected": rejected,
+        "rows_below_min_weight": below,
+        "weight_col": cfg.weight_col,
+        "min_weight": cfg.min_weight,
+        "users": int(stats["users"]),
+        "items": int(stats["items"]),
+        "event_types": dict(zip(events["event_type"].to_list(), events["len"].to_list(), strict=True)),
+        "time_min": stats["t0"].isoformat() if stats["t0"] else None,
+        "time_max": stats["t1"].isoformat() if stats["t1"] else None,
+        "sha256": sha256_file(kept),
+    }

@@ -1,0 +1,1 @@
+"""Scoring users from a bundle: top-k, fresh history, popularity fallback."""

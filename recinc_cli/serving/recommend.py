@@ -1,0 +1,120 @@
+"""Top-k recommendation: batched scoring, seen-item masking, popularity fallback.
+
+>>> seen = SeenItems.empty(3).merge(np.array([1]), np.array([2]), n_users=3)
+>>> scores = lambda u: torch.tensor([[0.0, 3.0, 9.0, 1.0]]).repeat(len(u), 1)
+>>> items, vals = top_k(scores, np.array([1, 2]), seen, k=2)
+>>> items.tolist()
+[[1, 3], [2, 1]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from recinc_cli.data.context import Context
+from recinc_cli.data.seen import SeenItems
+from recinc_cli.models.base import Recommender
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+CHUNK = 2048
+
+
+def top_k(
+    score_fn: ScoreFn,
+    user_idx: np.ndarray,
+    seen: SeenItems | None,
+    k: int,
+    chunk: int = CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` unseen items for each user.
+
+    Parameters
+    ----------
+    score_fn: maps user indices (B,) int64 to scores (B, n_items).
+    user_idx: (U,) int64 user indices; indices beyond ``seen`` have nothing masked.
+    seen: each user's items to leave out; None ranks them too (``--repeats``).
+
+    Returns
+    -------
+    items (U, k) int64 and scores (U, k) float32; where fewer than ``k`` items are left,
+    the tail holds item 0 and score -inf.
+    """
+    out_items = np.zeros((len(user_idx), k), dtype=np.int64)
+    out_scores = np.full((len(user_idx), k), -np.inf, dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(user_idx), chunk):
+            users = torch.from_numpy(np.asarray(user_idx[start : start + chunk], dtype=np.int64))
+            scores = score_fn(users).float().clone()
+            scores[:, 0] = float("-inf")
+            known = users < (seen.n_users if seen is not None else 0)
+            if seen is not None and known.any():
+                rows = known.nonzero().squeeze(1)
+                sub = scores[rows]
+                seen.mask_(sub, users[rows])
+                scores[rows] = sub
+            kk = min(k, scores.shape[1])
+            vals, idx = torch.topk(scores, kk, dim=1)
+            idx[torch.isinf(vals)] = 0
+            out_items[start : start + len(users), :kk] = idx.numpy()
+            out_scores[start : start + len(users), :kk] = vals.numpy()
+            if progress:
+                progress(len(users))
+    return out_items, out_scores
+
+
+def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
+    """A ScoreFn over ``model``; sequential models read each user's events from ``context``."""
+    if not model.CONTEXT:
+        return lambda users: model.score({"user": users})
+    if context is None:
+        raise ValueError(f"model {model.name} needs each user's recent events, and none are stored")
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        items, types = context.padded(users)
+        query = {"user": users, "seq_item": items, "seq_type": types}
+        if model.reads_times:
+            query["seq_ts"] = context.padded_times(users, items.shape[1])
+        return model.score(query)
+
+    return score
+
+
+def popularity_scorer(item_pop: torch.Tensor) -> ScoreFn:
+    """A ScoreFn that gives every user the same popularity scores."""
+    return lambda users: item_pop[None, :].expand(len(users), -1)
+
+
+def adjusted_scorer(
+    base: ScoreFn | None, prior: torch.Tensor, weight: float, blocked: torch.Tensor | None = None
+) -> ScoreFn:
+    """``base(users) + weight * prior`` (``prior`` alone when ``base`` is None), with the items
+    of ``blocked`` at -inf.
+
+    ``prior`` (n_items,) float, e.g. log(1 + decayed popularity): a logit adjustment (Menon et
+    al., ICLR 2021) that tilts a softmax model towards what is consumed now; ``blocked``
+    (n_items,) bool, e.g. expired items.
+
+    >>> f = adjusted_scorer(lambda u: torch.zeros(len(u), 3), torch.tensor([0., 1., 2.]), 0.5,
+    ...     torch.tensor([False, False, True]))
+    >>> f(torch.tensor([1])).tolist()
+    [[0.0, 0.5, -inf]]
+    """
+    if base is None and blocked is None:
+        return popularity_scorer(prior * weight)
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        if base is None:
+            s = (prior * weight)[None, :].repeat(len(users), 1)
+        else:
+            s = base(users)
+            if weight:
+                s = s + weight * prior[: s.shape[1]]
+        if blocked is not None:
+            s[:, blocked[: s.shape[1]]] = float("-inf")
+        return s
+
+    return score

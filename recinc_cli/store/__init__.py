@@ -1,0 +1,1 @@
+"""Checkpoints on disk: the bundle, its file format, checksums, registries and locks."""

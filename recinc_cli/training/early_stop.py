@@ -1,0 +1,158 @@
+"""Choosing how long ``init`` trains: early stopping on held-out events.
+
+A model fit too long to years of history ranks what was consumed then, not next week; a
+model fit too briefly has not learned tastes. Which one bites depends on the log, so ``init``
+measures it: train on the older events, score the newest ones after each epoch (next-slice
+protocol, or the session protocol on session logs: :mod:`recinc_cli.evaluation.validation`), keep the
+best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import torch
+
+from recinc_cli.data.events import TrainData
+from recinc_cli.evaluation.validation import VALID_K, Validation, validation_for
+from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.training.train import Trainer
+
+if TYPE_CHECKING:
+    from recinc_cli.store.checkpoint import Bundle
+
+
+#: Candidate weights of the popularity logit adjustment (README "Recency"); the last one ranks
+#: by popularity with the model breaking ties.
+POP_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 1000.0)
+
+
+def early_stopped_fit(
+    bundle: Bundle,
+    trainer: Trainer,
+    train: TrainData,
+    fold: TrainData,
+    newest: pl.DataFrame,
+    max_epochs: int,
+    gen: torch.Generator,
+    reporter: Reporter | None = None,
+    replay: TrainData | None = None,
+) -> dict[str, Any] | None:
+    """Train ``bundle.model`` on ``train`` for the epoch count that ranks ``newest`` best.
+
+    ``train`` are the events before ``newest`` as trained on (weights possibly time-decayed),
+    ``fold`` the same events as logged; ``replay`` past events mixed into every epoch.
+    ``newest`` is either the newest events (next-slice protocol, or the session protocol when
+    almost none of its users returns: :func:`~recinc_cli.evaluation.validation.validation_for`) or each user's
+    last event (leave-one-out). Epochs are compared on the model's own ranking (or with the configured
+    ``pop_weight``), so popularity cannot mask an undertrained model; the best epoch then
+    chooses the popularity adjustment among :data:`POP_WEIGHTS`.
+    Restores the best epoch's weights and optimizer state (``bundle.optimizer``), sets
+    ``bundle.pop_weight`` and folds ``fold`` into seen items, context and popularity.
+    Returns ``{"epochs", "valid_ndcg", "valid_ndcg_model", "pop_weight", "final_loss",
+    "epoch_seconds", "events_trained", "valid_protocol", "valid_units"}`` (``valid_ndcg`` with
+    the popularity weight served,
+    ``valid_ndcg_model`` of the model's own ranking, weight 0, on the same users), or None
+    (nothing trained) when no user of ``fold`` has new items in ``newest``, so there is nothing
+    to validate on.
+    """
+    reporter = reporter or NullReporter()
+    cfg, model = trainer.cfg, bundle.model
+    seen = bundle.seen.merge(fold.user_idx, fold.item_idx, len(bundle.users))
+    validation = validation_for(bundle, newest, seen)
+    if validation is None:
+        return None
+    prior = bundle.context
+    bundle.fold(fold)
+    fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
+    trainer.plan(max_epochs * trainer.model.n_batches(train, prior, cfg, replay))
+    reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
+    best: _Epoch | None = None
+    train_seconds = 0.0
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        loss = trainer.fit(train, 1, gen, prior=prior, replay=replay)[0]
+        train_seconds += time.perf_counter() - start
+        model.eval()
+        ndcg = validation.ndcg(bundle, fixed)
+        reporter.advance(1, f"epoch {epoch} loss {loss:.4f} valid ndcg@{VALID_K} {ndcg:.4f}")
+        if best is None or ndcg > best.ndcg:
+            best = _Epoch(ndcg, epoch, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
+        elif epoch - best.epoch >= cfg.patience:
+            break
+    reporter.stop()
+    assert best is not None  # the loop ran at least once (max_epochs >= 1)
+    model.load_state_dict(best.weights)
+    bundle.optimizer = best.optimizer
+    if cfg.pop_weight is None:
+        choice = choose_pop_weight(bundle, validation)
+    else:  # a given weight: epochs were compared with it, the model alone is scored once more
+        model_ndcg = best.ndcg if fixed == 0 else validation.ndcg(bundle, 0.0)
+        choice = PopChoice(fixed, best.ndcg, model_ndcg)
+    bundle.pop_weight = choice.weight
+    return {
+        "epochs": best.epoch,
+        "valid_ndcg": round(choice.ndcg, 5),
+        "valid_ndcg_model": round(choice.model_ndcg, 5),
+        "pop_weight": bundle.pop_weight,
+        "final_loss": best.loss,
+        "epoch_seconds": round(train_seconds / epoch, 3),
+        "events_trained": (len(train) + (len(replay) if replay is not None else 0)) * epoch,
+        **validation.describe(),
+    }
+
+
+@dataclass(frozen=True)
+class _Epoch:
+    """The best epoch so far: its validation NDCG@10, number, training loss, and the model's
+    and optimizer's state after it (restored once training stops)."""
+
+    ndcg: float
+    epoch: int
+    loss: float
+    weights: dict[str, Any]
+    optimizer: list[dict[str, Any]]
+
+
+#: Weight of the evidence from earlier updates when choosing the popularity weight: one slice's
+#: held-out users are few, so the choice pools them with the decayed evidence of earlier slices.
+EVIDENCE_DECAY = 0.5
+
+
+@dataclass(frozen=True)
+class PopChoice:
+    """A popularity weight and what it scores on held-out users: ``ndcg`` is the NDCG@10 of
+    the model's logits + ``weight`` x log(1 + popularity), ``model_ndcg`` that of the model's
+    own ranking (weight 0) on the same users, so a weight that buries the model shows."""
+
+    weight: float
+    ndcg: float
+    model_ndcg: float
+
+
+def choose_pop_weight(bundle: Bundle, validation: Validation) -> PopChoice:
+    """Pick the :data:`POP_WEIGHTS` entry with the most evidence, scored by ``validation``.
+
+    Evidence = unit-weighted NDCG@10 on these held-out events plus :data:`EVIDENCE_DECAY` x the
+    evidence kept in ``bundle.pop_evidence`` (updated in place), so the weight follows the log
+    without jumping on the noise of one slice's few users. Ties go to the smaller weight.
+    """
+    ndcg = [validation.ndcg(bundle, w) for w in POP_WEIGHTS]
+    old = bundle.pop_evidence if len(bundle.pop_evidence) == len(POP_WEIGHTS) else [0.0] * len(POP_WEIGHTS)
+    bundle.pop_evidence = [EVIDENCE_DECAY * e + validation.units * n for e, n in zip(old, ndcg, strict=True)]
+    best = max(range(len(POP_WEIGHTS)), key=lambda j: bundle.pop_evidence[j])
+    return PopChoice(POP_WEIGHTS[best], ndcg[best], ndcg[POP_WEIGHTS.index(0.0)])
+
+
+def pop_weight_note(weight: float) -> str | None:
+    """The warning for a popularity weight so large (the last of :data:`POP_WEIGHTS`) that the
+    served ranking is popularity's and the model only breaks its ties; None otherwise.
+
+    >>> pop_weight_note(1000.0), pop_weight_note(8.0)
+    ('model ranking not used: popularity weight 1000', None)
+    """
+    return f"model ranking not used: popularity weight {weight:g}" if weight >= POP_WEIGHTS[-1] else None
