@@ -38,6 +38,7 @@ import recinc_cli.training.ranker_fit as rf
 from recinc_cli.bench.replay import cut_slices
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.models.ranker import PARAMS, POOL_ROWS, ROUNDS
+from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.training.lifecycle import create_bundle, update_bundle
 
 
@@ -63,7 +64,7 @@ class SasrecLineage:
         users = self.bundle.users.lookup(pl.Series([ranker.users.ids[i] for i in block]))
         items = self.bundle.items.lookup(pl.Series([ranker.items.ids[i] for i in cand]))
         with torch.no_grad():
-            scores = self.bundle.scorer(pop_weight=0.0)(torch.as_tensor(np.maximum(users, 0))).numpy()
+            scores = bundle_scorer(self.bundle, pop_weight=0.0)(torch.as_tensor(np.maximum(users, 0))).numpy()
         ok = (items > 0) & (users[rows] > 0)
         s = np.where(ok, scores[rows, np.minimum(items, scores.shape[1] - 1)], np.nan)
         best = np.full(len(block), -np.inf)

@@ -25,6 +25,7 @@ from recinc_cli.errors import BadInputError, PromotionError, UsageError
 from recinc_cli.evaluation.metrics import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.failpoints import pause_point
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.serving.views import bundle_scorer, popular_scorer, serving_state
 from recinc_cli.threads import use_threads
 
 # The modules below import torch (about 2 s); they are imported inside the functions that need
@@ -107,7 +108,7 @@ def update(
     rejected file (``path``, ``gate.passed`` False). The output is locked for the run.
     """
     from recinc_cli.evaluation.gate import judge
-    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.format import load_bundle
     from recinc_cli.store.registry import Registry, resolve_checkpoint
     from recinc_cli.store.target import Target
     from recinc_cli.training.growth import check_feature_columns
@@ -171,7 +172,7 @@ def rollback(registry: str | Path, to: int | None = None, wait: float = 0.0) -> 
     builds on the version now served and takes a new number. Returns ``{"registry",
     "previous", "latest", "path"}``.
     """
-    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.format import load_bundle
     from recinc_cli.store.locking import exclusive, lock_path_for
     from recinc_cli.store.registry import Registry
 
@@ -204,11 +205,11 @@ def recommend(
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.serving.serve import serve_top
-    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.format import load_bundle
 
     use_threads()
     bundle = load_bundle(checkpoint)
-    state = bundle.serving_state(None if history is None else read_events(history))
+    state = serving_state(bundle, None if history is None else read_events(history))
     raw = pl.Series("user_id", bundle.users.ids[1:] if users is None else list(users), pl.String)
     repeats = bundle.train_cfg.repeats if repeats is None else repeats
     items, scores, source = serve_top(bundle, state, raw, k, reporter, repeats=repeats)
@@ -261,7 +262,7 @@ def evaluate(
     from recinc_cli.evaluation.sessions import evaluate_sessions
     from recinc_cli.evaluation.significance import lift_evidence, thin_warning
     from recinc_cli.serving.recommend import top_k
-    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.format import load_bundle
 
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
@@ -283,14 +284,14 @@ def evaluate(
     if protocol == "loo":
         before, df = split_last(df, 1, min_left=0)
         head["test_events"] = df.height  # the targets; the events before them are context
-    state = bundle.serving_state(before if before is not None and before.height else None)
+    state = serving_state(bundle, before if before is not None and before.height else None)
     seen = None if repeats else state.seen
     users, row, truth = slice_truth(df, bundle.users, bundle.items, never_seen if repeats else state.seen.contains)
     if len(users) == 0:
         raise BadInputError(f"{events}: no user known to the model has new items there; nothing to evaluate")
     result = head | {"users": len(users)}
-    model_fn = bundle.scorer(state.context)
-    scorers = {"model": model_fn, "popular": bundle.popular_scorer()}
+    model_fn = bundle_scorer(bundle, state.context)
+    scorers = {"model": model_fn, "popular": popular_scorer(bundle)}
     per_user = {}
     reporter.start("evaluating", 2 * len(users))
     for name, fn in scorers.items():

@@ -129,7 +129,7 @@ class FullDiskFile:
 @pytest.fixture
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make checkpoint writes fail midway with 'No space left on device'."""
-    import recinc_cli.store.checkpoint
+    import recinc_cli.store.format
 
     monkeypatch.setattr(recinc_cli.store.checkpoint, "open", FullDiskFile, raising=False)
 

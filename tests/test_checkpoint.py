@@ -17,8 +17,9 @@ from recinc_cli import __version__, api
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.io import sha256_file
 from recinc_cli.errors import CheckpointError, OutputError
-from recinc_cli.store.checkpoint import FORMAT_VERSION, load_bundle, save_bundle
+from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.checksum import payload_digest
+from recinc_cli.store.format import FORMAT_VERSION, load_bundle, save_bundle
 
 #: Keys of every lineage entry; init adds its peak memory, update its learning rate.
 LINEAGE_KEYS = {
@@ -187,7 +188,7 @@ def test_format_1_mf_checkpoint_still_loads_and_updates(pipeline, tmp_path: Path
     assert b.context is None
     users = torch.arange(len(b.users))
     with torch.no_grad():
-        assert torch.equal(b.scorer()(users), load_bundle(pipeline.ckpt[10]).scorer()(users))
+        assert torch.equal(bundle_scorer(b)(users), bundle_scorer(load_bundle(pipeline.ckpt[10]))(users))
     r = api.update(tmp_path / "v1.pt", pipeline.events["day11"], tmp_path / "v2.pt")
     assert not r["skipped"]
     new = torch.load(tmp_path / "v2.pt", weights_only=True)
@@ -303,12 +304,12 @@ def test_save_load_round_trip_gives_identical_scores(pipeline, tmp_path: Path) -
     b = load_bundle(pipeline.ckpt[11])
     users = torch.arange(len(b.users))
     with torch.no_grad():
-        before = b.scorer()(users)
+        before = bundle_scorer(b)(users)
     digest = save_bundle(b, tmp_path / "copy.pt")
     assert digest == sha256_file(tmp_path / "copy.pt")
     c = load_bundle(tmp_path / "copy.pt")
     with torch.no_grad():
-        assert torch.equal(c.scorer()(users), before)
+        assert torch.equal(bundle_scorer(c)(users), before)
     assert c.users.ids == b.users.ids and c.items.ids == b.items.ids
     assert torch.equal(c.seen.indptr, b.seen.indptr) and torch.equal(c.seen.indices, b.seen.indices)
     assert torch.equal(c.item_pop, b.item_pop) and c.pop_time_ms == b.pop_time_ms

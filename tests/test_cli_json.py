@@ -12,7 +12,7 @@ from conftest import SMALL_INIT, Pipeline, make_registry, only_files
 from typer.testing import Result
 
 from recinc_cli.data.io import sha256_file
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 #: Settings that wreck a model without NaN (as in test_gate.py): the gate refuses the result.
 DAMAGE = ("--lr", "1", "--epochs", "5", "--update-valid-fraction", "0", "--pop-weight", "0")

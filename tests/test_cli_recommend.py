@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import only_files
 
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 COLUMNS = ["user_id", "rank", "item_id", "score", "source"]
 

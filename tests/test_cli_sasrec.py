@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import SASREC_ARCH, SASREC_MAX_LEN, only_files, run_cli, write_csv
 
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 HEADER = ("user_id", "item_id", "event_type", "timestamp", "category")

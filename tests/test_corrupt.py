@@ -12,8 +12,8 @@ import torch
 from conftest import Pipeline, RunsCode, only_files
 
 from recinc_cli.errors import CheckpointError
-from recinc_cli.store.checkpoint import FORMAT_VERSION, load_bundle
 from recinc_cli.store.checksum import payload_digest
+from recinc_cli.store.format import FORMAT_VERSION, load_bundle
 
 
 def _tensor_byte(path: Path) -> int:

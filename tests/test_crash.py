@@ -26,7 +26,7 @@ from conftest import Pipeline, make_registry, run_cli
 
 from recinc_cli import api
 from recinc_cli.data.io import sha256_file
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 from recinc_cli.store.registry import Registry
 
 

@@ -21,7 +21,8 @@ from recinc_cli.models import build_model
 from recinc_cli.models import ease as ease_module
 from recinc_cli.models.ease import EASE
 from recinc_cli.serving.recommend import model_scorer, top_k
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.serving.views import bundle_scorer
+from recinc_cli.store.format import load_bundle
 
 CFG = ModelConfig(name="ease", max_len=50)
 
@@ -155,8 +156,8 @@ def test_init_update_recommend_evaluate_with_ease(pipeline, tmp_path: Path, cli)
     assert after.items.ids[:n] == before.items.ids
     # scores survive the checkpoint round trip (weights are re-solved from the stored matrix)
     users = torch.arange(1, 20)
-    s1 = after.scorer()(users)
-    s2 = load_bundle(m11).scorer()(users)
+    s1 = bundle_scorer(after)(users)
+    s2 = bundle_scorer(load_bundle(m11))(users)
     assert torch.allclose(s1, s2, atol=1e-5)
     result = api.evaluate(m11, pipeline.events["day12"], k=10)
     assert result["model"]["ndcg"] > result["popular"]["ndcg"], result

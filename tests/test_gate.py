@@ -12,7 +12,7 @@ from recinc_cli import api
 from recinc_cli.data.io import read_events, sha256_file
 from recinc_cli.errors import PromotionError
 from recinc_cli.evaluation.gate import judge, passes
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 #: Settings that wreck a model without NaN: a huge step, no popularity, no anchor, no replay.
 DAMAGE = ("--lr", "1", "--epochs", "5", "--update-valid-fraction", "0", "--pop-weight", "0")

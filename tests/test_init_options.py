@@ -15,7 +15,8 @@ from recinc_cli.data.seen import SeenItems
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
-from recinc_cli.store.checkpoint import Bundle, load_bundle
+from recinc_cli.store.bundle import Bundle
+from recinc_cli.store.format import load_bundle
 from recinc_cli.training.lifecycle import copy_pretrained
 from recinc_cli.training.train import seeded_generator
 

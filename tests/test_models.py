@@ -26,7 +26,9 @@ from recinc_cli.errors import TrainingError, UsageError
 from recinc_cli.models import MODELS, build_model
 from recinc_cli.models.base import Query, Recommender
 from recinc_cli.serving.recommend import ScoreFn, model_scorer, popularity_scorer, top_k
-from recinc_cli.store.checkpoint import Bundle, load_bundle, save_bundle
+from recinc_cli.serving.views import bundle_scorer
+from recinc_cli.store.bundle import Bundle
+from recinc_cli.store.format import load_bundle, save_bundle
 from recinc_cli.training.train import Trainer, seeded_generator
 
 #: Models trained by gradient steps; the closed-form ones (``ease``, ``sknn``) have the contract
@@ -345,7 +347,7 @@ def test_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
         assert torch.equal(state[key], t), key
     users = torch.arange(task.n_users)
     with torch.no_grad():
-        assert torch.equal(loaded.scorer()(users), bundle.scorer()(users))
+        assert torch.equal(bundle_scorer(loaded)(users), bundle_scorer(bundle)(users))
     if cfg.sequential:
         assert loaded.context is not None and bundle.context is not None
         for a, b in zip(dataclasses.astuple(loaded.context), dataclasses.astuple(bundle.context), strict=True):
@@ -544,7 +546,7 @@ def test_closed_form_save_and_load_give_identical_scores(name: str, tmp_path: Pa
         assert torch.equal(state[key], t), key
     users = torch.arange(task.n_users)
     with torch.no_grad():
-        assert torch.equal(loaded.scorer()(users), bundle.scorer()(users))
+        assert torch.equal(bundle_scorer(loaded)(users), bundle_scorer(bundle)(users))
 
 
 #: Closed-form models that read the order of a user's events (sknn's sequential rules); ease

@@ -15,7 +15,7 @@ from recinc_cli.data.events import TrainData
 from recinc_cli.data.pop_prior import PopPrior, PriorSource
 from recinc_cli.data.popularity import PopClock, decayed_popularity
 from recinc_cli.models import build_model
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 from recinc_cli.training.train import Trainer, seeded_generator
 
 

@@ -117,7 +117,7 @@ def test_the_pipelines_lineage_scores_the_model_alone(pipeline) -> None:
 def test_a_given_weight_is_served_when_nothing_is_held_out(cli, pipeline, tmp_path: Path) -> None:
     """``--valid-fraction 0``: nothing to choose the weight on, so the given one must be served
     (it used to be left at 0 while the lineage said otherwise)."""
-    from recinc_cli.store.checkpoint import load_bundle
+    from recinc_cli.store.format import load_bundle
 
     for model in ("mf", "sasrec"):
         out = tmp_path / f"{model}.pt"

@@ -17,8 +17,9 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
 from recinc_cli.models.ranker import CONTINUE_ROUNDS, FEATURES, MAX_TREES, POOL_ROWS, ROUNDS, Ranker
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.checksum import payload_digest
+from recinc_cli.store.format import load_bundle
 from recinc_cli.training.growth import grow_vocabularies
 from recinc_cli.training.lifecycle import create_bundle, update_bundle
 from recinc_cli.training.ranker_fit import examples
@@ -133,7 +134,7 @@ def test_checkpoint_round_trip_gives_identical_rankings(lineage: dict[int, Path]
     assert booster is not None and booster.num_feature() == len(FEATURES)
     users = torch.arange(1, len(a.users))
     with torch.no_grad():
-        assert torch.equal(a.scorer()(users), b.scorer()(users))
+        assert torch.equal(bundle_scorer(a)(users), bundle_scorer(b)(users))
     first = api.recommend(lineage[11], k=10)
     again = api.recommend(lineage[11], k=10)
     assert first.equals(again) and first.height == 10 * (len(a.users) - 1)

@@ -8,7 +8,7 @@ import pytest
 from conftest import Pipeline, make_registry, only_files
 
 from recinc_cli.data.io import sha256_file
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 
 def names(d: Path) -> list[str]:

@@ -19,8 +19,9 @@ from recinc_cli.data.events import TrainData
 from recinc_cli.models import build_model
 from recinc_cli.models.sasrec import TIME_BUCKETS, SASRec
 from recinc_cli.serving.recommend import model_scorer
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.checksum import payload_digest
+from recinc_cli.store.format import load_bundle
 from recinc_cli.training.train import Trainer, seeded_generator
 
 ARCH = ModelConfig(name="sasrec", dim=16, max_len=8, blocks=1, heads=1, dropout=0.0)
@@ -148,8 +149,8 @@ def test_time_inputs_and_future_window_are_stored_and_survive_a_round_trip(timed
     assert b.model.reads_times
     users = torch.arange(1, len(b.users))
     with torch.no_grad():
-        first = b.scorer()(users)
-        again = load_bundle(timed_lineage[1]).scorer()(users)
+        first = bundle_scorer(b)(users)
+        again = bundle_scorer(load_bundle(timed_lineage[1]))(users)
     assert torch.equal(first, again)
     # The stored times reach the model: the same contexts with every time zeroed score otherwise.
     items, types = b.context.padded(users)
@@ -173,5 +174,5 @@ def test_a_sasrec_checkpoint_from_before_time_inputs_loads_and_scores_as_written
     assert not any("age_bias" in k or k == "gap_emb" for k in b.model.state_dict())
     users = torch.arange(1, len(b.users))
     with torch.no_grad():
-        scores = b.scorer()(users)
+        scores = bundle_scorer(b)(users)
     assert scores.shape == (len(users), len(b.items)) and torch.isfinite(scores[:, 1:]).all()

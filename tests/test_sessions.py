@@ -30,7 +30,7 @@ from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import BadInputError
 from recinc_cli.evaluation.metrics import ranking_metrics, user_metrics
 from recinc_cli.evaluation.sessions import CASE_PREFIX, SessionCases, rule_scorer, session_cases
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 # --- case construction ---------------------------------------------------------------------------
 

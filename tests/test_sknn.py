@@ -27,7 +27,8 @@ from recinc_cli.data.events import TrainData
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
 from recinc_cli.models.sknn import SKNN
-from recinc_cli.store.checkpoint import load_bundle, save_bundle
+from recinc_cli.serving.views import bundle_scorer
+from recinc_cli.store.format import load_bundle, save_bundle
 from recinc_cli.training.train import seeded_generator
 
 
@@ -231,7 +232,7 @@ def test_init_save_and_load_score_identically(tmp_path: Path) -> None:
     # Saved again and reloaded: the same scores, bit for bit, through the served scorer too.
     save_bundle(loaded, tmp_path / "again.pt")
     again = load_bundle(tmp_path / "again.pt")
-    assert torch.equal(again.scorer()(users), loaded.scorer()(users))
+    assert torch.equal(bundle_scorer(again)(users), bundle_scorer(loaded)(users))
     assert torch.equal(again.model.score(q), loaded.model.score(q))
 
 

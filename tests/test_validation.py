@@ -20,7 +20,7 @@ from synthetic import write_events
 from recinc_cli import api
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.evaluation.validation import RETURNING_SHARE, validation_for
-from recinc_cli.store.checkpoint import load_bundle
+from recinc_cli.store.format import load_bundle
 
 VALID = {"valid_fraction": 0.1}  # the newest 6 of 60 events: two whole sessions of session_log
 SASREC = ModelConfig(name="sasrec", dim=8, max_len=5, blocks=1, heads=1, dropout=0.0)

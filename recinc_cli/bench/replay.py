@@ -42,15 +42,16 @@ import polars as pl
 from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, ModelConfig, TrainConfig
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import BadInputError, UsageError
-from recinc_cli.evaluation.metrics import user_metrics
+from recinc_cli.evaluation.metrics import SLICE_METRICS, SliceScore
 from recinc_cli.evaluation.significance import MIN_USERS, lift_evidence, thin_warning
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.serving.views import bundle_scorer, popular_scorer
 
 if TYPE_CHECKING:
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 STRATEGIES: tuple[str, ...] = ("frozen", "incremental", "retrain", "popular")
-METRICS: tuple[str, ...] = ("ndcg", "recall", "hit_rate")
+METRICS: tuple[str, ...] = SLICE_METRICS
 #: callback(done, total, what): one step (a strategy on a slice) is finished.
 StepFn = Callable[[int, int, str], None]
 #: callback(report): the base model or a slice is finished; the report so far (``complete`` False
@@ -96,24 +97,7 @@ def slice_truth(before: pl.DataFrame, test: pl.DataFrame) -> SliceTruth:
     return SliceTruth(users, new["user_id"], new["item_id"], history)
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One ranking scored on one slice: ``metrics`` the means@k (ndcg, recall, hit_rate) and
-    ``users``; ``ndcg`` (U,) float64 each user's NDCG@k in the order of ``SliceTruth.users``,
-    so two rankings of the same slice pair user by user."""
-
-    metrics: dict[str, float]
-    ndcg: np.ndarray
-
-    @classmethod
-    def of(cls, top: np.ndarray, truth_row: np.ndarray, truth_item: np.ndarray, k: int) -> Scored:
-        """Score rankings ``top`` (U, k) against truth pairs (:func:`~recinc_cli.evaluation.metrics.user_metrics`)."""
-        per_user = user_metrics(top, truth_row, truth_item, k)
-        means = {name: float(per_user[name].mean()) if len(top) else 0.0 for name in METRICS}
-        return cls(means | {"users": int(top.shape[0])}, per_user["ndcg"])
-
-
-def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> Scored:
+def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> SliceScore:
     """Metrics@k of ``bundle`` on ``truth``; users it does not know get its popularity fallback."""
     from recinc_cli.data.seen import SeenItems
     from recinc_cli.serving.recommend import top_k
@@ -127,7 +111,7 @@ def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> Scored:
         by_model &= bundle.context.lengths()[u_idx] > 0
     top = np.zeros((len(u_idx), k), dtype=np.int64)
     if by_model.any():
-        top[by_model] = top_k(bundle.scorer(), u_idx[by_model], seen, k)[0]
+        top[by_model] = top_k(bundle_scorer(bundle), u_idx[by_model], seen, k)[0]
     if (~by_model).any():
         # Unknown users have no seen row: rank once for an empty history and mask by hand.
         top[~by_model] = _popular_top(bundle, truth, ~by_model, k)
@@ -135,12 +119,12 @@ def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> Scored:
 
 
 def _popular_top(bundle: Bundle, truth: SliceTruth, rows: np.ndarray, k: int) -> np.ndarray:
-    scores = bundle.popular_scorer()(np.zeros(1, np.int64))[0].clone()  # type: ignore[arg-type]
+    scores = popular_scorer(bundle)(np.zeros(1, np.int64))[0].clone()  # type: ignore[arg-type]
     scores[0] = float("-inf")
     return _masked_top(scores.numpy(), truth, rows, bundle.items, k)
 
 
-def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k: int) -> Scored:
+def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k: int) -> SliceScore:
     """Metrics@k of ranking the catalogue known ``before`` by item count in ``window``."""
     items = Vocab.empty()
     items.extend(before["item_id"].unique(maintain_order=True))
@@ -165,10 +149,10 @@ def _masked_top(scores: np.ndarray, truth: SliceTruth, rows: np.ndarray, items: 
     return out
 
 
-def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> Scored:
+def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> SliceScore:
     row = pl.DataFrame({"user_id": truth.users, "row": np.arange(len(truth.users))})
     rows = pl.DataFrame({"user_id": truth.truth_user}).join(row, on="user_id", how="left")["row"].to_numpy()
-    return Scored.of(top, rows, items.lookup(truth.truth_item), k)
+    return SliceScore.of(top, rows, items.lookup(truth.truth_item), k)
 
 
 #: ``replay --protocol`` choices.
@@ -257,7 +241,7 @@ def replay(
         before, test = pl.concat(parts[:s]), parts[s]
         last = s == n_slices
         window = parts[s - 1] if s > 1 else parts[0][-test.height :]
-        score: Callable[[Bundle], Scored]
+        score: Callable[[Bundle], SliceScore]
         if protocol == "session":
             cases = session_truth(before, test, model_cfg.max_len, update_cfg.repeats)
             popular = popular_sessions(window, cases, k)
@@ -299,12 +283,12 @@ class _Run:
         self.baseline: list[np.ndarray] = []
         self.users: list[int] = []
 
-    def add_baseline(self, popular: Scored) -> None:
+    def add_baseline(self, popular: SliceScore) -> None:
         """Start a slice: its users and their NDCG under latest-slice popularity."""
         self.baseline.append(popular.ndcg)
         self.users.append(int(popular.metrics["users"]))
 
-    def add(self, name: str, scored: Scored, popular: Scored, seconds: float) -> None:
+    def add(self, name: str, scored: SliceScore, popular: SliceScore, seconds: float) -> None:
         """Record strategy ``name`` on the current slice, and for a model its lift over ``popular``."""
         row: dict[str, Any] = {**scored.metrics, "seconds": round(seconds, 3)}
         if name != "popular":
@@ -357,7 +341,7 @@ def _describe(part: pl.DataFrame) -> dict[str, Any]:
     return {"events": part.height, "ts_min": str(ts.min()), "ts_max": str(ts.max())}
 
 
-def _own_ndcg(bundle: Bundle, served: Scored, score: Callable[[Bundle], Scored]) -> float:
+def _own_ndcg(bundle: Bundle, served: SliceScore, score: Callable[[Bundle], SliceScore]) -> float:
     """NDCG@k of ``bundle``'s own ranking (popularity weight 0) on the slice ``served`` was
     scored on: a served ranking can lean on popularity so hard that it hides an untrained model."""
     weight = bundle.pop_weight

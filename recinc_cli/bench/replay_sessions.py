@@ -25,14 +25,15 @@ import numpy as np
 import polars as pl
 import torch
 
-from recinc_cli.bench.replay import Scored
 from recinc_cli.data.seen import SeenItems
 from recinc_cli.data.vocab import Vocab
+from recinc_cli.evaluation.metrics import SliceScore
 from recinc_cli.evaluation.sessions import SessionCases, session_cases
 from recinc_cli.serving.recommend import popularity_scorer, top_k
+from recinc_cli.serving.views import serving_state
 
 if TYPE_CHECKING:
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,18 @@ def session_truth(before: pl.DataFrame, test: pl.DataFrame, max_len: int, repeat
     return SessionTruth(cases, items, counted, target_ids, repeats)
 
 
-def score_bundle_sessions(bundle: Bundle, truth: SessionTruth, k: int) -> Scored:
+def score_bundle_sessions(bundle: Bundle, truth: SessionTruth, k: int) -> SliceScore:
     """Metrics@k of ``bundle`` serving each counted case from its revealed clicks (a model that
     cannot serve from history falls back to popularity, as ``recommend`` does)."""
     from recinc_cli.serving.serve import serve_top
 
-    state = bundle.serving_state(truth.cases.history)
+    state = serving_state(bundle, truth.cases.history)
     raw = truth.cases.case_ids.filter(pl.Series(truth.counted))
     top, _, _ = serve_top(bundle, state, raw, k, repeats=truth.repeats)
     return _scored(top, bundle.items.lookup(truth.target_ids), k)
 
 
-def popular_sessions(window: pl.DataFrame, truth: SessionTruth, k: int) -> Scored:
+def popular_sessions(window: pl.DataFrame, truth: SessionTruth, k: int) -> SliceScore:
     """Metrics@k of ranking the items seen before the slice by their count in ``window``, minus
     each case's revealed clicks unless ``repeats``."""
     counts = np.bincount(truth.items.lookup(window["item_id"].cast(pl.String)), minlength=len(truth.items))
@@ -87,6 +88,6 @@ def popular_sessions(window: pl.DataFrame, truth: SessionTruth, k: int) -> Score
     return _scored(top, truth.items.lookup(truth.target_ids), k)
 
 
-def _scored(top: np.ndarray, target: np.ndarray, k: int) -> Scored:
-    """Scored of rankings ``top`` (C, k) against one target item per case (0 = unknown: a miss)."""
-    return Scored.of(top, np.arange(len(target)), target, k)
+def _scored(top: np.ndarray, target: np.ndarray, k: int) -> SliceScore:
+    """SliceScore of rankings ``top`` (C, k) against one target item per case (0 = unknown: a miss)."""
+    return SliceScore.of(top, np.arange(len(target)), target, k)

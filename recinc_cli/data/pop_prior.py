@@ -55,7 +55,7 @@ class PopPrior:
         max_snapshots: int = MAX_SNAPSHOTS,
     ) -> PopPrior:
         """The prior of ``data`` (time-ordered) given the popularity ``start_pop`` read at
-        ``clock`` (the bundle's :meth:`~recinc_cli.store.checkpoint.Bundle.popularity_clock`)."""
+        ``clock`` (the bundle's :meth:`~recinc_cli.store.format.Bundle.popularity_clock`)."""
         n = len(data)
         chunk = max(1, math.ceil(n / max_snapshots))
         pop = torch.zeros(n_items)

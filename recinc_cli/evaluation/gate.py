@@ -33,7 +33,8 @@ import polars as pl
 from recinc_cli.evaluation.metrics import never_seen, slice_truth, user_metrics
 from recinc_cli.evaluation.significance import MIN_USERS, lift_evidence
 from recinc_cli.serving.serve import serve_top
-from recinc_cli.store.checkpoint import Bundle
+from recinc_cli.serving.views import serving_state
+from recinc_cli.store.bundle import Bundle
 
 
 def passes(candidate: float, parent: float, max_drop: float) -> bool:
@@ -72,8 +73,8 @@ def judge(
             "reason": "no holdout user known to the model has items new to them there; nothing to judge by",
         }
     raw = pl.Series("user_id", candidate.users.ids, pl.String).gather(users)
-    cand_top, _, _ = serve_top(candidate, candidate.serving_state(None), raw, k, repeats=repeats)
-    par_top, _, _ = serve_top(parent, parent.serving_state(slice_events), raw, k, repeats=repeats)
+    cand_top, _, _ = serve_top(candidate, serving_state(candidate, None), raw, k, repeats=repeats)
+    par_top, _, _ = serve_top(parent, serving_state(parent, slice_events), raw, k, repeats=repeats)
     # The parent's item indices are a prefix of the candidate's (append-only), but map by id anyway.
     to_cand = candidate.items.lookup(pl.Series(parent.items.ids, dtype=pl.String))
     to_cand[0] = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -86,6 +87,27 @@ def user_metrics(top_items: np.ndarray, truth_row: np.ndarray, truth_item: np.nd
         "mrr": mrr,
         "hit_rate": (n_hits > 0).astype(np.float64),
     }
+
+
+#: The means@k a streaming slice is scored by.
+SLICE_METRICS: tuple[str, ...] = ("ndcg", "recall", "hit_rate")
+
+
+@dataclass(frozen=True)
+class SliceScore:
+    """One ranking scored on one slice: ``metrics`` the means@k (ndcg, recall, hit_rate) and
+    ``users``; ``ndcg`` (U,) float64 each user's NDCG@k in the order of ``SliceTruth.users``,
+    so two rankings of the same slice pair user by user (``recinc replay``)."""
+
+    metrics: dict[str, float]
+    ndcg: np.ndarray
+
+    @classmethod
+    def of(cls, top: np.ndarray, truth_row: np.ndarray, truth_item: np.ndarray, k: int) -> SliceScore:
+        """Score rankings ``top`` (U, k) against truth pairs (:func:`~recinc_cli.evaluation.metrics.user_metrics`)."""
+        per_user = user_metrics(top, truth_row, truth_item, k)
+        means = {name: float(per_user[name].mean()) if len(top) else 0.0 for name in SLICE_METRICS}
+        return cls(means | {"users": int(top.shape[0])}, per_user["ndcg"])
 
 
 def next_slice_truth(

@@ -37,10 +37,11 @@ from recinc_cli.data.vocab import Vocab
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.evaluation.significance import lift_evidence
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.serving.views import popular_scorer, serving_state
 
 if TYPE_CHECKING:
     from recinc_cli.serving.recommend import ScoreFn
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 #: First character of every case id: ids from ``preprocess`` never hold control characters.
 CASE_PREFIX = "\x00"
@@ -153,11 +154,11 @@ def evaluate_sessions(
     counted = np.ones(len(cases), bool) if repeats else ~cases.is_repeat
     cutoffs = sorted({*SESSION_CUTOFFS, k})
     depth = cutoffs[-1]
-    state = bundle.serving_state(cases.history)
+    state = serving_state(bundle, cases.history)
     raw = cases.case_ids.filter(pl.Series(counted))
     idx = state.lookup(bundle.users, raw)
     seen = None if repeats else state.seen
-    baselines = {"popular": bundle.popular_scorer()}
+    baselines = {"popular": popular_scorer(bundle)}
     if bundle.context is not None and state.context is not None:
         baselines["rule"] = rule_scorer(bundle.context, state.context, bundle.item_pop)
     reporter.start("scoring sessions", (1 + len(baselines)) * len(idx))

@@ -32,11 +32,12 @@ from recinc_cli.data.seen import SeenItems
 from recinc_cli.evaluation.metrics import never_seen, ranking_metrics, slice_truth
 from recinc_cli.evaluation.sessions import session_cases
 from recinc_cli.serving.recommend import top_k
+from recinc_cli.serving.views import bundle_scorer, serving_state
 
 if TYPE_CHECKING:
     from recinc_cli.evaluation.sessions import SessionCases
     from recinc_cli.serving.history import ServingState
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 #: NDCG cut-off of every validation.
 VALID_K = 10
@@ -71,16 +72,16 @@ class Validation:
             assert self.truth is not None
             users, row, truth = self.truth
             seen = None if self.repeats else bundle.seen
-            top, _ = top_k(bundle.scorer(pop_weight=pop_weight), users, seen, VALID_K)
+            top, _ = top_k(bundle_scorer(bundle, pop_weight=pop_weight), users, seen, VALID_K)
             return ranking_metrics(top, row, truth, VALID_K, len(bundle.items) - 1)["ndcg"]
         assert self.cases is not None
         if self._state is None:  # the bundle's context is fixed while a validation runs
-            self._state = bundle.serving_state(self.cases.history)
+            self._state = serving_state(bundle, self.cases.history)
         state = self._state
         idx = state.lookup(bundle.users, self.cases.case_ids)
         counted = np.ones(len(idx), bool) if self.repeats else ~self.cases.is_repeat
         seen = None if self.repeats else state.seen
-        scorer = bundle.scorer(state.context, pop_weight=pop_weight)
+        scorer = bundle_scorer(bundle, state.context, pop_weight=pop_weight)
         top, _ = top_k(scorer, idx[counted], seen, VALID_K)
         target = self.cases.target[counted]
         return ranking_metrics(top, np.arange(len(target)), target, VALID_K, len(bundle.items) - 1)["ndcg"]

@@ -2,7 +2,7 @@
 
 Shared by ``recommend`` and the promotion gate, so the gate judges exactly what would be served.
 
->>> items, scores, source = serve_top(bundle, bundle.serving_state(), raw_ids, k=10)  # doctest: +SKIP
+>>> items, scores, source = serve_top(bundle, serving_state(bundle), raw_ids, k=10)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import polars as pl
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.serving.history import ServingState
 from recinc_cli.serving.recommend import top_k
-from recinc_cli.store.checkpoint import Bundle
+from recinc_cli.serving.views import bundle_scorer, popular_scorer
+from recinc_cli.store.bundle import Bundle
 
 
 def serve_top(
@@ -44,9 +45,9 @@ def serve_top(
     scores = np.full((len(raw), k), -np.inf, dtype=np.float32)
     reporter.start("scoring users", len(raw))
     seen = None if repeats else state.seen
-    scorer = bundle.scorer(state.context)
+    scorer = bundle_scorer(bundle, state.context)
     items[by_model], scores[by_model] = top_k(scorer, idx[by_model], seen, k, progress=reporter.advance)
-    popular = bundle.popular_scorer()
+    popular = popular_scorer(bundle)
     masked = ~by_model & known  # popular items minus what these users' history shows they have seen
     items[masked], scores[masked] = top_k(popular, idx[masked], seen, k, progress=reporter.advance)
     cold = ~known

@@ -18,7 +18,8 @@ from typing import Any
 
 from recinc_cli.errors import UsageError
 from recinc_cli.failpoints import pause_point
-from recinc_cli.store.checkpoint import Bundle, save_bundle
+from recinc_cli.store.bundle import Bundle
+from recinc_cli.store.format import save_bundle
 from recinc_cli.store.locking import exclusive, lock_path_for
 from recinc_cli.store.registry import Registry, check_keep
 

@@ -16,10 +16,11 @@ from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.validation import validation_for
 from recinc_cli.models.base import closed_form_model
 from recinc_cli.training.early_stop import choose_pop_weight
-from recinc_cli.training.incremental import iso_ms
+from recinc_cli.training.ranker_fit import ranker_fit
+from recinc_cli.training.report import run_stats
 
 if TYPE_CHECKING:
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 
 def closed_form_fit(
@@ -33,8 +34,6 @@ def closed_form_fit(
     """
     model = closed_form_model(bundle.model)
     if model.LEARNS_RANKING:
-        from recinc_cli.training.ranker_fit import ranker_fit
-
         return ranker_fit(bundle, events, valid_fraction, pop_weight)
     start = time.perf_counter()
     half_life = bundle.train_cfg.cooc_half_life_events or 0.0
@@ -65,20 +64,4 @@ def closed_form_fit(
         "valid_ndcg_model": None if valid_ndcg_model is None else round(valid_ndcg_model, 5),
         "pop_weight": bundle.pop_weight,
         **described,
-    }
-
-
-def run_stats(events: pl.DataFrame, seconds: float) -> dict[str, Any]:
-    """The lineage stats every closed-form run shares: one pass, no learning rate or loss."""
-    ts = events["timestamp"].dt.epoch("ms")
-    return {
-        "events": events.height,
-        "epochs": 1,
-        "lr": None,
-        "final_loss": None,
-        "train_seconds": round(seconds, 3),
-        "epoch_seconds": round(seconds, 3),
-        "events_per_second": round(events.height / max(seconds, 1e-9), 1),
-        "ts_min": iso_ms(int(ts.min())),  # type: ignore[arg-type]
-        "ts_max": iso_ms(int(ts.max())),  # type: ignore[arg-type]
     }

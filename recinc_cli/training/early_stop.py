@@ -23,7 +23,7 @@ from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.training.train import Trainer
 
 if TYPE_CHECKING:
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 
 #: Candidate weights of the popularity logit adjustment (README "Recency"); the last one ranks

@@ -26,7 +26,7 @@ from recinc_cli.config import TrainConfig
 from recinc_cli.errors import LateDataError
 
 if TYPE_CHECKING:
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 
 def late_events(events: pl.DataFrame, watermark_ms: int, cfg: TrainConfig, source: str) -> tuple[pl.DataFrame, int]:

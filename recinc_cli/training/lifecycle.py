@@ -33,7 +33,8 @@ from recinc_cli.errors import BadInputError, CheckpointError, TrainingError, Usa
 from recinc_cli.models import MODELS, build_model
 from recinc_cli.models.base import Recommender, gradient_model
 from recinc_cli.progress import NullReporter, Reporter
-from recinc_cli.store.checkpoint import Bundle, load_bundle, table_sizes
+from recinc_cli.store.bundle import Bundle, table_sizes
+from recinc_cli.store.format import load_bundle
 from recinc_cli.threads import use_threads
 from recinc_cli.training.closed_form import closed_form_fit
 from recinc_cli.training.early_stop import early_stopped_fit, pop_weight_note

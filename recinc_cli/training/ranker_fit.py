@@ -27,11 +27,11 @@ import torch
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.models.ranker import FEATURES
-from recinc_cli.training.closed_form import run_stats
+from recinc_cli.training.report import run_stats
 
 if TYPE_CHECKING:
     from recinc_cli.models.ranker import Ranker
-    from recinc_cli.store.checkpoint import Bundle
+    from recinc_cli.store.bundle import Bundle
 
 #: Where ``init`` cuts its log to build training examples (fractions of its events).
 #: Boosters fit offline on the replay slices' examples (README, "0.8.0"): 17 cuts from 10% to

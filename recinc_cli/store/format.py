@@ -1,4 +1,4 @@
-"""The self-describing ``.pt`` bundle: everything needed to update, recommend and evaluate.
+"""The checkpoint file: a bundle written and read, its format versions and their migration.
 
 A checkpoint is a plain dict of tensors and Python scalars/lists/dicts, so it loads with
 ``torch.load(path, weights_only=True)`` and never unpickles code. Keys:
@@ -32,20 +32,16 @@ import hashlib
 import io
 import pickle
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import torch
 
 from recinc_cli import __version__
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.admission import Admission
 from recinc_cli.data.context import Context
-from recinc_cli.data.events import TrainData
 from recinc_cli.data.io import _first_line, atomic_path
-from recinc_cli.data.popularity import PopClock
 from recinc_cli.data.reservoir import KEYS as RESERVOIR_KEYS
 from recinc_cli.data.reservoir import Reservoir
 from recinc_cli.data.seen import SeenItems
@@ -53,9 +49,7 @@ from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import CheckpointError, UsageError
 from recinc_cli.failpoints import pause_point
 from recinc_cli.models import build_model
-from recinc_cli.models.base import Recommender
-from recinc_cli.serving.history import ServingState, with_history
-from recinc_cli.serving.recommend import ScoreFn, adjusted_scorer, model_scorer
+from recinc_cli.store.bundle import Bundle, table_sizes
 from recinc_cli.store.checksum import payload_digest
 from recinc_cli.store.registry import resolve_checkpoint
 
@@ -77,163 +71,44 @@ _REQUIRED = (
 )
 
 
-def table_sizes(users: Vocab, items: Vocab, types: Vocab, features: dict[str, Vocab]) -> dict[str, int]:
-    """The ``sizes`` a model is built or grown with: one entry per vocabulary."""
+def to_payload(bundle: Bundle) -> dict[str, Any]:
+    """``bundle`` as the plain dict a checkpoint file holds (keys: the module docstring)."""
     return {
-        "user": len(users),
-        "item": len(items),
-        "type": len(types),
-        **{f"feat:{name}": len(v) for name, v in features.items()},
-    }
-
-
-@dataclass
-class Bundle:
-    """A model with its vocabularies, optimizer state, history and serving state."""
-
-    model: Recommender
-    model_cfg: ModelConfig
-    train_cfg: TrainConfig
-    users: Vocab
-    items: Vocab
-    seen: SeenItems
-    item_pop: torch.Tensor
-    pop_time_ms: int
-    optimizer: list[dict[str, Any]] = field(default_factory=list)
-    lineage: list[dict[str, Any]] = field(default_factory=list)
-    types: Vocab = field(default_factory=Vocab.empty)
-    features: dict[str, Vocab] = field(default_factory=dict)
-    #: each user's newest events; None for models that do not read them.
-    context: Context | None = None
-    #: (n_items,) int64 newest event time of each item, unix ms (0 = never).
-    item_last_ms: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=torch.int64))
-    #: weight of log(1 + item_pop) added to the model's scores.
-    pop_weight: float = 0.0
-    #: events folded so far: the clock of ``item_pop`` under ``pop_half_life_events``.
-    pop_clock: int = 0
-    #: evidence for each candidate popularity weight (:func:`~recinc_cli.training.early_stop.choose_pop_weight`).
-    pop_evidence: list[float] = field(default_factory=list)
-    reservoir: Reservoir = field(default_factory=lambda: Reservoir.empty(0))
-    admission: Admission = field(default_factory=Admission.empty)
-
-    def __post_init__(self) -> None:
-        if len(self.item_last_ms) < len(self.items):  # a bundle built by hand: items never seen
-            last = torch.zeros(len(self.items), dtype=torch.int64)
-            last[: len(self.item_last_ms)] = self.item_last_ms
-            self.item_last_ms = last
-
-    @property
-    def watermark_ms(self) -> int:
-        """Newest event time applied (unix ms); 0 before any."""
-        return int(self.pop_time_ms)
-
-    def sizes(self) -> dict[str, int]:
-        """Rows of every growing table axis (see :class:`~recinc_cli.models.base.Recommender`)."""
-        return table_sizes(self.users, self.items, self.types, self.features)
-
-    def scorer(self, context: Context | None = None, pop_weight: float | None = None) -> ScoreFn:
-        """Score function of user indices for :func:`~recinc_cli.serving.recommend.top_k`: the model's
-        logits + ``pop_weight`` (default: the stored one) x log(1 + decayed popularity), with
-        expired items at -inf.
-
-        Sequential models read each user's events from ``context`` (default: the stored one).
-        """
-        base = model_scorer(self.model.eval(), context if context is not None else self.context)
-        weight = self.pop_weight if pop_weight is None else pop_weight
-        return adjusted_scorer(base, torch.log1p(self.item_pop), weight, self.expired())
-
-    def popular_scorer(self) -> ScoreFn:
-        """Decayed popularity for every user, expired items at -inf (cold start, baseline)."""
-        return adjusted_scorer(None, self.item_pop, 1.0, self.expired())
-
-    def expired(self) -> torch.Tensor | None:
-        """(n_items,) bool: items not seen for ``expire_after_s`` before the watermark; None
-        when expiry is off."""
-        after = self.train_cfg.expire_after_s
-        if after <= 0:
-            return None
-        expired = self.item_last_ms < self.watermark_ms - int(after * 1000)
-        expired[0] = False  # the padding row is no item
-        return expired
-
-    def serving_state(self, events: pl.DataFrame | None = None) -> ServingState:
-        """Context and seen items to serve from, extended in memory with fresh ``events``
-        (:func:`~recinc_cli.serving.history.with_history`); nothing in the bundle changes."""
-        if events is None:
-            return ServingState(len(self.users), [], self.context, self.seen)
-        return with_history(events, self.users, self.items, self.types, self.seen, self.context, self.model_cfg.max_len)
-
-    def fold(self, data: TrainData) -> None:
-        """Add trained-on events to the seen items, the context and the decayed popularity."""
-        self.seen = self.seen.merge(data.user_idx, data.item_idx, len(self.users))
-        if self.context is not None:
-            self.context = self.context.extend(
-                data.user_idx, data.item_idx, data.types(), data.ts_ms, len(self.users), self.model_cfg.max_len
-            )
-        last = torch.zeros(len(self.items), dtype=torch.int64)
-        last[: len(self.item_last_ms)] = self.item_last_ms
-        self.item_last_ms = last.scatter_reduce(
-            0, torch.as_tensor(data.item_idx.copy()), torch.as_tensor(data.ts_ms.copy()), reduce="amax"
-        )
-        self.item_pop, _ = self.popularity_clock().fold(
-            self.item_pop, data.item_idx, data.weight, data.ts_ms, len(self.items)
-        )
-        self.pop_clock += len(data)
-        self.pop_time_ms = max(int(self.pop_time_ms), int(data.ts_ms.max(initial=0)))
-
-    def popularity_clock(self) -> PopClock:
-        """The clock ``item_pop`` is read at now: events folded (half-life
-        ``pop_half_life_events``), or the watermark in ms when that is 0 (``pop_half_life_s``).
-
-        Event clock: an event's age is the number of events folded after it, so the prior
-        follows the log's pace whether a slice spans an hour or a year.
-        """
-        hl_events = self.train_cfg.pop_half_life_events or 0.0
-        if hl_events > 0:
-            return PopClock(int(self.pop_clock), hl_events, events=True)
-        return PopClock(int(self.pop_time_ms), self.train_cfg.pop_half_life_s * 1000.0, events=False)
-
-    def applied_data(self) -> set[str]:
-        """sha256 of every data file this lineage has been trained on."""
-        return {e["data_sha256"] for e in self.lineage if e.get("data_sha256")}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "recinc_version": __version__,
-            "model_config": self.model_cfg.to_dict(),
-            "train_config": self.train_cfg.to_dict(),
-            "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer,
-            "users": list(self.users.ids),
-            "items": list(self.items.ids),
-            "seen_indptr": self.seen.indptr,
-            "seen_indices": self.seen.indices,
-            "item_pop": self.item_pop,
-            "pop_time_ms": int(self.pop_time_ms),
-            "lineage": self.lineage,
-            "event_types": list(self.types.ids),
-            "features": {name: list(v.ids) for name, v in self.features.items()},
-            "item_last_ms": self.item_last_ms,
-            "pop_weight": float(self.pop_weight),
-            "pop_evidence": [float(x) for x in self.pop_evidence],
-            "pop_clock": int(self.pop_clock),
-            **{k: torch.from_numpy(a.copy()) for k, a in zip(RESERVOIR_KEYS, self.reservoir.arrays(), strict=True)},
-            "replay_size": int(self.reservoir.size),
-            "replay_seen": int(self.reservoir.n_seen),
-            **self.admission.to_dict(),
-            **(
-                {}
-                if self.context is None
-                else dict(
-                    zip(
-                        _CONTEXT_KEYS,
-                        (self.context.indptr, self.context.items, self.context.types, self.context.ts_ms),
-                        strict=True,
-                    )
+        "format_version": FORMAT_VERSION,
+        "recinc_version": __version__,
+        "model_config": bundle.model_cfg.to_dict(),
+        "train_config": bundle.train_cfg.to_dict(),
+        "weights": {k: v.detach().clone() for k, v in bundle.model.state_dict().items()},
+        "optimizer": bundle.optimizer,
+        "users": list(bundle.users.ids),
+        "items": list(bundle.items.ids),
+        "seen_indptr": bundle.seen.indptr,
+        "seen_indices": bundle.seen.indices,
+        "item_pop": bundle.item_pop,
+        "pop_time_ms": int(bundle.pop_time_ms),
+        "lineage": bundle.lineage,
+        "event_types": list(bundle.types.ids),
+        "features": {name: list(v.ids) for name, v in bundle.features.items()},
+        "item_last_ms": bundle.item_last_ms,
+        "pop_weight": float(bundle.pop_weight),
+        "pop_evidence": [float(x) for x in bundle.pop_evidence],
+        "pop_clock": int(bundle.pop_clock),
+        **{k: torch.from_numpy(a.copy()) for k, a in zip(RESERVOIR_KEYS, bundle.reservoir.arrays(), strict=True)},
+        "replay_size": int(bundle.reservoir.size),
+        "replay_seen": int(bundle.reservoir.n_seen),
+        **bundle.admission.to_dict(),
+        **(
+            {}
+            if bundle.context is None
+            else dict(
+                zip(
+                    _CONTEXT_KEYS,
+                    (bundle.context.indptr, bundle.context.items, bundle.context.types, bundle.context.ts_ms),
+                    strict=True,
                 )
-            ),
-        }
+            )
+        ),
+    }
 
 
 def save_bundle(bundle: Bundle, path: str | Path) -> str:
@@ -242,7 +117,7 @@ def save_bundle(bundle: Bundle, path: str | Path) -> str:
     The file is serialised in memory first, then written in two halves: a kill at any moment
     leaves a temp file (removed by the next write), never a partial ``path``.
     """
-    payload = bundle.to_dict()
+    payload = to_payload(bundle)
     payload["checksum"] = payload_digest(payload)
     buf = io.BytesIO()
     torch.save(payload, buf)
