@@ -25,7 +25,6 @@ from recinc_cli.errors import BadInputError, PromotionError, UsageError
 from recinc_cli.evaluation.metrics import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.failpoints import pause_point
 from recinc_cli.progress import NullReporter, Reporter
-from recinc_cli.serving.views import bundle_scorer, popular_scorer, serving_state
 from recinc_cli.threads import use_threads
 
 # The modules below import torch (about 2 s); they are imported inside the functions that need
@@ -205,6 +204,7 @@ def recommend(
     ``user_id, rank, item_id, score, source`` in the order of ``users``.
     """
     from recinc_cli.serving.serve import serve_top
+    from recinc_cli.serving.views import serving_state
     from recinc_cli.store.format import load_bundle
 
     use_threads()
@@ -262,6 +262,7 @@ def evaluate(
     from recinc_cli.evaluation.sessions import evaluate_sessions
     from recinc_cli.evaluation.significance import lift_evidence, thin_warning
     from recinc_cli.serving.recommend import top_k
+    from recinc_cli.serving.views import bundle_scorer, popular_scorer, serving_state
     from recinc_cli.store.format import load_bundle
 
     if protocol not in PROTOCOLS:

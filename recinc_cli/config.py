@@ -96,22 +96,44 @@ class PreprocessConfig:
 #: popularity and trend, item age, user activity.
 RANK_FEATURE_GROUPS: tuple[str, ...] = ("generators", "popularity", "item_age", "user")
 #: Names accepted by ``--model``; ``recinc_cli.models.MODELS`` holds a class for each (tested).
-#: Kept here so validating a name does not import torch.
-MODEL_NAMES: tuple[str, ...] = ("mf", "sasrec", "ease", "sknn", "ranker")
+#: The built-in models are listed here so validating a name does not import torch; a model
+#: added through :func:`recinc_cli.models.register` is appended (with the sets below), which is
+#: why these are mutable.
+MODEL_NAMES: list[str] = ["mf", "sasrec", "ease", "sknn", "ranker"]
 #: Models that read each user's recent events (``max_len`` of them).
-SEQUENTIAL_MODELS: frozenset[str] = frozenset({"sasrec", "ease", "sknn", "ranker"})
+SEQUENTIAL_MODELS: set[str] = {"sasrec", "ease", "sknn", "ranker"}
 #: Models that embed item features (``--item-features``).
-FEATURE_MODELS: frozenset[str] = frozenset({"sasrec"})
+FEATURE_MODELS: set[str] = {"sasrec"}
 #: Models trained by gradient steps (epochs, learning rate, batches, early stopping, Adam state);
 #: the others are solved in closed form (``CLOSED_FORM`` in the registry agrees, tested).
-GRADIENT_MODELS: frozenset[str] = frozenset({"mf", "sasrec"})
+GRADIENT_MODELS: set[str] = {"mf", "sasrec"}
 #: Models built of transformer blocks (``--blocks``, ``--heads``, ``--dropout``).
-ATTENTION_MODELS: frozenset[str] = frozenset({"sasrec"})
+ATTENTION_MODELS: set[str] = {"sasrec"}
 #: Models that train against the popularity prior (``--pop-prior``; ``POP_PRIOR`` in the registry).
-POP_PRIOR_MODELS: frozenset[str] = frozenset({"mf", "sasrec"})
+POP_PRIOR_MODELS: set[str] = {"mf", "sasrec"}
+
+
+def declare_model(name: str, *, sequential: bool, gradient: bool, pop_prior: bool) -> None:
+    """Make ``name`` a valid ``--model`` with the traits its options follow (the options of
+    gradient models, of sequential models, ``--pop-prior``); called by
+    :func:`recinc_cli.models.register`, which also registers the class.
+
+    >>> declare_model("mf", sequential=False, gradient=True, pop_prior=True)  # already known: no change
+    >>> MODEL_NAMES.count("mf")
+    1
+    """
+    if name not in MODEL_NAMES:
+        MODEL_NAMES.append(name)
+    for traits, has in ((SEQUENTIAL_MODELS, sequential), (GRADIENT_MODELS, gradient), (POP_PRIOR_MODELS, pop_prior)):
+        if has:
+            traits.add(name)
+        else:
+            traits.discard(name)
+
+
 #: :class:`ModelConfig` / :class:`TrainConfig` field -> the models it applies to; a field not
 #: listed applies to every model. ``--help`` names these models (:func:`models_for`).
-OPTION_MODELS: dict[str, frozenset[str]] = {
+OPTION_MODELS: dict[str, set[str] | frozenset[str]] = {
     "dim": GRADIENT_MODELS,
     "max_len": SEQUENTIAL_MODELS,
     "blocks": ATTENTION_MODELS,
@@ -154,7 +176,7 @@ OPTION_MODELS: dict[str, frozenset[str]] = {
 def models_for(field: str) -> tuple[str, ...]:
     """The models, in :data:`MODEL_NAMES` order, that the option of config field ``field`` applies to.
 
-    >>> "ease" in models_for("lr"), "ease" in models_for("ease_l2"), models_for("seed") == MODEL_NAMES
+    >>> "ease" in models_for("lr"), "ease" in models_for("ease_l2"), models_for("seed") == tuple(MODEL_NAMES)
     (False, True, True)
     """
     only = OPTION_MODELS.get(field)

@@ -131,7 +131,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make checkpoint writes fail midway with 'No space left on device'."""
     import recinc_cli.store.format
 
-    monkeypatch.setattr(recinc_cli.store.checkpoint, "open", FullDiskFile, raising=False)
+    monkeypatch.setattr(recinc_cli.store.format, "open", FullDiskFile, raising=False)
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:

@@ -40,11 +40,14 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, ModelConfig, TrainConfig
+from recinc_cli.data.seen import SeenItems
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import BadInputError, UsageError
 from recinc_cli.evaluation.metrics import SLICE_METRICS, SliceScore
+from recinc_cli.evaluation.metrics import slice_truth as truth_of
 from recinc_cli.evaluation.significance import MIN_USERS, lift_evidence, thin_warning
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.serving.recommend import ranked_unseen, top_k
 from recinc_cli.serving.views import bundle_scorer, popular_scorer
 
 if TYPE_CHECKING:
@@ -88,20 +91,35 @@ class SliceTruth:
 
 
 def slice_truth(before: pl.DataFrame, test: pl.DataFrame) -> SliceTruth:
-    """Eligible users and ground truth of ``test`` given every event ``before`` it."""
+    """Eligible users and ground truth of ``test`` given every event ``before`` it.
+
+    The truth is :func:`~recinc_cli.evaluation.metrics.slice_truth`'s (what ``evaluate`` scores)
+    under the log's own vocabularies instead of a model's: eligible users have events before the
+    slice, their truth is the slice's distinct items they never had. Users are ordered by their
+    first new item in ``test``.
+    """
     history = before.select("user_id", "item_id").unique()
-    known = before.select("user_id").unique()
-    pairs = test.select("user_id", "item_id").unique(maintain_order=True).join(known, on="user_id", how="semi")
-    new = pairs.join(history, on=["user_id", "item_id"], how="anti")
-    users = new["user_id"].unique(maintain_order=True)
-    return SliceTruth(users, new["user_id"], new["item_id"], history)
+    users, items = Vocab.empty(), Vocab.empty()
+    users.extend(before["user_id"].unique(maintain_order=True))
+    items.extend(pl.concat([before["item_id"], test["item_id"]]).unique(maintain_order=True))
+    n = len(users)
+    had = SeenItems.empty(n).merge(users.lookup(history["user_id"]), items.lookup(history["item_id"]), n)
+    eligible, row, item = truth_of(test, users, items, had.contains)
+    # Order users as their first new item appears in the slice (the bootstrap pairs by position).
+    t_user, t_item = users.lookup(test["user_id"]), items.lookup(test["item_id"])
+    fresh = np.flatnonzero((t_user > 0) & ~had.contains(t_user, t_item))
+    first = np.full(n, len(t_user), dtype=np.int64)
+    np.minimum.at(first, t_user[fresh], fresh)
+    by_appearance = np.argsort(first[eligible], kind="stable")
+    user_ids = pl.Series(users.ids, dtype=test["user_id"].dtype)
+    item_ids = pl.Series(items.ids, dtype=test["item_id"].dtype)
+    return SliceTruth(
+        user_ids.gather(eligible[by_appearance]), user_ids.gather(eligible[row]), item_ids.gather(item), history
+    )
 
 
 def score_bundle(bundle: Bundle, truth: SliceTruth, k: int) -> SliceScore:
     """Metrics@k of ``bundle`` on ``truth``; users it does not know get its popularity fallback."""
-    from recinc_cli.data.seen import SeenItems
-    from recinc_cli.serving.recommend import top_k
-
     u_idx = bundle.users.lookup(truth.users)
     h_u, h_i = bundle.users.lookup(truth.history["user_id"]), bundle.items.lookup(truth.history["item_id"])
     ok = (h_u > 0) & (h_i > 0)
@@ -135,18 +153,14 @@ def popular_of(window: pl.DataFrame, before: pl.DataFrame, truth: SliceTruth, k:
 
 
 def _masked_top(scores: np.ndarray, truth: SliceTruth, rows: np.ndarray, items: Vocab, k: int) -> np.ndarray:
-    """Top-k of one score vector for the users at ``rows``, minus each one's history."""
+    """Top-k of one score vector (stable tie order) for the users at ``rows``, minus each one's history."""
     order = np.argsort(-scores, kind="stable")
     order = order[np.isfinite(scores[order])]
-    users = truth.users.filter(pl.Series(rows))
-    hist = truth.history.join(pl.DataFrame({"user_id": users}), on="user_id", how="semi")
-    seen_of = {u: set(items.lookup(g["item_id"]).tolist()) for (u,), g in hist.group_by("user_id")}
-    out = np.zeros((len(users), k), dtype=np.int64)
-    for r, u in enumerate(users.to_list()):
-        seen = seen_of.get(u, set())
-        picked = [int(i) for i in order[: k + len(seen)] if int(i) not in seen][:k]
-        out[r, : len(picked)] = picked
-    return out
+    users = pl.DataFrame({"user_id": truth.users.filter(pl.Series(rows))}).with_row_index("row", offset=1)
+    hist = truth.history.join(users, on="user_id")
+    n = users.height + 1
+    seen = SeenItems.empty(n).merge(hist["row"].to_numpy().astype(np.int64), items.lookup(hist["item_id"]), n)
+    return ranked_unseen(order, seen, np.arange(1, n, dtype=np.int64), k)
 
 
 def _metrics(top: np.ndarray, truth: SliceTruth, items: Vocab, k: int) -> SliceScore:

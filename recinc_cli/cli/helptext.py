@@ -23,7 +23,7 @@ def applies(field: str, text: str) -> str:
     """``text`` labelled with the models the option of config field ``field`` applies to
     (:func:`~recinc_cli.config.models_for`), unless it applies to every model."""
     models = models_for(field)
-    return text if models == MODEL_NAMES else f"{', '.join(models)}: {text}"
+    return text if models == tuple(MODEL_NAMES) else f"{', '.join(models)}: {text}"
 
 
 def per_model(field: str, none: str = "", models: Sequence[str] | None = None) -> str:

@@ -118,3 +118,29 @@ def adjusted_scorer(
         return s
 
     return score
+
+
+def ranked_unseen(order: np.ndarray, seen: SeenItems, user_idx: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` items of one shared ranking that each user has not seen, vectorised.
+
+    ``order`` (n,) item indices best first (ties already broken, e.g. by a stable sort: the
+    popularity baselines keep the tie order they were measured with); ``user_idx`` (U,) rows of
+    ``seen``. Returns (U, k) int64 item indices, 0 where fewer than ``k`` remain.
+
+    >>> seen = SeenItems.empty(3).merge(np.array([1]), np.array([5]), n_users=3)
+    >>> ranked_unseen(np.array([5, 2, 7]), seen, np.array([1, 2]), k=2).tolist()
+    [[2, 7], [5, 2]]
+    """
+    user_idx = np.asarray(user_idx, dtype=np.int64)
+    out = np.zeros((len(user_idx), k), dtype=np.int64)
+    lengths = np.diff(seen.indptr.numpy())
+    for lo in range(0, len(user_idx), CHUNK):
+        users = user_idx[lo : lo + CHUNK]
+        # A user can lose at most their seen count from the head of the ranking.
+        width = min(len(order), k + int(lengths[np.minimum(users, seen.n_users - 1)].max(initial=0)))
+        cand = order[:width]
+        fresh = ~seen.contains(np.repeat(users, width), np.tile(cand, len(users))).reshape(len(users), width)
+        rank = np.cumsum(fresh, axis=1)
+        row, col = np.nonzero(fresh & (rank <= k))
+        out[lo + row, rank[row, col] - 1] = cand[col]
+    return out
