@@ -54,7 +54,7 @@ class SasrecLineage:
         if self.bundle is None:
             self.bundle, _ = create_bundle(self.stream[:n], self.model_cfg, self.train_cfg)
         elif n > self.pos:
-            update_bundle(self.bundle, self.stream[self.pos : n], self.train_cfg.for_update())
+            self.bundle, _ = update_bundle(self.bundle, self.stream[self.pos : n], self.train_cfg.for_update())
         self.pos = n
 
     def features(self, ranker: Any, block: np.ndarray, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -148,7 +148,7 @@ def collect(log: Path, args: argparse.Namespace) -> dict[str, Any]:
         slices.append(slice_examples(ranker, parts[s]))
         del ranker.model.candidates
         if s < 5:
-            update_bundle(ranker, parts[s], TrainConfig().for_update())
+            ranker, _ = update_bundle(ranker, parts[s], TrainConfig().for_update())
             done += parts[s].height
             lineage.advance(done)
     return {"pool": pool, "slices": slices}

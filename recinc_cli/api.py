@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,9 @@ from recinc_cli.evaluation.metrics import latency_ms, ranking_metrics, slice_tru
 from recinc_cli.failpoints import pause_point
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.threads import use_threads
+
+if TYPE_CHECKING:
+    from recinc_cli.training.report import RunResult
 
 # The modules below import torch (about 2 s); they are imported inside the functions that need
 # them so that `recinc preprocess` and `--help` start fast.
@@ -43,7 +46,7 @@ def init(
     registry: str | Path | None = None,
     keep: int | None = None,
     wait: float = 0.0,
-) -> dict[str, Any]:
+) -> RunResult:
     """Train a new model on the events Parquet ``events`` and save it to ``out``, or as the
     next version of the registry directory ``registry`` (which it then serves; ``keep``
     prunes old versions).
@@ -55,6 +58,7 @@ def init(
     from recinc_cli.store.target import Target
     from recinc_cli.training.growth import check_feature_columns
     from recinc_cli.training.lifecycle import check_finite, create_bundle, lineage_entry
+    from recinc_cli.training.report import RunResult
 
     model_cfg = model_cfg or ModelConfig()
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
@@ -65,14 +69,12 @@ def init(
         check_feature_columns(df, model_cfg.item_features, events)
         data_sha = sha256_file(events)
         pause_point("read")
-        bundle, stats = create_bundle(df, model_cfg, train_cfg, reporter)
+        bundle, report = create_bundle(df, model_cfg, train_cfg, reporter)
         check_finite(bundle)
         pause_point("trained")
-        entry = lineage_entry("init", data_sha, str(events), None, bundle, stats)
-        entry["version"] = target.version
-        bundle.lineage.append(entry)
-        saved = target.publish(bundle)
-    return {**entry, "model": model_cfg.name, "events_per_second": stats["events_per_second"], **saved}
+        entry = {**lineage_entry("init", data_sha, str(events), None, bundle, report), "version": target.version}
+        saved = target.publish(bundle.replace(lineage=[*bundle.lineage, entry]))
+    return RunResult(entry, saved, report, {"model": model_cfg.name})
 
 
 def update(
@@ -88,7 +90,7 @@ def update(
     keep: int | None = None,
     wait: float = 0.0,
     **overrides: Any,
-) -> dict[str, Any]:
+) -> RunResult:
     """Fold the events Parquet ``events`` into the model at ``checkpoint``; save to ``out``.
 
     ``checkpoint`` may be a registry directory (its ``LATEST``); with neither ``out`` nor
@@ -112,6 +114,7 @@ def update(
     from recinc_cli.store.target import Target
     from recinc_cli.training.growth import check_feature_columns
     from recinc_cli.training.lifecycle import check_finite, lineage_entry, update_bundle
+    from recinc_cli.training.report import RunResult
 
     if out is None and registry is None and Registry.is_registry(checkpoint):
         registry = checkpoint
@@ -129,39 +132,32 @@ def update(
         data_sha = sha256_file(events)
         pause_point("read")
         if data_sha in bundle.applied_data() and not force:
-            return {"skipped": True, "data_sha256": data_sha, "data_path": str(events)}
+            return RunResult({}, {}, None, {"skipped": True, "data_sha256": data_sha, "data_path": str(events)})
         policies = {k: v for k, v in overrides.items() if k in POLICY_FIELDS}
-        bundle.train_cfg = update_config(bundle.train_cfg, policies, as_update=False)
+        bundle = bundle.replace(train_cfg=update_config(bundle.train_cfg, policies, as_update=False))
         train_cfg = update_config(bundle.train_cfg, {k: v for k, v in overrides.items() if k not in POLICY_FIELDS})
         parent_sha = sha256_file(parent_path)
-        stats = update_bundle(bundle, df, train_cfg, reporter, source=str(events))
+        bundle, report = update_bundle(bundle, df, train_cfg, reporter, source=str(events))
         check_finite(bundle)
         pause_point("trained")
-        entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, stats)
-        entry["parent_path"] = str(parent_path)
-        entry["version"] = target.version
+        entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, report)
+        entry.update(parent_path=str(parent_path), version=target.version)
         if holdout is not None:
             verdict = judge(load_bundle(parent_path), bundle, df, holdout, max_drop)
             entry["gate"] = {"holdout": str(gate), "holdout_sha256": sha256_file(gate), **verdict}  # type: ignore[arg-type]
             pause_point("gated")
-        bundle.lineage.append(entry)
+        bundle = bundle.replace(lineage=[*bundle.lineage, entry])
         if holdout is not None and not entry["gate"]["passed"]:
             path = target.reject(bundle)
             error = PromotionError(
                 f"{path}: not promoted by --gate {gate}: {entry['gate']['reason']}; {target.served()}"
             )
             error.verdict = entry["gate"]
-            error.result = {
-                **entry,
-                "skipped": False,
-                "events_per_second": stats["events_per_second"],
-                "path": str(path),
-                "sha256": sha256_file(path),
-                "pruned": [],
-            }
+            rejected = {"path": str(path), "sha256": sha256_file(path), "pruned": []}
+            error.result = RunResult(entry, rejected, report, {"skipped": False})
             raise error
         saved = target.publish(bundle)
-    return {**entry, "skipped": False, "events_per_second": stats["events_per_second"], **saved}
+    return RunResult(entry, saved, report, {"skipped": False})
 
 
 def rollback(registry: str | Path, to: int | None = None, wait: float = 0.0) -> dict[str, Any]:

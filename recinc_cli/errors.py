@@ -8,6 +8,8 @@ Only ``cli.py`` turns these into exit codes and messages. Messages are one line 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class RecincError(Exception):
     """Base class of every error recinc reports to a user."""
@@ -46,7 +48,7 @@ class PromotionError(RecincError):
 
     exit_code = 6
     verdict: dict[str, object] | None = None
-    result: dict[str, object] | None = None
+    result: Mapping[str, object] | None = None
 
 
 class LockedError(RecincError):

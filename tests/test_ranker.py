@@ -48,19 +48,19 @@ def test_update_learns_from_the_slice_with_features_from_before_it(pipeline) -> 
     leaky = copy.deepcopy(expected)
     data = TrainData.from_events(day11, leaky.users, leaky.items, leaky.types)
     leaky.model.absorb(data, leaky.context, leaky.train_cfg.cooc_half_life_events)  # type: ignore[operator]
-    leaky.fold(data)
-    _, leaky_labels, _, _ = examples(leaky, day11)
+    _, leaky_labels, _, _ = examples(leaky.folded(data), day11)
     assert labels.sum() > 50 and leaky_labels.sum() == 0  # after folding, the slice's items are seen
 
     child = copy.deepcopy(parent)
-    stats = update_bundle(child, day11, child.train_cfg)
+    child, report = update_bundle(child, day11, child.train_cfg)
     model: Ranker = child.model  # type: ignore[assignment]
     added = slice(len(model.pool_y) - len(labels), None)
     assert len(labels) <= len(model.pool_y) <= max(POOL_ROWS, before + len(labels))  # newest groups kept
     assert torch.equal(model.pool_x[added], torch.from_numpy(feats))
     assert torch.equal(model.pool_y[added], torch.from_numpy(labels))
     assert model.pool_group[-len(groups) :].tolist() == groups.tolist()
-    assert stats["valid_protocol"] == "next" and stats["valid_units"] > 100
+    assert report.fit.judged is not None
+    assert report.fit.judged.protocol == "next" and report.fit.judged.units > 100
 
 
 def test_init_builds_each_cut_from_the_events_before_it_only(pipeline, monkeypatch) -> None:
@@ -78,11 +78,11 @@ def test_init_builds_each_cut_from_the_events_before_it_only(pipeline, monkeypat
         return real(bundle, window)
 
     monkeypatch.setattr(fit, "examples", spy)
-    bundle, stats = create_bundle(base, RANKER, TrainConfig.for_model("ranker"))
+    bundle, report = create_bundle(base, RANKER, TrainConfig.for_model("ranker"))
     cuts = [round(base.height * f) for f in fit.INIT_CUTS]
     assert [s[0] for s in seen] == cuts == [s[1] for s in seen]
     assert all(watermark <= first for _, _, watermark, first in seen)
-    assert int(bundle.model.clock[0]) == base.height and stats["pool_groups"] > 0
+    assert int(bundle.model.clock[0]) == base.height and report.fit.extra["pool_groups"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_update_continues_the_booster_and_refits_past_max_trees(
 
     bundle = load_bundle(lineage[13])
     monkeypatch.setattr(ranker_module, "MAX_TREES", counts[13])
-    update_bundle(bundle, read(pipeline.events["day14"]), bundle.train_cfg)
+    bundle, _ = update_bundle(bundle, read(pipeline.events["day14"]), bundle.train_cfg)
     assert bundle.model._parse_booster().num_trees() == ROUNDS  # type: ignore[operator]
     assert MAX_TREES == 3 * ROUNDS
 

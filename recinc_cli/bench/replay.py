@@ -275,7 +275,7 @@ def replay(
             scored.metrics["own_ndcg"] = _own_ndcg(bundles[name], scored, score)
             start = time.perf_counter()
             if name == "incremental" and not last:
-                update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
+                bundles[name], _ = update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
             elif name == "retrain" and not last:
                 bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
             seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
@@ -358,14 +358,9 @@ def _describe(part: pl.DataFrame) -> dict[str, Any]:
 def _own_ndcg(bundle: Bundle, served: SliceScore, score: Callable[[Bundle], SliceScore]) -> float:
     """NDCG@k of ``bundle``'s own ranking (popularity weight 0) on the slice ``served`` was
     scored on: a served ranking can lean on popularity so hard that it hides an untrained model."""
-    weight = bundle.pop_weight
-    if weight == 0:
+    if bundle.pop_weight == 0:
         return served.metrics["ndcg"]
-    bundle.pop_weight = 0.0
-    try:
-        return score(bundle).metrics["ndcg"]
-    finally:
-        bundle.pop_weight = weight
+    return score(bundle.replace(pop_weight=0.0)).metrics["ndcg"]
 
 
 def _mean(per_slice: list[dict[str, Any]], n_slices: int) -> dict[str, float]:

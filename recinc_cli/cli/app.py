@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,6 +31,7 @@ from recinc_cli.cli.options import (
     only,
     with_options,
 )
+from recinc_cli.cli.summary import init_line, update_line
 from recinc_cli.config import (
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_REPLAY_STRATEGIES,
@@ -290,27 +291,7 @@ def init(
     if json_:
         _print_json(r)
         return
-    if r["final_loss"] is None:  # closed form (ease, sknn, ranker): counted or stored, no epochs
-        how = {
-            "sknn": "sessions stored",
-            "ranker": f"co-occurrences counted and booster fit on {r.get('pool_rows', 0):,} examples",
-        }.get(model, "co-occurrences counted")
-    elif r["valid_ndcg"] is None:
-        how = _epochs(r["epochs"])
-    elif train_cfg.valid_last:
-        how = f"{_epochs(r['epochs'])} chosen by early stopping (leave-one-out)"
-    else:
-        how = (
-            f"{_epochs(r['epochs'])} chosen by early stopping "
-            f"+ {_epochs(train_cfg.update_epochs)} on the held-out newest events"
-        )
-    info(
-        f"init: {model} on {r['events']:,} events, {r['n_users']:,} users, {r['n_items']:,} items, {how} "
-        f"in {r['train_seconds']:.1f}s on {_threads(r['threads'])} ({r['epoch_seconds']:.1f}s per epoch, "
-        f"{r['events_per_second']:,.0f} events/s, "
-        f"peak memory {r['peak_memory_mb']:,.0f} MiB), {_loss(r['final_loss'])}, {_pop(r)} -> {_written(r)}",
-        quiet,
-    )
+    info(init_line(model, r, train_cfg.valid_last, train_cfg.update_epochs), quiet)
 
 
 @command
@@ -418,55 +399,12 @@ def update(
             quiet,
         )
         return
-    notes = [_pop(r)]
-    if r["replayed"]:
-        notes.append(f"{r['replayed']:,} replayed")
-    if r["late_events"]:
-        notes.append(f"{r['late_events']:,} late ({'dropped' if r['late_policy'] == 'drop' else 'kept'})")
-    if r["events_not_admitted"]:
-        notes.append(f"{r['events_not_admitted']:,} events of ids below --min-count")
-    if r["expired_items"]:
-        pruned = f", {r['pruned_items']:,} pruned" if r["pruned_items"] else ""
-        notes.append(f"{r['expired_items']:,} items expired{pruned}")
-    if "gate" in r:
-        notes.append(f"gate passed: {r['gate']['reason']}")
-    info(
-        f"update: {r['events']:,} events, +{r['new_users']:,} users, +{r['new_items']:,} items "
-        f"(now {r['n_users']:,} / {r['n_items']:,}), "
-        f"{'counted' if r['final_loss'] is None else _epochs(r['epochs'])} in {r['train_seconds']:.1f}s "
-        f"on {_threads(r['threads'])}, "
-        f"{_loss(r['final_loss'])}, {', '.join(notes)} -> {_written(r)}",
-        quiet,
-    )
+    info(update_line(r), quiet)
 
 
-def _threads(n: int) -> str:
-    """How many threads trained, for the summary line (README "Several jobs on one machine")."""
-    return f"{n} thread{'' if n == 1 else 's'}"
-
-
-def _pop(r: dict[str, Any]) -> str:
-    """The popularity weight served, for the init/update summary line, beside the held-out
-    NDCG@10 of that ranking and of the model alone; a weight so large that popularity ranks
-    alone says so (README "The popularity weight")."""
-    what = r.get("pop_weight_note") or f"pop weight {r['pop_weight']:g}"
-    if r.get("valid_ndcg") is None or r.get("valid_ndcg_model") is None:
-        return what
-    on = f" on {r['valid_units']:,} held-out sessions" if r.get("valid_protocol") == "session" else ""
-    return f"{what} (valid ndcg@10 {r['valid_ndcg']:.4f}{on}; model alone {r['valid_ndcg_model']:.4f})"
-
-
-def _print_json(r: dict[str, Any]) -> None:
+def _print_json(r: Mapping[str, Any]) -> None:
     """``--json``: the API's result as one JSON object on a line of stdout."""
-    sys.stdout.write(json.dumps(r) + "\n")
-
-
-def _written(r: dict[str, Any]) -> str:
-    """Where init/update wrote, for the summary line."""
-    text = r["path"] + (" (now LATEST)" if r.get("version") else "")
-    if r.get("pruned"):
-        text += f"; pruned {', '.join(r['pruned'])}"
-    return text
+    sys.stdout.write(json.dumps(dict(r)) + "\n")
 
 
 @command
@@ -523,10 +461,6 @@ def recommend(
     )
 
 
-def _epochs(n: int) -> str:
-    return f"{n} epoch" + ("" if n == 1 else "s")
-
-
 def _user_list(users: str | None, users_file: Path | None) -> list[str]:
     ids = [u.strip() for u in users.split(",") if u.strip()] if users is not None else read_user_ids(users_file or "")
     if not ids:
@@ -577,7 +511,7 @@ def evaluate(
         raise UsageError("-k must be at least 1")
     r = api.evaluate(checkpoint, events, k=k, reporter=reporter(quiet or json_), protocol=protocol, repeats=repeats)
     if json_:
-        sys.stdout.write(json.dumps(r) + "\n")
+        sys.stdout.write(json.dumps(dict(r)) + "\n")
     else:
         print_table(metrics_table(r))
     if r["warning"]:
@@ -796,17 +730,12 @@ def replay(
             **(policies or {}),
         )
     if json_:
-        sys.stdout.write(json.dumps(r) + "\n")
+        sys.stdout.write(json.dumps(dict(r)) + "\n")
     elif not quiet:
         print_table(replay_table(r))
     for warning in r["warnings"]:
         info(f"replay: warning: {warning}", quiet)
     info(f"replay: {len(chosen)} strategies x {slices} slices -> {output / 'report.json'}", quiet)
-
-
-def _loss(final_loss: float | None) -> str:
-    """The summary line's loss; closed-form models (ease) have none."""
-    return "closed form" if final_loss is None else f"loss {final_loss:.4f}"
 
 
 def _parse_time(text: str) -> dt.datetime:

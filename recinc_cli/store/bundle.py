@@ -6,6 +6,7 @@ bundle (score functions, fresh history) are :mod:`recinc_cli.serving.views`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,23 +91,34 @@ class Bundle:
         expired[0] = False  # the padding row is no item
         return expired
 
-    def fold(self, data: TrainData) -> None:
-        """Add trained-on events to the seen items, the context and the decayed popularity."""
-        self.seen = self.seen.merge(data.user_idx, data.item_idx, len(self.users))
-        if self.context is not None:
-            self.context = self.context.extend(
+    def replace(self, **changes: Any) -> Bundle:
+        """A copy with ``changes`` (field name -> new value); the model and the other fields are shared."""
+        return dataclasses.replace(self, **changes)
+
+    def folded(self, data: TrainData) -> Bundle:
+        """This bundle with trained-on events added to the seen items, the context and the
+        decayed popularity; ``self`` is left as it was."""
+        context = self.context
+        if context is not None:
+            context = context.extend(
                 data.user_idx, data.item_idx, data.types(), data.ts_ms, len(self.users), self.model_cfg.max_len
             )
         last = torch.zeros(len(self.items), dtype=torch.int64)
         last[: len(self.item_last_ms)] = self.item_last_ms
-        self.item_last_ms = last.scatter_reduce(
+        item_last_ms = last.scatter_reduce(
             0, torch.as_tensor(data.item_idx.copy()), torch.as_tensor(data.ts_ms.copy()), reduce="amax"
         )
-        self.item_pop, _ = self.popularity_clock().fold(
+        item_pop, _ = self.popularity_clock().fold(
             self.item_pop, data.item_idx, data.weight, data.ts_ms, len(self.items)
         )
-        self.pop_clock += len(data)
-        self.pop_time_ms = max(int(self.pop_time_ms), int(data.ts_ms.max(initial=0)))
+        return self.replace(
+            seen=self.seen.merge(data.user_idx, data.item_idx, len(self.users)),
+            context=context,
+            item_last_ms=item_last_ms,
+            item_pop=item_pop,
+            pop_clock=self.pop_clock + len(data),
+            pop_time_ms=max(int(self.pop_time_ms), int(data.ts_ms.max(initial=0))),
+        )
 
     def popularity_clock(self) -> PopClock:
         """The clock ``item_pop`` is read at now: events folded (half-life

@@ -20,6 +20,7 @@ import torch
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.validation import VALID_K, Validation, validation_for
 from recinc_cli.progress import NullReporter, Reporter
+from recinc_cli.training.report import Judged
 from recinc_cli.training.train import Trainer
 
 if TYPE_CHECKING:
@@ -29,6 +30,19 @@ if TYPE_CHECKING:
 #: Candidate weights of the popularity logit adjustment (README "Recency"); the last one ranks
 #: by popularity with the model breaking ties.
 POP_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How an early-stopped fit went: the best ``epochs``, its training ``final_loss``, the mean
+    ``epoch_seconds``, the event-passes made (``events_trained``, every epoch run counted) and
+    what the held-out events said (``judged``)."""
+
+    epochs: int
+    final_loss: float
+    epoch_seconds: float
+    events_trained: int
+    judged: Judged
 
 
 def early_stopped_fit(
@@ -41,22 +55,19 @@ def early_stopped_fit(
     gen: torch.Generator,
     reporter: Reporter | None = None,
     replay: TrainData | None = None,
-) -> dict[str, Any] | None:
+) -> tuple[Bundle, Stopped] | None:
     """Train ``bundle.model`` on ``train`` for the epoch count that ranks ``newest`` best.
 
     ``train`` are the events before ``newest`` as trained on (weights possibly time-decayed),
     ``fold`` the same events as logged; ``replay`` past events mixed into every epoch.
     ``newest`` is either the newest events (next-slice protocol, or the session protocol when
-    almost none of its users returns: :func:`~recinc_cli.evaluation.validation.validation_for`) or each user's
-    last event (leave-one-out). Epochs are compared on the model's own ranking (or with the configured
-    ``pop_weight``), so popularity cannot mask an undertrained model; the best epoch then
-    chooses the popularity adjustment among :data:`POP_WEIGHTS`.
-    Restores the best epoch's weights and optimizer state (``bundle.optimizer``), sets
-    ``bundle.pop_weight`` and folds ``fold`` into seen items, context and popularity.
-    Returns ``{"epochs", "valid_ndcg", "valid_ndcg_model", "pop_weight", "final_loss",
-    "epoch_seconds", "events_trained", "valid_protocol", "valid_units"}`` (``valid_ndcg`` with
-    the popularity weight served,
-    ``valid_ndcg_model`` of the model's own ranking, weight 0, on the same users), or None
+    almost none of its users returns: :func:`~recinc_cli.evaluation.validation.validation_for`) or
+    each user's last event (leave-one-out). Epochs are compared on the model's own ranking (or
+    with the configured ``pop_weight``), so popularity cannot mask an undertrained model; the
+    best epoch then chooses the popularity adjustment among :data:`POP_WEIGHTS`.
+
+    Returns the bundle with ``fold`` folded in, the best epoch's weights (in the shared model)
+    and optimizer state, and the popularity weight chosen; and the :class:`Stopped` record. None
     (nothing trained) when no user of ``fold`` has new items in ``newest``, so there is nothing
     to validate on.
     """
@@ -67,7 +78,7 @@ def early_stopped_fit(
     if validation is None:
         return None
     prior = bundle.context
-    bundle.fold(fold)
+    bundle = bundle.folded(fold)
     fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
     trainer.plan(max_epochs * trainer.model.n_batches(train, prior, cfg, replay))
     reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
@@ -87,23 +98,21 @@ def early_stopped_fit(
     reporter.stop()
     assert best is not None  # the loop ran at least once (max_epochs >= 1)
     model.load_state_dict(best.weights)
-    bundle.optimizer = best.optimizer
+    bundle = bundle.replace(optimizer=best.optimizer)
     if cfg.pop_weight is None:
-        choice = choose_pop_weight(bundle, validation)
+        choice, evidence = choose_pop_weight(bundle, validation)
+        bundle = bundle.replace(pop_evidence=evidence)
     else:  # a given weight: epochs were compared with it, the model alone is scored once more
         model_ndcg = best.ndcg if fixed == 0 else validation.ndcg(bundle, 0.0)
         choice = PopChoice(fixed, best.ndcg, model_ndcg)
-    bundle.pop_weight = choice.weight
-    return {
-        "epochs": best.epoch,
-        "valid_ndcg": round(choice.ndcg, 5),
-        "valid_ndcg_model": round(choice.model_ndcg, 5),
-        "pop_weight": bundle.pop_weight,
-        "final_loss": best.loss,
-        "epoch_seconds": round(train_seconds / epoch, 3),
-        "events_trained": (len(train) + (len(replay) if replay is not None else 0)) * epoch,
-        **validation.describe(),
-    }
+    stopped = Stopped(
+        epochs=best.epoch,
+        final_loss=best.loss,
+        epoch_seconds=train_seconds / epoch,
+        events_trained=(len(train) + (len(replay) if replay is not None else 0)) * epoch,
+        judged=Judged(choice.ndcg, choice.model_ndcg, validation.protocol, validation.units),
+    )
+    return bundle.replace(pop_weight=choice.weight), stopped
 
 
 @dataclass(frozen=True)
@@ -134,18 +143,19 @@ class PopChoice:
     model_ndcg: float
 
 
-def choose_pop_weight(bundle: Bundle, validation: Validation) -> PopChoice:
-    """Pick the :data:`POP_WEIGHTS` entry with the most evidence, scored by ``validation``.
+def choose_pop_weight(bundle: Bundle, validation: Validation) -> tuple[PopChoice, list[float]]:
+    """Pick the :data:`POP_WEIGHTS` entry with the most evidence, scored by ``validation``;
+    return it and the evidence to keep.
 
     Evidence = unit-weighted NDCG@10 on these held-out events plus :data:`EVIDENCE_DECAY` x the
-    evidence kept in ``bundle.pop_evidence`` (updated in place), so the weight follows the log
-    without jumping on the noise of one slice's few users. Ties go to the smaller weight.
+    evidence kept in ``bundle.pop_evidence``, so the weight follows the log without jumping on
+    the noise of one slice's few users. Ties go to the smaller weight.
     """
     ndcg = [validation.ndcg(bundle, w) for w in POP_WEIGHTS]
     old = bundle.pop_evidence if len(bundle.pop_evidence) == len(POP_WEIGHTS) else [0.0] * len(POP_WEIGHTS)
-    bundle.pop_evidence = [EVIDENCE_DECAY * e + validation.units * n for e, n in zip(old, ndcg, strict=True)]
-    best = max(range(len(POP_WEIGHTS)), key=lambda j: bundle.pop_evidence[j])
-    return PopChoice(POP_WEIGHTS[best], ndcg[best], ndcg[POP_WEIGHTS.index(0.0)])
+    evidence = [EVIDENCE_DECAY * e + validation.units * n for e, n in zip(old, ndcg, strict=True)]
+    best = max(range(len(POP_WEIGHTS)), key=lambda j: evidence[j])
+    return PopChoice(POP_WEIGHTS[best], ndcg[best], ndcg[POP_WEIGHTS.index(0.0)]), evidence
 
 
 def pop_weight_note(weight: float) -> str | None:

@@ -16,7 +16,6 @@ refuses the slice with exit 8 so a pipeline can stop and look.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -24,6 +23,7 @@ import torch
 
 from recinc_cli.config import TrainConfig
 from recinc_cli.errors import LateDataError
+from recinc_cli.training.report import iso_ms
 
 if TYPE_CHECKING:
     from recinc_cli.store.bundle import Bundle
@@ -96,8 +96,3 @@ def parent_anchor(bundle: Bundle) -> dict[str, torch.Tensor]:
     """
     model = bundle.model
     return {n: p.detach().clone() for n, p in model.named_parameters() if n not in model.SPARSE}
-
-
-def iso_ms(ms: int) -> str:
-    """Unix milliseconds as an ISO 8601 UTC time to the second (lineage and messages)."""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")

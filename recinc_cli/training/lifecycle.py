@@ -39,7 +39,8 @@ from recinc_cli.threads import use_threads
 from recinc_cli.training.closed_form import closed_form_fit
 from recinc_cli.training.early_stop import early_stopped_fit, pop_weight_note
 from recinc_cli.training.growth import apply_item_features, grow_vocabularies
-from recinc_cli.training.incremental import iso_ms, late_events, parent_anchor, prune_expired
+from recinc_cli.training.incremental import late_events, parent_anchor, prune_expired
+from recinc_cli.training.report import FitReport, InitReport, RunReport, UpdateReport, iso_ms
 from recinc_cli.training.train import Trainer, seeded_generator
 
 
@@ -48,8 +49,8 @@ def create_bundle(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     reporter: Reporter | None = None,
-) -> tuple[Bundle, dict[str, Any]]:
-    """Build vocabularies and a fresh model, train it on ``events``; return it and its lineage stats.
+) -> tuple[Bundle, InitReport]:
+    """Build vocabularies and a fresh model, train it on ``events``; return it and its report.
 
     Validation (early stopping) holds out each user's last event with ``valid_last``, else the
     newest ``valid_fraction`` of the events, else nothing.
@@ -60,24 +61,62 @@ def create_bundle(
     events, admitted = admission.admit(events, Vocab.empty(), Vocab.empty(), train_cfg.min_count)
     if events.height == 0:
         raise BadInputError(f"no user and item pair is seen --min-count {train_cfg.min_count} times; lower it")
-    if train_cfg.pop_half_life_events is None:
+    cfg, gen = _half_lives(train_cfg, events.height), seeded_generator(train_cfg.seed, 0)
+    bundle = _new_bundle(events, model_cfg, cfg, admission, gen)
+    if cfg.init.startswith("pretrained:"):
+        copy_pretrained(bundle, Path(cfg.init.removeprefix("pretrained:")))
+    start = time.perf_counter()
+    if bundle.model.CLOSED_FORM:
+        bundle, fit = closed_form_fit(bundle, events, cfg.valid_fraction, cfg.pop_weight)
+    else:
+        bundle, fit = _fit_new(bundle, events, gen, reporter)
+    data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
+    bundle = bundle.replace(reservoir=bundle.reservoir.add_data(data, gen))
+    ts = events["timestamp"].dt.epoch("ms")
+    fit = fit.replace(
+        ts_min=iso_ms(int(ts.min())),  # type: ignore[arg-type]
+        ts_max=iso_ms(int(ts.max())),  # type: ignore[arg-type]
+        train_seconds=time.perf_counter() - start,
+    )
+    report = InitReport(
+        fit=fit,
+        new_users=len(bundle.users) - 1,
+        new_items=len(bundle.items) - 1,
+        threads=torch.get_num_threads(),
+        admitted=admitted,
+        events_in=n_events,
+        peak_memory_mb=peak_memory_mb(),
+    )
+    return bundle, report
+
+
+def _half_lives(cfg: TrainConfig, n_events: int) -> TrainConfig:
+    """``cfg`` with the popularity and co-occurrence half-lives left to ``init`` set from the
+    size of its log."""
+    if cfg.pop_half_life_events is None:
         # A tenth of the first log: popularity then reflects about the newest tenth of what the
         # model has seen, at the log's own pace (slices may span hours or years).
-        train_cfg = dataclasses.replace(train_cfg, pop_half_life_events=max(events.height / 10, 1.0))
-    if train_cfg.cooc_half_life_events is None:
+        cfg = dataclasses.replace(cfg, pop_half_life_events=max(n_events / 10, 1.0))
+    if cfg.cooc_half_life_events is None:
         # Co-occurrences are tastes, slower than trends: they halve every init-sized block of events.
-        train_cfg = dataclasses.replace(train_cfg, cooc_half_life_events=max(float(events.height), 1.0))
+        cfg = dataclasses.replace(cfg, cooc_half_life_events=max(float(n_events), 1.0))
+    return cfg
+
+
+def _new_bundle(
+    events: pl.DataFrame, model_cfg: ModelConfig, cfg: TrainConfig, admission: Admission, gen: torch.Generator
+) -> Bundle:
+    """An untrained bundle whose vocabularies cover ``events``, its tables drawn from ``gen``."""
     users, items, types = Vocab.empty(), Vocab.empty(), Vocab.empty()
     features = {name: Vocab.empty() for name in model_cfg.item_features}
     grow_vocabularies(events, users, items, types, features)
     model = build_model(model_cfg, table_sizes(users, items, types, features))
-    gen = seeded_generator(train_cfg.seed, 0)
-    model.reset_parameters(train_cfg.row_init, gen)
+    model.reset_parameters(cfg.row_init, gen)
     apply_item_features(model, events, items, features)
-    bundle = Bundle(
+    return Bundle(
         model=model,
         model_cfg=model_cfg,
-        train_cfg=train_cfg,
+        train_cfg=cfg,
         users=users,
         items=items,
         seen=SeenItems.empty(len(users)),
@@ -86,31 +125,9 @@ def create_bundle(
         types=types,
         features=features,
         context=Context.empty(len(users)) if model_cfg.sequential else None,
-        reservoir=Reservoir.empty(train_cfg.replay_size),
+        reservoir=Reservoir.empty(cfg.replay_size),
         admission=admission,
     )
-    if train_cfg.init.startswith("pretrained:"):
-        copy_pretrained(bundle, Path(train_cfg.init.removeprefix("pretrained:")))
-    start = time.perf_counter()
-    if model.CLOSED_FORM:
-        stats = closed_form_fit(bundle, events, train_cfg.valid_fraction, train_cfg.pop_weight)
-        stats["events_trained"] = events.height
-    else:
-        stats = _fit_new(bundle, events, gen, reporter)
-    bundle.reservoir = bundle.reservoir.add_data(TrainData.from_events(events, users, items, types), gen)
-    stats.update(
-        events=n_events,
-        ts_min=iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
-        ts_max=iso_ms(int(events["timestamp"].dt.epoch("ms").max())),  # type: ignore[arg-type]
-        train_seconds=round(time.perf_counter() - start, 3),
-        new_users=len(users) - 1,
-        new_items=len(items) - 1,
-        peak_memory_mb=peak_memory_mb(),
-        threads=torch.get_num_threads(),
-        **admitted,
-    )
-    stats["events_per_second"] = round(stats.pop("events_trained") / max(stats["train_seconds"], 1e-9), 1)
-    return bundle, stats
 
 
 def _check_pop_prior(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
@@ -131,7 +148,9 @@ def _training_prior(bundle: Bundle, trainer: Trainer, weight: float) -> Iterator
         trainer.pop_prior = None
 
 
-def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None) -> dict[str, Any]:
+def _fit_new(
+    bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporter: Reporter | None
+) -> tuple[Bundle, FitReport]:
     """Train a fresh bundle on ``events``, choosing the epoch count on held-out events if asked."""
     cfg = bundle.train_cfg
     now = int(events["timestamp"].dt.epoch("ms").max())  # type: ignore[arg-type]
@@ -150,22 +169,30 @@ def _fit_new(bundle: Bundle, events: pl.DataFrame, gen: torch.Generator, reporte
             )
     if stopped is None:
         if cfg.pop_weight is not None:  # nothing held out to choose it on: a given weight still applies
-            bundle.pop_weight = cfg.pop_weight
-        stats = _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
-        return {**stats, "events_trained": stats["events"] * stats["epochs"], "valid_ndcg": None}
-    stopped["lr"] = cfg.lr
+            bundle = bundle.replace(pop_weight=cfg.pop_weight)
+        return _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
+    bundle, run = stopped
+    fit = FitReport(
+        events=older.height,
+        epochs=run.epochs,
+        lr=cfg.lr,
+        final_loss=run.final_loss,
+        train_seconds=0.0,
+        epoch_seconds=run.epoch_seconds,
+        events_trained=run.events_trained,
+        ts_min=None,
+        ts_max=None,
+        judged=run.judged,
+    )
     if cfg.valid_last:
         # As in the published leave-one-out protocol: the validation events become input
         # context (and seen items) without being trained on.
-        bundle.fold(TrainData.from_events(held, bundle.users, bundle.items, bundle.types))
-        return stopped
+        return bundle.folded(TrainData.from_events(held, bundle.users, bundle.items, bundle.types)), fit
     tail_trainer = _trainer(bundle, cfg.for_update())
-    tail = _train_and_fold(bundle, held, tail_trainer, cfg.update_epochs, gen, reporter, now)
-    return {
-        **stopped,
-        "final_loss": tail["final_loss"],
-        "events_trained": stopped["events_trained"] + tail["events"] * tail["epochs"],
-    }
+    bundle, tail = _train_and_fold(bundle, held, tail_trainer, cfg.update_epochs, gen, reporter, now)
+    return bundle, fit.replace(
+        final_loss=tail.final_loss, events_trained=fit.events_trained + tail.events * tail.epochs
+    )
 
 
 def update_bundle(
@@ -174,8 +201,9 @@ def update_bundle(
     train_cfg: TrainConfig,
     reporter: Reporter | None = None,
     source: str = "EVENTS",
-) -> dict[str, Any]:
-    """Grow ``bundle`` for the new ids in ``events`` and train on them with ``train_cfg``, in place.
+) -> tuple[Bundle, UpdateReport]:
+    """Grow ``bundle`` for the new ids in ``events`` and train on them with ``train_cfg``;
+    return the updated bundle and the run's report.
 
     ``train_cfg`` applies to this run only: the checkpoint keeps its stored training settings,
     so a one-off ``--epochs`` does not change every later nightly update. In order: late events
@@ -184,7 +212,8 @@ def update_bundle(
     the slice plus ``replay_ratio`` x its size of reservoir events, choosing the epoch count and
     the popularity weight on the newest ``update_valid_fraction`` of the slice
     (:func:`~recinc_cli.training.early_stop.early_stopped_fit`), and the slice joins the reservoir.
-    ``source`` names the slice in error messages.
+    ``source`` names the slice in error messages. The model's tables, the vocabularies and the
+    admission counts are updated in place (the returned bundle shares them).
     """
     cfg = train_cfg
     _check_pop_prior(bundle.model_cfg, cfg)
@@ -193,10 +222,15 @@ def update_bundle(
     events, n_late = late_events(events, bundle.watermark_ms, cfg, source)
     events, admitted = bundle.admission.admit(events, bundle.users, bundle.items, cfg.min_count)
     if bundle.reservoir.size != cfg.replay_size:
-        bundle.reservoir = bundle.reservoir.resized(cfg.replay_size, gen)
-    policy = {"events_in": n_events, "late_events": n_late, "late_policy": cfg.late, **admitted}
+        bundle = bundle.replace(reservoir=bundle.reservoir.resized(cfg.replay_size, gen))
+    intake: dict[str, Any] = {
+        "events_in": n_events,
+        "late_events": n_late,
+        "late_policy": cfg.late,
+        "admitted": admitted,
+    }
     if events.height == 0:
-        return {**policy, **_nothing_trained(bundle, cfg)}
+        return bundle, _nothing_trained(bundle, cfg, intake)
     closed = bundle.model.CLOSED_FORM  # ease: counted and solved, no gradient steps
     anchor = parent_anchor(bundle) if cfg.anchor_weight > 0 and not closed else None
     teacher = copy.deepcopy(bundle.model) if cfg.distill_weight > 0 and not closed else None
@@ -204,25 +238,24 @@ def update_bundle(
     bundle.model.grow(bundle.sizes(), cfg.row_init, gen)
     apply_item_features(bundle.model, events, bundle.items, bundle.features)
     if closed:
-        stats, n_replayed = closed_form_fit(bundle, events, cfg.update_valid_fraction, cfg.pop_weight), 0
+        (bundle, fit), n_replayed = closed_form_fit(bundle, events, cfg.update_valid_fraction, cfg.pop_weight), 0
     else:
-        stats, n_replayed = _train_update(bundle, events, cfg, gen, reporter, anchor, teacher)
+        bundle, fit, n_replayed = _train_update(bundle, events, cfg, gen, reporter, anchor, teacher)
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
-    bundle.reservoir = bundle.reservoir.add_data(data, gen)
+    bundle = bundle.replace(reservoir=bundle.reservoir.add_data(data, gen))
     pruned = prune_expired(bundle) if cfg.prune else 0
     expired = bundle.expired()
-    return {
-        **stats,
-        **policy,
-        "replayed": n_replayed,
-        "pop_weight": bundle.pop_weight,
-        "expired_items": 0 if expired is None else int(expired.sum()),
-        "pruned_items": pruned,
-        "watermark": iso_ms(bundle.watermark_ms),
-        "new_users": new_users,
-        "new_items": new_items,
-        "threads": torch.get_num_threads(),
-    }
+    return bundle, UpdateReport(
+        fit=fit,
+        new_users=new_users,
+        new_items=new_items,
+        threads=torch.get_num_threads(),
+        replayed=n_replayed,
+        expired_items=0 if expired is None else int(expired.sum()),
+        pruned_items=pruned,
+        watermark=iso_ms(bundle.watermark_ms),
+        **intake,
+    )
 
 
 def _train_update(
@@ -233,12 +266,13 @@ def _train_update(
     reporter: Reporter | None,
     anchor: dict[str, torch.Tensor] | None,
     teacher: Recommender | None,
-) -> tuple[dict[str, Any], int]:
+) -> tuple[Bundle, FitReport, int]:
     """Train the grown model on the slice plus replayed events, choosing the epoch count on the
-    newest part; return the run's stats and how many events were replayed."""
+    newest part; return the bundle, the fit's report and how many events were replayed."""
     now = max(bundle.watermark_ms, int(events["timestamp"].dt.epoch("ms").max()))  # type: ignore[arg-type]
     n_replay = round(cfg.replay_ratio * events.height)
     replay = bundle.reservoir.sample(n_replay, gen).decayed(now, cfg.half_life_s) if n_replay else None
+    n_replayed = 0 if replay is None else len(replay)
     trainer = _trainer(bundle, cfg, anchor, teacher)
     start = time.perf_counter()
     cut = round(events.height * (1 - cfg.update_valid_fraction))
@@ -249,53 +283,47 @@ def _train_update(
         train = fold.decayed(now, cfg.half_life_s)
         with _training_prior(bundle, trainer, cfg.pop_prior):
             stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
-    n_replayed = 0 if replay is None else len(replay)
     if stopped is None:
         if cfg.pop_weight is not None:  # nothing held out to choose it on: a given weight still applies
-            bundle.pop_weight = cfg.pop_weight
-        stats = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
-        return {**stats, "valid_ndcg": None}, n_replayed
+            bundle = bundle.replace(pop_weight=cfg.pop_weight)
+        bundle, fit = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
+        return bundle, fit, n_replayed
+    bundle, run = stopped
     trainer.load_state_dict(bundle.optimizer)
-    tail = _train_and_fold(bundle, held, trainer, stopped["epochs"], gen, reporter, now)
-    seconds = time.perf_counter() - start
-    stats = {
-        **tail,
-        "events": events.height,
-        "epochs": stopped["epochs"],
-        "valid_ndcg": stopped["valid_ndcg"],
-        "valid_ndcg_model": stopped["valid_ndcg_model"],
-        "valid_protocol": stopped["valid_protocol"],
-        "valid_units": stopped["valid_units"],
-        "train_seconds": round(seconds, 3),
-        "epoch_seconds": stopped["epoch_seconds"],
-        "events_per_second": round((stopped["events_trained"] + held.height * stopped["epochs"]) / seconds, 1),
-        "ts_min": iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
-    }
-    return stats, n_replayed
+    bundle, tail = _train_and_fold(bundle, held, trainer, run.epochs, gen, reporter, now)
+    fit = tail.replace(
+        events=events.height,
+        epochs=run.epochs,
+        judged=run.judged,
+        train_seconds=time.perf_counter() - start,
+        epoch_seconds=run.epoch_seconds,
+        events_trained=run.events_trained + held.height * run.epochs,
+        ts_min=iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
+    )
+    return bundle, fit, n_replayed
 
 
-def _nothing_trained(bundle: Bundle, cfg: TrainConfig) -> dict[str, Any]:
-    """Stats of an update whose events were all dropped or set aside."""
-    return {
-        "events": 0,
-        "epochs": 0,
-        "lr": cfg.lr,
-        "final_loss": float("nan"),
-        "train_seconds": 0.0,
-        "epoch_seconds": 0.0,
-        "events_per_second": 0.0,
-        "ts_min": None,
-        "ts_max": None,
-        "valid_ndcg": None,
-        "replayed": 0,
-        "pop_weight": bundle.pop_weight,
-        "expired_items": 0,
-        "pruned_items": 0,
-        "watermark": iso_ms(bundle.watermark_ms),
-        "new_users": 0,
-        "new_items": 0,
-        "threads": torch.get_num_threads(),
-    }
+def _nothing_trained(bundle: Bundle, cfg: TrainConfig, intake: dict[str, Any]) -> UpdateReport:
+    """The report of an update whose events were all dropped or set aside."""
+    fit = FitReport(
+        events=0,
+        epochs=0,
+        lr=cfg.lr,
+        final_loss=float("nan"),
+        train_seconds=0.0,
+        epoch_seconds=0.0,
+        events_trained=0,
+        ts_min=None,
+        ts_max=None,
+    )
+    return UpdateReport(
+        fit=fit,
+        new_users=0,
+        new_items=0,
+        threads=torch.get_num_threads(),
+        watermark=iso_ms(bundle.watermark_ms),
+        **intake,
+    )
 
 
 def _trainer(
@@ -323,9 +351,9 @@ def _train_and_fold(
     reporter: Reporter | None,
     now_ms: int,
     replay: TrainData | None = None,
-) -> dict[str, Any]:
-    """Train on ``events`` (weights decayed to ``now_ms``) plus ``replay``, then fold them into
-    seen items, context and popularity."""
+) -> tuple[Bundle, FitReport]:
+    """Train on ``events`` (weights decayed to ``now_ms``) plus ``replay``; return the bundle
+    with them folded into seen items, context and popularity, and the fit's report."""
     reporter = reporter or NullReporter()
     cfg = trainer.cfg
     start = time.perf_counter()
@@ -340,20 +368,19 @@ def _train_and_fold(
     with _training_prior(bundle, trainer, cfg.pop_prior):
         losses = trainer.fit(data.decayed(now_ms, cfg.half_life_s), epochs, gen, on_batch, bundle.context, replay)
     reporter.stop()
-    bundle.optimizer = trainer.state_dict()
-    bundle.fold(data)
     seconds = time.perf_counter() - start
-    return {
-        "events": len(data),
-        "epochs": epochs,
-        "lr": cfg.lr,
-        "final_loss": losses[-1],
-        "train_seconds": round(seconds, 3),
-        "epoch_seconds": round(seconds / epochs, 3),
-        "events_per_second": round(len(data) * epochs / max(seconds, 1e-9), 1),
-        "ts_min": iso_ms(int(data.ts_ms.min())),
-        "ts_max": iso_ms(int(data.ts_ms.max())),
-    }
+    fit = FitReport(
+        events=len(data),
+        epochs=epochs,
+        lr=cfg.lr,
+        final_loss=losses[-1],
+        train_seconds=seconds,
+        epoch_seconds=seconds / epochs,
+        events_trained=len(data) * epochs,
+        ts_min=iso_ms(int(data.ts_ms.min())),
+        ts_max=iso_ms(int(data.ts_ms.max())),
+    )
+    return bundle.replace(optimizer=trainer.state_dict()).folded(data), fit
 
 
 def check_finite(bundle: Bundle) -> None:
@@ -373,7 +400,7 @@ def check_finite(bundle: Bundle) -> None:
 
 
 def lineage_entry(
-    command: str, data_sha256: str, data_path: str, parent_sha256: str | None, bundle: Bundle, stats: dict[str, Any]
+    command: str, data_sha256: str, data_path: str, parent_sha256: str | None, bundle: Bundle, report: RunReport
 ) -> dict[str, Any]:
     """One lineage record: plain Python values only.
 
@@ -393,11 +420,7 @@ def lineage_entry(
         "data_sha256": data_sha256,
         "n_users": len(bundle.users) - 1,
         "n_items": len(bundle.items) - 1,
-        "valid_ndcg": None,
-        "valid_ndcg_model": None,
-        "valid_protocol": None,
-        "valid_units": None,
-        **{k: v for k, v in stats.items() if k != "events_per_second"},
+        **report.lineage_fields(),
         "pop_weight": bundle.pop_weight,
         "pop_weight_note": pop_weight_note(bundle.pop_weight),
     }

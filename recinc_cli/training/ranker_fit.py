@@ -18,7 +18,7 @@ test-then-train figure.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -27,7 +27,7 @@ import torch
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.models.ranker import FEATURES
-from recinc_cli.training.report import run_stats
+from recinc_cli.training.report import FitReport, Judged, closed_form_report
 
 if TYPE_CHECKING:
     from recinc_cli.models.ranker import Ranker
@@ -45,8 +45,9 @@ _USER_BLOCK = 256
 
 def ranker_fit(
     bundle: Bundle, events: pl.DataFrame, window_fraction: float, pop_weight: float | None
-) -> dict[str, Any]:
-    """Fold ``events`` (time-ordered) into ``bundle``'s ranker and fit its booster.
+) -> tuple[Bundle, FitReport]:
+    """Fold ``events`` (time-ordered) into ``bundle``'s ranker and fit its booster; return the
+    bundle with the events folded in and the fit's report.
 
     ``window_fraction``: at ``init`` (nothing folded yet), the share of the log after each cut
     that labels its examples (``--valid-fraction``; 0 = no examples, the generators' blend is
@@ -56,11 +57,12 @@ def ranker_fit(
     model: Ranker = bundle.model  # type: ignore[assignment]
     half_life = bundle.train_cfg.cooc_half_life_events or 0.0
 
-    def absorb(part: pl.DataFrame) -> None:
-        if part.height:
-            data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
-            model.absorb(data, bundle.context, half_life)  # type: ignore[arg-type]
-            bundle.fold(data)
+    def absorb(bundle: Bundle, part: pl.DataFrame) -> Bundle:
+        if not part.height:
+            return bundle
+        data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
+        model.absorb(data, bundle.context, half_life)  # type: ignore[arg-type]
+        return bundle.folded(data)
 
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     if float(model.clock[0]) == 0:
@@ -70,28 +72,22 @@ def ranker_fit(
             cut = round(n * fraction)
             if cut <= pos or cut >= n:
                 continue
-            absorb(events[pos:cut])
+            bundle = absorb(bundle, events[pos:cut])
             pos = cut
             parts.append(examples(bundle, events[cut : cut + window]))
-        absorb(events[pos:])
+        bundle = absorb(bundle, events[pos:])
     else:
         parts.append(examples(bundle, events))
-        absorb(events)
+        bundle = absorb(bundle, events)
     ndcg = parts[-1][3] if parts else np.zeros(0)
     if parts:
         feats, labels, groups = (np.concatenate([p[j] for p in parts]) for j in range(3))
         model.learn(feats, labels, groups, bundle.train_cfg.seed)
-    bundle.pop_weight = 0.0 if pop_weight is None else pop_weight
-    valid = round(float(ndcg.mean()), 5) if len(ndcg) else None
-    return {
-        **run_stats(events, time.perf_counter() - start),
-        "valid_ndcg": valid,
-        "valid_ndcg_model": valid,
-        "valid_protocol": "next" if valid is not None else None,
-        "valid_units": len(ndcg) if valid is not None else None,
-        "pool_rows": len(model.pool_y),
-        "pool_groups": len(model.pool_group),
-    }
+    # The booster is scored on the new examples before it learns them: a test-then-train figure.
+    judged = Judged(float(ndcg.mean()), float(ndcg.mean()), "next", len(ndcg)) if len(ndcg) else None
+    report = closed_form_report(events, time.perf_counter() - start, judged)
+    extra = {"pool_rows": len(model.pool_y), "pool_groups": len(model.pool_group)}
+    return bundle.replace(pop_weight=0.0 if pop_weight is None else pop_weight), report.replace(extra=extra)
 
 
 def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
