@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,8 @@ from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.threads import use_threads
 
 if TYPE_CHECKING:
+    from recinc_cli.store.bundle import Bundle
+    from recinc_cli.store.target import Target
     from recinc_cli.training.report import RunResult
 
 # The modules below import torch (about 2 s); they are imported inside the functions that need
@@ -108,13 +112,8 @@ def update(
     verdict in its ``verdict`` attribute and, in ``result``, this function's result for the
     rejected file (``path``, ``gate.passed`` False). The output is locked for the run.
     """
-    from recinc_cli.evaluation.gate import judge
-    from recinc_cli.store.format import load_bundle
-    from recinc_cli.store.registry import Registry, resolve_checkpoint
+    from recinc_cli.store.registry import Registry
     from recinc_cli.store.target import Target
-    from recinc_cli.training.growth import check_feature_columns
-    from recinc_cli.training.lifecycle import check_finite, lineage_entry, update_bundle
-    from recinc_cli.training.report import RunResult
 
     if out is None and registry is None and Registry.is_registry(checkpoint):
         registry = checkpoint
@@ -123,41 +122,64 @@ def update(
         raise UsageError(f"--max-drop must be in [0, 1): a relative NDCG@10 drop (got {max_drop:g})")
     use_threads()
     with target.locked(wait):
-        parent_path = resolve_checkpoint(checkpoint)
-        bundle = load_bundle(parent_path)
-        pause_point("loaded")
-        df = read_events(events)  # validates the slice before it is hashed
-        check_feature_columns(df, bundle.model_cfg.item_features, events)
-        holdout = None if gate is None else read_events(gate)
-        data_sha = sha256_file(events)
-        pause_point("read")
-        if data_sha in bundle.applied_data() and not force:
-            return RunResult({}, {}, None, {"skipped": True, "data_sha256": data_sha, "data_path": str(events)})
-        policies = {k: v for k, v in overrides.items() if k in POLICY_FIELDS}
-        bundle = bundle.replace(train_cfg=update_config(bundle.train_cfg, policies, as_update=False))
-        train_cfg = update_config(bundle.train_cfg, {k: v for k, v in overrides.items() if k not in POLICY_FIELDS})
-        parent_sha = sha256_file(parent_path)
-        bundle, report = update_bundle(bundle, df, train_cfg, reporter, source=str(events))
-        check_finite(bundle)
-        pause_point("trained")
-        entry = lineage_entry("update", data_sha, str(events), parent_sha, bundle, report)
-        entry.update(parent_path=str(parent_path), version=target.version)
-        if holdout is not None:
-            verdict = judge(load_bundle(parent_path), bundle, df, holdout, max_drop)
-            entry["gate"] = {"holdout": str(gate), "holdout_sha256": sha256_file(gate), **verdict}  # type: ignore[arg-type]
-            pause_point("gated")
-        bundle = bundle.replace(lineage=[*bundle.lineage, entry])
-        if holdout is not None and not entry["gate"]["passed"]:
-            path = target.reject(bundle)
-            error = PromotionError(
-                f"{path}: not promoted by --gate {gate}: {entry['gate']['reason']}; {target.served()}"
-            )
-            error.verdict = entry["gate"]
-            rejected = {"path": str(path), "sha256": sha256_file(path), "pruned": []}
-            error.result = RunResult(entry, rejected, report, {"skipped": False})
-            raise error
-        saved = target.publish(bundle)
-    return RunResult(entry, saved, report, {"skipped": False})
+        return _update_locked(target, Path(checkpoint), Path(events), force, reporter, gate, max_drop, overrides)
+
+
+def _update_locked(
+    target: Target,
+    checkpoint: Path,
+    events: Path,
+    force: bool,
+    reporter: Reporter | None,
+    gate: str | Path | None,
+    max_drop: float,
+    overrides: dict[str, Any],
+) -> RunResult:
+    """:func:`update`'s read -> fold -> (gate) -> write, with ``target`` locked."""
+    from recinc_cli.evaluation.gate import judge
+    from recinc_cli.store.format import load_bundle
+    from recinc_cli.store.registry import resolve_checkpoint
+    from recinc_cli.training.growth import check_feature_columns
+    from recinc_cli.training.lifecycle import check_finite, lineage_entry, update_bundle
+    from recinc_cli.training.report import RunResult
+
+    parent_path = resolve_checkpoint(checkpoint)
+    bundle = load_bundle(parent_path)
+    pause_point("loaded")
+    df = read_events(events)  # validates the slice before it is hashed
+    check_feature_columns(df, bundle.model_cfg.item_features, events)
+    holdout = None if gate is None else read_events(gate)
+    data_sha = sha256_file(events)
+    pause_point("read")
+    if data_sha in bundle.applied_data() and not force:
+        return RunResult({}, {}, None, {"skipped": True, "data_sha256": data_sha, "data_path": str(events)})
+    stored, train_cfg = _update_configs(bundle.train_cfg, overrides)
+    bundle, report = update_bundle(bundle.replace(train_cfg=stored), df, train_cfg, reporter, source=str(events))
+    check_finite(bundle)
+    pause_point("trained")
+    entry = lineage_entry("update", data_sha, str(events), sha256_file(parent_path), bundle, report)
+    entry.update(parent_path=str(parent_path), version=target.version)
+    if gate is not None and holdout is not None:
+        verdict = judge(load_bundle(parent_path), bundle, df, holdout, max_drop)
+        entry["gate"] = {"holdout": str(gate), "holdout_sha256": sha256_file(gate), **verdict}
+        pause_point("gated")
+    bundle = bundle.replace(lineage=[*bundle.lineage, entry])
+    if "gate" in entry and not entry["gate"]["passed"]:
+        path = target.reject(bundle)
+        error = PromotionError(f"{path}: not promoted by --gate {gate}: {entry['gate']['reason']}; {target.served()}")
+        error.verdict = entry["gate"]
+        rejected = {"path": str(path), "sha256": sha256_file(path), "pruned": []}
+        error.result = RunResult(entry, rejected, report, {"skipped": False})
+        raise error
+    return RunResult(entry, target.publish(bundle), report, {"skipped": False})
+
+
+def _update_configs(stored: TrainConfig, overrides: dict[str, Any]) -> tuple[TrainConfig, TrainConfig]:
+    """The stored config with the policies given (kept for later updates), and this run's config
+    (the others too, for this run only)."""
+    policies = {k: v for k, v in overrides.items() if k in POLICY_FIELDS}
+    kept = update_config(stored, policies, as_update=False)
+    return kept, update_config(kept, {k: v for k, v in overrides.items() if k not in POLICY_FIELDS})
 
 
 def rollback(registry: str | Path, to: int | None = None, wait: float = 0.0) -> dict[str, Any]:
@@ -253,12 +275,8 @@ def evaluate(
     (:func:`~recinc_cli.evaluation.significance.lift_evidence`) and a warning (None when the figures can be
     trusted). Raises :class:`BadInputError` when no user is eligible.
     """
-    from recinc_cli.data.split import split_last
-    from recinc_cli.evaluation.metrics import never_seen, user_metrics
     from recinc_cli.evaluation.sessions import evaluate_sessions
-    from recinc_cli.evaluation.significance import lift_evidence, thin_warning
-    from recinc_cli.serving.recommend import top_k
-    from recinc_cli.serving.views import bundle_scorer, popular_scorer, serving_state
+    from recinc_cli.evaluation.significance import thin_warning
     from recinc_cli.store.format import load_bundle
 
     if protocol not in PROTOCOLS:
@@ -270,15 +288,26 @@ def evaluate(
     df = read_events(events)
     head: dict[str, Any] = {"k": k, "protocol": protocol, "repeats": repeats, "test_events": df.height}
     head |= {"catalogue": len(bundle.items) - 1, "checkpoint": str(checkpoint)}
-    if protocol == "session":
-        result = head | evaluate_sessions(bundle, df, k, repeats, reporter)
-        if result["cases"] == 0:
-            raise BadInputError(
-                f"{events}: no session there has two clicks on items the model knows; nothing to evaluate"
-            )
-        return result | {"warning": thin_warning(result["evidence"])}
-    before = None
-    if protocol == "loo":
+    if protocol != "session":
+        return _evaluate_ranking(bundle, df, head, events, reporter)
+    result = head | evaluate_sessions(bundle, df, k, repeats, reporter)
+    if result["cases"] == 0:
+        raise BadInputError(f"{events}: no session there has two clicks on items the model knows; nothing to evaluate")
+    return result | {"warning": thin_warning(result["evidence"])}
+
+
+def _evaluate_ranking(
+    bundle: Bundle, df: pl.DataFrame, head: dict[str, Any], events: str | Path, reporter: Reporter
+) -> dict[str, Any]:
+    """:func:`evaluate` under the next-slice or leave-one-out protocol (``head`` says which)."""
+    from recinc_cli.data.split import split_last
+    from recinc_cli.evaluation.metrics import never_seen, user_metrics
+    from recinc_cli.evaluation.significance import lift_evidence, thin_warning
+    from recinc_cli.serving.recommend import top_k
+    from recinc_cli.serving.views import bundle_scorer, popular_scorer, serving_state
+
+    k, repeats, before = head["k"], head["repeats"], None
+    if head["protocol"] == "loo":
         before, df = split_last(df, 1, min_left=0)
         head["test_events"] = df.height  # the targets; the events before them are context
     state = serving_state(bundle, before if before is not None and before.height else None)
@@ -413,59 +442,61 @@ def replay(
     ``protocol``: ``next`` (next-slice) or ``session`` (each slice's sessions click by click,
     for session logs). ``repeats`` among ``update_overrides`` applies to every strategy.
     """
-    import dataclasses
-    import json
-
     from recinc_cli.bench.plot import plot_report, require_matplotlib
     from recinc_cli.bench.replay import check_options
     from recinc_cli.bench.replay import replay as run_replay
-    from recinc_cli.data.io import EVENTS_SCHEMA, atomic_path
 
     check_options(strategies, n_slices, base_fraction, protocol)  # fail before the long run, not after it
     if plot is not None:
         require_matplotlib()
     out_dir = Path(out_dir)
-    log = Path(log)
     use_threads()
-    if not log.exists():
-        raise BadInputError(f"{log}: no such file; check the path")
-    is_events = log.suffix in (".parquet", ".pq") and all(c in pl.read_parquet_schema(log) for c in EVENTS_SCHEMA)
-    events_path = log if is_events else out_dir / "events.parquet"
-    if not is_events:
-        preprocess([log], events_path)
+    events_path = _events_of(Path(log), out_dir)
     model_cfg = model_cfg or ModelConfig()
-    train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
-    if update_overrides.get("repeats") is not None:  # how every strategy serves, not an update policy
-        train_cfg = dataclasses.replace(train_cfg, repeats=update_overrides["repeats"])
-    update_cfg = update_config(train_cfg, update_overrides)
-    source = {"log": str(log), "data_sha256": sha256_file(events_path)}
-
-    def save(partial: dict[str, Any]) -> None:
-        with atomic_path(out_dir / "report.json") as tmp:
-            tmp.write_text(json.dumps({**source, **partial}, indent=2) + "\n")
-        pause_point(f"replay:slice-{partial['slices_done']}")
-        if on_slice is not None:
-            on_slice({**source, **partial})
-
-    report = run_replay(
-        read_events(events_path),
-        model_cfg,
-        train_cfg,
-        strategies,
-        n_slices,
-        base_fraction,
-        k,
-        update_cfg,
-        reporter,
-        on_step,
-        save,
-        protocol=protocol,
-    )
+    train_cfg, update_cfg = _replay_configs(train_cfg or TrainConfig.for_model(model_cfg.name), update_overrides)
+    source = {"log": str(Path(log)), "data_sha256": sha256_file(events_path)}
+    save = functools.partial(_save_report, out_dir / "report.json", source, on_slice)
+    events = read_events(events_path)
+    args = (model_cfg, train_cfg, strategies, n_slices, base_fraction, k, update_cfg, reporter, on_step, save)
+    report = run_replay(events, *args, protocol=protocol)
     report = {**source, **report}
     if plot is not None:
         plot_path = Path(plot)
         plot_report(report, plot_path if plot_path.parent != Path() else out_dir / plot_path)
     return report
+
+
+def _replay_configs(train_cfg: TrainConfig, overrides: dict[str, Any]) -> tuple[TrainConfig, TrainConfig]:
+    """The config of the base model and the retrains, and that of the incremental updates."""
+    if overrides.get("repeats") is not None:  # how every strategy serves, not an update policy
+        train_cfg = dataclasses.replace(train_cfg, repeats=overrides["repeats"])
+    return train_cfg, update_config(train_cfg, overrides)
+
+
+def _save_report(path: Path, source: dict[str, Any], on_slice: Any, partial: dict[str, Any]) -> None:
+    """Write the report so far atomically (a killed replay keeps the slices done), then tell ``on_slice``."""
+    import json
+
+    from recinc_cli.data.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({**source, **partial}, indent=2) + "\n")
+    pause_point(f"replay:slice-{partial['slices_done']}")
+    if on_slice is not None:
+        on_slice({**source, **partial})
+
+
+def _events_of(log: Path, out_dir: Path) -> Path:
+    """``log`` itself when it is an events Parquet, else ``out_dir/events.parquet`` made from
+    it by ``preprocess`` with the default settings."""
+    from recinc_cli.data.io import EVENTS_SCHEMA
+
+    if not log.exists():
+        raise BadInputError(f"{log}: no such file; check the path")
+    if log.suffix in (".parquet", ".pq") and all(c in pl.read_parquet_schema(log) for c in EVENTS_SCHEMA):
+        return log
+    preprocess([log], out_dir / "events.parquet")
+    return out_dir / "events.parquet"
 
 
 def update_config(stored: TrainConfig, overrides: dict[str, Any], as_update: bool = True) -> TrainConfig:

@@ -8,7 +8,7 @@ smallest gradient-trained model, so the test is about the contract, not about qu
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,10 +20,9 @@ from conftest import run_cli
 from torch import nn
 
 from recinc_cli import config
-from recinc_cli.config import TrainConfig
 from recinc_cli.data.events import TrainData
 from recinc_cli.models import MODELS, register
-from recinc_cli.models.base import Batch, GradientRecommender, Query, shuffled_slices
+from recinc_cli.models.base import Batch, GradientRecommender, Query, TrainInput, shuffled_slices
 from recinc_cli.store.format import load_bundle
 
 
@@ -47,17 +46,9 @@ class ItemBias(GradientRecommender):
         logits = self.item_bias.expand(len(batch["item"]), -1)
         return (F.cross_entropy(logits, batch["item"], reduction="none") * batch["weight"]).mean()
 
-    def batches(
-        self,
-        data: TrainData,
-        prior: object,
-        cfg: TrainConfig,
-        generator: torch.Generator,
-        replay: TrainData | None = None,
-        pop_prior: Callable[[TrainData], object] | None = None,
-    ) -> Iterator[Batch]:
-        data = data.concat(replay)
-        for rows in shuffled_slices(len(data), cfg.batch_size, generator):
+    def batches(self, job: TrainInput, generator: torch.Generator) -> Iterator[Batch]:
+        data: TrainData = job.data.concat(job.replay)
+        for rows in shuffled_slices(len(data), job.cfg.batch_size, generator):
             yield {"item": torch.from_numpy(data.item_idx[rows]), "weight": torch.from_numpy(data.weight[rows])}
 
 

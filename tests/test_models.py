@@ -24,7 +24,7 @@ from recinc_cli.data.seen import SeenItems
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import TrainingError, UsageError
 from recinc_cli.models import MODELS, build_model
-from recinc_cli.models.base import Query, Recommender
+from recinc_cli.models.base import Query, Recommender, TrainInput
 from recinc_cli.serving.recommend import ScoreFn, model_scorer, popularity_scorer, top_k
 from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.bundle import Bundle
@@ -429,9 +429,9 @@ def test_sampled_softmax_learns_it_too(name: str) -> None:
     cfg = TRAIN[name].replace(full_softmax_max_items=4, n_negatives=16)
     m = make(name, {"user": task.n_users, "item": task.n_items})
     prior = Context.empty(0)
-    batches = list(m.batches(task.data, prior, cfg, seeded_generator(0)))
+    batches = list(m.batches(TrainInput(task.data, prior, cfg), seeded_generator(0)))
     assert batches and all(b["neg"].shape == (16,) and int(b["neg"].min()) >= 1 for b in batches)
-    full = next(iter(m.batches(task.data, prior, TRAIN[name], seeded_generator(0))))
+    full = next(iter(m.batches(TrainInput(task.data, prior, TRAIN[name]), seeded_generator(0))))
     assert "neg" not in full
     losses = Trainer(m, cfg).fit(task.data, epochs=80, generator=seeded_generator(0))
     assert losses[-1] < losses[0] - 0.5
@@ -479,7 +479,7 @@ def test_closed_form_scores_shape_and_no_gradient_path(name: str) -> None:
     with pytest.raises(NotImplementedError, match=f"^{name} "):
         m.loss({})
     with pytest.raises(NotImplementedError, match=f"^{name} "):
-        m.batches(HISTORY, Context.empty(5), TrainConfig(), seeded_generator(0))
+        m.batches(TrainInput(HISTORY, Context.empty(5), TrainConfig()), seeded_generator(0))
 
 
 @pytest.mark.parametrize("name", CLOSED)

@@ -26,6 +26,7 @@ from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
+from recinc_cli.models.base import TrainInput
 from recinc_cli.models.sknn import SKNN
 from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.format import load_bundle, save_bundle
@@ -185,7 +186,7 @@ def test_it_has_no_gradient_path() -> None:
     with pytest.raises(NotImplementedError, match="sknn stores sessions"):
         m.loss({})
     with pytest.raises(NotImplementedError, match="sknn stores sessions"):
-        m.batches(None, None, TrainConfig(), seeded_generator(0))
+        m.batches(TrainInput(None, None, TrainConfig()), seeded_generator(0))
     assert list(m.parameters()) == []
 
 

@@ -204,27 +204,80 @@ def replay(
     click by click: :mod:`recinc_cli.bench.replay_sessions`; repeats per ``update_cfg.repeats``).
 
     ``train_cfg`` trains the base model (and each retrain); ``update_cfg`` the incremental
-    updates (default: ``train_cfg.for_update()``). The report has ``slices`` (events and time
-    range of each), ``base_seconds``, ``complete`` and ``slices_done``, ``warnings`` (lines for
-    the user) and per strategy ``per_slice`` (ndcg, recall, hit_rate, users, seconds of the
-    update that followed, and for model strategies the ``pop_weight`` the slice was scored with
-    and ``vs_popular``, the lift evidence of :func:`~recinc_cli.evaluation.significance.lift_evidence`)
-    and ``mean`` (and for model strategies ``vs_popular`` pooled over every user and slice).
-    ``on_slice`` receives the report after the base fit and after each slice.
+    updates (default: ``train_cfg.for_update()``). ``on_slice`` receives the report
+    (:meth:`_Run.report`) after the base fit and after each slice.
     """
-    from recinc_cli.bench.replay_sessions import popular_sessions, score_bundle_sessions, session_truth
-    from recinc_cli.training.lifecycle import create_bundle, update_bundle
-
-    check_options(strategies, n_slices, base_fraction, protocol)
-    parts = cut_slices(events, n_slices, base_fraction)
-    if min(p.height for p in parts) == 0:
-        raise BadInputError(f"{events.height} events are too few for a base and {n_slices} slices; use --slices")
+    parts = _cut(events, strategies, n_slices, base_fraction, protocol)
     reporter = reporter or NullReporter()
     update_cfg = update_cfg or train_cfg.for_update()
     models = [s for s in strategies if s != "popular"]
     run = _Run(strategies, n_slices)
-    header: dict[str, Any] = {
-        "events": events.height,
+    header = _header(events.height, k, model_cfg, train_cfg, update_cfg, protocol, parts)
+    step = _Steps(n_slices * len(strategies) + (1 if models else 0), on_step)
+    bundles: dict[str, Bundle] = {}
+    if models:
+        bundles, header["base_seconds"] = _base_models(models, parts[0], model_cfg, train_cfg, reporter)
+        step("base model")
+    if on_slice:
+        on_slice(run.report(header))
+    for s in range(1, n_slices + 1):
+        before, test = pl.concat(parts[:s]), parts[s]
+        window = parts[s - 1] if s > 1 else parts[0][-test.height :]
+        popular, score = _scoring(protocol, before, test, window, k, model_cfg.max_len, update_cfg.repeats)
+        run.add_baseline(popular)
+        for name in strategies:
+            if name == "popular":
+                run.add(name, popular, popular, 0.0)
+            else:
+                scored = score(bundles[name])
+                scored.metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
+                scored.metrics["own_ndcg"] = _own_ndcg(bundles[name], scored, score)
+                start, train = time.perf_counter(), s < n_slices  # nothing would evaluate the last update
+                if train:
+                    cfgs = (model_cfg, train_cfg, update_cfg)
+                    bundles[name] = _next(name, bundles[name], parts[: s + 1], *cfgs, reporter)
+                run.add(name, scored, popular, time.perf_counter() - start if train and name != "frozen" else 0.0)
+            step(f"slice {s}: {name}")
+        if on_slice:
+            on_slice(run.report(header))
+    return run.report(header)
+
+
+def _cut(
+    events: pl.DataFrame, strategies: Sequence[str], n_slices: int, base_fraction: float, protocol: str
+) -> list[pl.DataFrame]:
+    """The base and slices of ``events``, after checking the options."""
+    check_options(strategies, n_slices, base_fraction, protocol)
+    parts = cut_slices(events, n_slices, base_fraction)
+    if min(p.height for p in parts) == 0:
+        raise BadInputError(f"{events.height} events are too few for a base and {n_slices} slices; use --slices")
+    return parts
+
+
+class _Steps:
+    """Counts finished steps (a strategy on a slice, the base model) for ``on_step``."""
+
+    def __init__(self, total: int, on_step: StepFn | None) -> None:
+        self.total, self.done, self.on_step = total, 0, on_step
+
+    def __call__(self, what: str) -> None:
+        self.done += 1
+        if self.on_step:
+            self.on_step(self.done, self.total, what)
+
+
+def _header(
+    n_events: int,
+    k: int,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    update_cfg: TrainConfig,
+    protocol: str,
+    parts: list[pl.DataFrame],
+) -> dict[str, Any]:
+    """What the report says of the run before any result: the log, the configs, the slices."""
+    return {
+        "events": n_events,
         "k": k,
         "model": model_cfg.name,
         "model_config": model_cfg.to_dict(),
@@ -234,56 +287,52 @@ def replay(
         "protocol": protocol,
         "slices": [_describe(p) for p in parts],
     }
-    total, done = n_slices * len(strategies) + (1 if models else 0), 0
 
-    def step(what: str) -> None:
-        nonlocal done
-        done += 1
-        if on_step:
-            on_step(done, total, what)
 
-    bundles: dict[str, Bundle] = {}
-    if models:
-        start = time.perf_counter()
-        base, _ = create_bundle(parts[0], model_cfg, train_cfg, reporter)
-        header["base_seconds"] = round(time.perf_counter() - start, 3)
-        bundles = {s: (base if i == 0 else copy.deepcopy(base)) for i, s in enumerate(models)}
-        step("base model")
-    if on_slice:
-        on_slice(run.report(header))
-    for s in range(1, n_slices + 1):
-        before, test = pl.concat(parts[:s]), parts[s]
-        last = s == n_slices
-        window = parts[s - 1] if s > 1 else parts[0][-test.height :]
-        score: Callable[[Bundle], SliceScore]
-        if protocol == "session":
-            cases = session_truth(before, test, model_cfg.max_len, update_cfg.repeats)
-            popular = popular_sessions(window, cases, k)
-            score = functools.partial(score_bundle_sessions, truth=cases, k=k)
-        else:
-            truth = slice_truth(before, test)
-            popular = popular_of(window, before, truth, k)  # every model's baseline, asked for or not
-            score = functools.partial(score_bundle, truth=truth, k=k)
-        run.add_baseline(popular)
-        for name in strategies:
-            if name == "popular":
-                run.add(name, popular, popular, 0.0)
-                step(f"slice {s}: {name}")
-                continue
-            scored = score(bundles[name])
-            scored.metrics["pop_weight"] = bundles[name].pop_weight  # the weight it was scored with
-            scored.metrics["own_ndcg"] = _own_ndcg(bundles[name], scored, score)
-            start = time.perf_counter()
-            if name == "incremental" and not last:
-                bundles[name], _ = update_bundle(bundles[name], test, update_cfg, reporter, source=f"slice {s}")
-            elif name == "retrain" and not last:
-                bundles[name], _ = create_bundle(pl.concat(parts[: s + 1]), model_cfg, train_cfg, reporter)
-            seconds = time.perf_counter() - start if name in ("incremental", "retrain") and not last else 0.0
-            run.add(name, scored, popular, seconds)
-            step(f"slice {s}: {name}")
-        if on_slice:
-            on_slice(run.report(header))
-    return run.report(header)
+def _base_models(
+    models: list[str], base: pl.DataFrame, model_cfg: ModelConfig, train_cfg: TrainConfig, reporter: Reporter
+) -> tuple[dict[str, Bundle], float]:
+    """One model trained on ``base``, a copy per model strategy, and the seconds it took."""
+    from recinc_cli.training.lifecycle import create_bundle
+
+    start = time.perf_counter()
+    bundle, _ = create_bundle(base, model_cfg, train_cfg, reporter)
+    seconds = round(time.perf_counter() - start, 3)
+    return {s: (bundle if i == 0 else copy.deepcopy(bundle)) for i, s in enumerate(models)}, seconds
+
+
+def _scoring(
+    protocol: str, before: pl.DataFrame, test: pl.DataFrame, window: pl.DataFrame, k: int, max_len: int, repeats: bool
+) -> tuple[SliceScore, Callable[[Bundle], SliceScore]]:
+    """Popularity's score on the slice ``test`` (every model's baseline, asked for or not) and
+    the function that scores a bundle on it, under ``protocol``."""
+    from recinc_cli.bench.replay_sessions import popular_sessions, score_bundle_sessions, session_truth
+
+    if protocol == "session":
+        cases = session_truth(before, test, max_len, repeats)
+        return popular_sessions(window, cases, k), functools.partial(score_bundle_sessions, truth=cases, k=k)
+    truth = slice_truth(before, test)
+    return popular_of(window, before, truth, k), functools.partial(score_bundle, truth=truth, k=k)
+
+
+def _next(
+    name: str,
+    bundle: Bundle,
+    seen: list[pl.DataFrame],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    update_cfg: TrainConfig,
+    reporter: Reporter,
+) -> Bundle:
+    """Strategy ``name``'s bundle after the slice ``seen[-1]``: updated with it (incremental),
+    trained from scratch on all of ``seen`` (retrain), or as it was (frozen)."""
+    from recinc_cli.training.lifecycle import create_bundle, update_bundle
+
+    if name == "incremental":
+        return update_bundle(bundle, seen[-1], update_cfg, reporter, source=f"slice {len(seen) - 1}")[0]
+    if name == "retrain":
+        return create_bundle(pl.concat(seen), model_cfg, train_cfg, reporter)[0]
+    return bundle
 
 
 class _Run:
@@ -311,6 +360,12 @@ class _Run:
         self.rows[name].append(row)
 
     def report(self, header: dict[str, Any]) -> dict[str, Any]:
+        """``header`` with ``complete`` and ``slices_done``, ``warnings`` (lines for the user)
+        and per strategy ``per_slice`` (ndcg, recall, hit_rate, users, seconds of the update
+        that followed, and for model strategies the ``pop_weight`` the slice was scored with
+        and ``vs_popular``, the lift evidence of :func:`~recinc_cli.evaluation.significance.lift_evidence`)
+        and ``mean`` (and for model strategies ``vs_popular`` pooled over every user and slice).
+        """
         done = len(self.users)
         strategies: dict[str, Any] = {}
         for name, rows in self.rows.items():

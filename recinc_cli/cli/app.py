@@ -20,25 +20,26 @@ import typer
 
 from recinc_cli import __version__, api
 from recinc_cli.cli.console import info, metrics_table, print_table, reporter
-from recinc_cli.cli.helptext import applies, model_metavar, train_option
+from recinc_cli.cli.helptext import model_metavar
 from recinc_cli.cli.options import (
     ARCH_OPTIONS,
     FUTURE_WINDOW_HELP,
+    GATE_OPTIONS,
     POLICY_OPTIONS,
     POP_PRIOR_HELP,
+    PREPROCESS_OPTIONS,
+    REPLAY_OPTIONS,
+    REPLAY_TRAIN_OPTIONS,
     TRAIN_OPTIONS,
-    names,
+    UPDATE_RUN_OPTIONS,
     only,
-    with_options,
+    preprocess_config,
+    with_groups,
 )
 from recinc_cli.cli.summary import init_line, update_line
 from recinc_cli.config import (
-    DEFAULT_EVENT_WEIGHTS,
-    DEFAULT_REPLAY_STRATEGIES,
     ModelConfig,
-    PreprocessConfig,
     TrainConfig,
-    parse_event_weights,
 )
 from recinc_cli.data.io import read_user_ids, write_table
 from recinc_cli.errors import EXIT_CODES, BadInputError, PromotionError, RecincError, UsageError
@@ -78,8 +79,19 @@ def _errors_to_exit(fn: F) -> F:
 
 
 def command(fn: F) -> F:
-    """Register ``fn`` as a subcommand with error mapping."""
-    return app.command()(_errors_to_exit(fn))
+    """Register ``fn`` as a subcommand with error mapping; its docstring is its ``--help``,
+    or its ``HELP`` attribute where the text would make the function long (:func:`helped`)."""
+    return app.command(help=getattr(fn, "HELP", None))(_errors_to_exit(fn))
+
+
+def helped(text: str) -> Callable[[F], F]:
+    """Give a command its ``--help`` text from a constant kept beside it."""
+
+    def attach(fn: F) -> F:
+        fn.HELP = text  # type: ignore[attr-defined]
+        return fn
+
+    return attach
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary line.")]
@@ -87,6 +99,13 @@ Out = Annotated[Path, typer.Option("--output", "-o", help="File to write (atomic
 CheckpointArg = Annotated[
     Path,
     typer.Argument(metavar="CHECKPOINT", help="Checkpoint, or a registry directory (its LATEST).", show_default=False),
+]
+ParentArg = Annotated[
+    Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint to update, or a registry directory (its LATEST).")
+]
+SliceArg = Annotated[Path, typer.Argument(metavar="EVENTS", help="New slice: events Parquet.", show_default=False)]
+LogArg = Annotated[
+    Path, typer.Argument(metavar="LOG", help="Events Parquet, or a raw CSV/Parquet log (preprocessed first).")
 ]
 CheckpointOut = Annotated[
     Path | None, typer.Option("--output", "-o", help="Checkpoint file to write (atomically).", show_default=False)
@@ -148,41 +167,13 @@ def _main(
 
 
 @command
+@with_groups(source=PREPROCESS_OPTIONS)
 def preprocess(
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUTS", help="CSV/Parquet files, directories or globs.", show_default=False)
     ],
     output: Out,
-    user_col: Annotated[str, typer.Option(help="Column with the user id.")] = "user_id",
-    item_col: Annotated[str, typer.Option(help="Column with the item id.")] = "item_id",
-    time_col: Annotated[str, typer.Option(help="Column with the event time.")] = "timestamp",
-    event_col: Annotated[
-        str | None, typer.Option(help="Column with the event type [default: event_type, optional].")
-    ] = None,
-    time_unit: Annotated[str, typer.Option(help="auto, s, ms, us or iso.")] = "auto",
-    event_weights: Annotated[
-        str | None, typer.Option(help="NAME=WEIGHT pairs, e.g. view=1,cart=3,purchase=5 (added to the defaults).")
-    ] = None,
-    only_events: Annotated[
-        bool, typer.Option(help="Reject event types not named in --event-weights instead of weighting them 1.")
-    ] = False,
-    separator: Annotated[
-        str | None, typer.Option(help="CSV field separator: one character or 'tab' [default: ',', tab for .tsv].")
-    ] = None,
-    weight_col: Annotated[
-        str | None,
-        typer.Option(
-            help="Column whose number is each event's weight (e.g. a rating), instead of its event type's weight.",
-            show_default=False,
-        ),
-    ] = None,
-    min_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="Leave out events weighing less (e.g. 4 keeps ratings 4 and 5); counted, not rejected.",
-            show_default=False,
-        ),
-    ] = None,
+    source: dict[str, Any] | None = None,
     quiet: Quiet = False,
 ) -> None:
     """Clean raw logs into one time-sorted events Parquet.
@@ -208,29 +199,11 @@ def preprocess(
       recinc preprocess export.csv --separator ';' -o events.parquet
       recinc preprocess ratings.parquet -o events.parquet --weight-col rating --min-weight 4
     """
-    if weight_col is not None and (event_weights is not None or only_events):
-        raise UsageError("--weight-col takes each event's weight from a column; drop --event-weights and --only-events")
-    weights = dict(DEFAULT_EVENT_WEIGHTS)
-    if event_weights:
-        custom = parse_event_weights(event_weights)
-        weights = custom if only_events else {**weights, **custom}
-    cfg = PreprocessConfig(
-        user_col=user_col,
-        item_col=item_col,
-        time_col=time_col,
-        event_col=event_col or "event_type",
-        event_col_required=event_col is not None,
-        time_unit=time_unit,
-        event_weights=weights,
-        only_events=only_events,
-        separator=separator,
-        weight_col=weight_col,
-        min_weight=min_weight,
-    )
+    cfg = preprocess_config(source or {})
     m = api.preprocess(inputs, output, cfg)
     rejected = ", ".join(f"{n} {r}" for r, n in m["rows_rejected"].items()) or "none"
-    if min_weight is not None:
-        rejected += f"; {m['rows_below_min_weight']:,} below --min-weight {min_weight:g}"
+    if cfg.min_weight is not None:
+        rejected += f"; {m['rows_below_min_weight']:,} below --min-weight {cfg.min_weight:g}"
     info(
         f"preprocess: kept {m['rows_kept']:,} of {m['rows_read']:,} rows (rejected: {rejected}); "
         f"{m['users']:,} users, {m['items']:,} items, {m['time_min']} .. {m['time_max']} -> {output}",
@@ -239,9 +212,7 @@ def preprocess(
 
 
 @command
-@with_options(ARCH_OPTIONS, into="arch")
-@with_options(TRAIN_OPTIONS, into="train")
-@with_options(POLICY_OPTIONS, into="policies")
+@with_groups(arch=ARCH_OPTIONS, train=TRAIN_OPTIONS, policies=POLICY_OPTIONS)
 def init(
     events: Annotated[
         Path, typer.Argument(metavar="EVENTS", help="Events Parquet from `recinc preprocess`.", show_default=False)
@@ -294,42 +265,49 @@ def init(
     info(init_line(model, r, train_cfg.valid_last, train_cfg.update_epochs), quiet)
 
 
+UPDATE_HELP = """Fold a new slice of events into a model (incremental learning).
+
+New users and items get new rows; old rows keep their index. The Adam state is restored and
+grown with the tables. The newest share of the slice chooses how many epochs (at most
+--epochs) and how much popularity (--pop-weight) serve the near future best, then is
+trained on too. A slice this lineage already applied (same sha256) is skipped with exit 0
+unless --force. Events older than the watermark (newest event applied) minus
+--allowed-lateness are kept, dropped or refused (exit 8) per --late.
+
+The policy options (from --update-valid-fraction to --warmup) are stored in the new
+checkpoint as the defaults of later updates; --epochs, --lr and --batch-size apply to this
+run only.
+
+CHECKPOINT may be a registry directory: the version its LATEST names is updated, and
+without -o the result becomes that registry's next version. A second run aimed at the same
+output or registry fails at once with exit 9 (or waits --wait seconds).
+
+--json prints the run's lineage entry and where it went as one JSON object; a skipped
+slice prints {"skipped": true, ...}. A candidate --gate refuses (exit 6) prints its object
+too, with gate.passed false and path its *.rejected.pt, and the error line on stderr.
+
+\b
+Example:
+  recinc update m0.pt day11.parquet -o m1.pt
+  recinc update models/ day11.parquet --gate day12.parquet --keep 7
+  recinc update m1.pt day12.parquet -o m2.pt --replay-ratio 0.5 --half-life 7d
+  recinc update m2.pt day13.parquet -o m3.pt --late fail --allowed-lateness 1d
+  recinc update models/ day12.parquet --gate day13.parquet --json | jq .gate
+"""
+
+
 @command
-@with_options(POLICY_OPTIONS, into="policies")
+@with_groups(gating=GATE_OPTIONS, run=UPDATE_RUN_OPTIONS, policies=POLICY_OPTIONS)
+@helped(UPDATE_HELP)
 def update(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            metavar="CHECKPOINT", help="Checkpoint to update, or a registry directory (its LATEST).", show_default=False
-        ),
-    ],
-    events: Annotated[Path, typer.Argument(metavar="EVENTS", help="New slice: events Parquet.", show_default=False)],
+    checkpoint: ParentArg,
+    events: SliceArg,
     output: CheckpointOut = None,
     registry: RegistryDir = None,
-    gate: Annotated[
-        Path | None,
-        typer.Option(
-            help="Holdout events Parquet: promote the new model only if its NDCG@10 there is not worse "
-            "than the parent's by more than --max-drop; else keep it as *.rejected.pt and exit 6.",
-            show_default=False,
-        ),
-    ] = None,
-    max_drop: Annotated[
-        float, typer.Option(help="--gate tolerance: relative NDCG@10 drop allowed, 0.02 = 2% below the parent.")
-    ] = 0.02,
+    gating: dict[str, Any] | None = None,
     keep: Keep = None,
     wait: Wait = 0.0,
-    epochs: Annotated[
-        int | None,
-        typer.Option(help=applies("update_epochs", "Epochs on this slice, this run only [default: stored].")),
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(help=applies("lr", "Learning rate, this run only [default: the stored update lr].")),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help=applies("batch_size", "Events per batch, this run only [default: stored]."))
-    ] = None,
+    run: dict[str, Any] | None = None,
     force: Annotated[bool, typer.Option(help="Apply the slice even if this lineage already did.")] = False,
     pop_prior: PopPrior = None,
     future_window: FutureWindow = None,
@@ -337,35 +315,6 @@ def update(
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Fold a new slice of events into a model (incremental learning).
-
-    New users and items get new rows; old rows keep their index. The Adam state is restored and
-    grown with the tables. The newest share of the slice chooses how many epochs (at most
-    --epochs) and how much popularity (--pop-weight) serve the near future best, then is
-    trained on too. A slice this lineage already applied (same sha256) is skipped with exit 0
-    unless --force. Events older than the watermark (newest event applied) minus
-    --allowed-lateness are kept, dropped or refused (exit 8) per --late.
-
-    The policy options (from --update-valid-fraction to --warmup) are stored in the new
-    checkpoint as the defaults of later updates; --epochs, --lr and --batch-size apply to this
-    run only.
-
-    CHECKPOINT may be a registry directory: the version its LATEST names is updated, and
-    without -o the result becomes that registry's next version. A second run aimed at the same
-    output or registry fails at once with exit 9 (or waits --wait seconds).
-
-    --json prints the run's lineage entry and where it went as one JSON object; a skipped
-    slice prints {"skipped": true, ...}. A candidate --gate refuses (exit 6) prints its object
-    too, with gate.passed false and path its *.rejected.pt, and the error line on stderr.
-
-    \b
-    Example:
-      recinc update m0.pt day11.parquet -o m1.pt
-      recinc update models/ day11.parquet --gate day12.parquet --keep 7
-      recinc update m1.pt day12.parquet -o m2.pt --replay-ratio 0.5 --half-life 7d
-      recinc update m2.pt day13.parquet -o m3.pt --late fail --allowed-lateness 1d
-      recinc update models/ day12.parquet --gate day13.parquet --json | jq .gate
-    """
     try:
         r = api.update(
             checkpoint,
@@ -374,15 +323,12 @@ def update(
             force=force,
             reporter=reporter(quiet or json_),
             registry=registry,
-            gate=gate,
-            max_drop=max_drop,
             keep=keep,
             wait=wait,
-            update_epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
             pop_prior=pop_prior,
             future_window=future_window,
+            **(gating or {}),
+            **(run or {}),
             **(policies or {}),
         )
     except PromotionError as e:
@@ -617,94 +563,58 @@ def _split_slices(events: Path, n: int, prefix: str, json_: bool, quiet: bool) -
     info(f"split: {r['events']:,} events -> {parts}", quiet)
 
 
+REPLAY_HELP = """Replay a log as a stream and measure what incremental updates are worth.
+
+Cuts LOG by time into a base (--base-fraction) and --slices slices; trains a model on the
+base; then for each slice evaluates every strategy on it before it is trained on, and
+updates: frozen (never updated), incremental (update with each slice), retrain (init from
+scratch on everything so far: not in the default, it costs several updates' time at every
+slice) and popular (most popular of the latest slice). Prints the users scored and NDCG@k
+of each slice, the means of NDCG / Recall / HR @k, seconds per update and each model's
+NDCG lift over popular with its 95% bootstrap interval; warns (stderr) of slices under 100
+users and of lifts within the noise. One line per slice goes to stderr as it finishes, and
+REPORT_DIR/report.json is rewritten after each ("complete": false until the last), so a
+killed run keeps the finished slices. --plot also writes a figure (pip install
+'recinc[plot]'). The policy options apply to the incremental updates only, so one run shows
+what each buys.
+
+\b
+Example:
+  recinc replay events.parquet -o replay_ranker --plot report.png
+  recinc replay events.parquet -o replay_all --strategies frozen,incremental,retrain,popular
+  recinc replay events.parquet -o no_replay --replay-ratio 0 --strategies incremental
+  recinc replay events.parquet -o nightly --json -q | jq .strategies.incremental.vs_popular
+"""
+
+
 @command
-@with_options(only(ARCH_OPTIONS, "dim", "ease_l2", "candidates", "rank_features", "time_inputs"), into="arch")
-@with_options(POLICY_OPTIONS, into="policies")
+@with_groups(
+    run=REPLAY_OPTIONS,
+    arch=only(ARCH_OPTIONS, "dim", "ease_l2", "candidates", "rank_features", "time_inputs"),
+    train=REPLAY_TRAIN_OPTIONS,
+    policies=POLICY_OPTIONS,
+)
+@helped(REPLAY_HELP)
 def replay(
-    log: Annotated[
-        Path,
-        typer.Argument(
-            metavar="LOG", help="Events Parquet, or a raw CSV/Parquet log (preprocessed first).", show_default=False
-        ),
-    ],
+    log: LogArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Report directory (report.json, plot).")],
     model: ModelName = ModelConfig.name,
-    strategies: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: frozen, incremental, retrain, popular. retrain (init from scratch at every "
-            "slice) costs about 2x an update for ease and 6-13x for mf and sasrec, so it runs only when named."
-        ),
-    ] = ",".join(DEFAULT_REPLAY_STRATEGIES),
-    slices: Annotated[int, typer.Option(help="Slices after the base, of equal event count.")] = 5,
-    protocol: Annotated[
-        str,
-        typer.Option(
-            help="next (each slice's returning users and their new items) or session (each slice's "
-            "sessions scored click by click, for session logs)."
-        ),
-    ] = "next",
-    base_fraction: Annotated[
-        float, typer.Option(help="Share of the log (oldest first) the base model trains on.")
-    ] = 0.5,
-    k: Annotated[int, typer.Option("-k", "--k", help="Cut-off of the metrics.")] = 10,
-    plot: Annotated[
-        Path | None, typer.Option(help="Also write this PNG (a bare name goes into the report directory).")
-    ] = None,
+    run: dict[str, Any] | None = None,
     arch: dict[str, Any] | None = None,
     pop_prior: PopPrior = None,
     future_window: FutureWindow = None,
-    epochs: Annotated[int | None, typer.Option(help=train_option("epochs", "Most epochs of init and retrain."))] = None,
-    update_epochs: Annotated[
-        int | None, typer.Option(help=train_option("update_epochs", "Most epochs of an update."))
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help=train_option("lr", "Learning rate of init and retrain."))] = None,
-    update_lr: Annotated[
-        float | None, typer.Option(help=train_option("update_lr", "Learning rate of the updates.", none="the --lr"))
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same report.")] = TrainConfig.seed,
+    train: dict[str, Any] | None = None,
     policies: dict[str, Any] | None = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object on stdout, no table.")
     ] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Replay a log as a stream and measure what incremental updates are worth.
-
-    Cuts LOG by time into a base (--base-fraction) and --slices slices; trains a model on the
-    base; then for each slice evaluates every strategy on it before it is trained on, and
-    updates: frozen (never updated), incremental (update with each slice), retrain (init from
-    scratch on everything so far: not in the default, it costs several updates' time at every
-    slice) and popular (most popular of the latest slice). Prints the users scored and NDCG@k
-    of each slice, the means of NDCG / Recall / HR @k, seconds per update and each model's
-    NDCG lift over popular with its 95% bootstrap interval; warns (stderr) of slices under 100
-    users and of lifts within the noise. One line per slice goes to stderr as it finishes, and
-    REPORT_DIR/report.json is rewritten after each ("complete": false until the last), so a
-    killed run keeps the finished slices. --plot also writes a figure (pip install
-    'recinc[plot]'). The policy options apply to the incremental updates only, so one run shows
-    what each buys.
-
-    \b
-    Example:
-      recinc replay events.parquet -o replay_ranker --plot report.png
-      recinc replay events.parquet -o replay_all --strategies frozen,incremental,retrain,popular
-      recinc replay events.parquet -o no_replay --replay-ratio 0 --strategies incremental
-      recinc replay events.parquet -o nightly --json -q | jq .strategies.incremental.vs_popular
-    """
     from recinc_cli.cli.console import print_table, replay_line, replay_reporter, replay_table, stderr
 
-    chosen = list(names(strategies))
+    run = run or {}
     model_cfg = ModelConfig(name=model, **(arch or {}))
-    train_cfg = TrainConfig.for_model(
-        model,
-        epochs=epochs,
-        update_epochs=update_epochs,
-        lr=lr,
-        update_lr=update_lr,
-        seed=seed,
-        pop_prior=pop_prior,
-        future_window=future_window,
-    )
+    train_cfg = TrainConfig.for_model(model, **(train or {}), pop_prior=pop_prior, future_window=future_window)
 
     def on_slice(report: dict[str, Any]) -> None:
         line = replay_line(report)
@@ -718,15 +628,10 @@ def replay(
             output,
             model_cfg,
             train_cfg,
-            chosen,
-            n_slices=slices,
-            base_fraction=base_fraction,
-            k=k,
-            plot=plot,
             reporter=progress.inner,
             on_step=progress.step,
             on_slice=on_slice,
-            protocol=protocol,
+            **run,
             **(policies or {}),
         )
     if json_:
@@ -735,7 +640,7 @@ def replay(
         print_table(replay_table(r))
     for warning in r["warnings"]:
         info(f"replay: warning: {warning}", quiet)
-    info(f"replay: {len(chosen)} strategies x {slices} slices -> {output / 'report.json'}", quiet)
+    info(f"replay: {len(run['strategies'])} strategies x {run['n_slices']} slices -> {output / 'report.json'}", quiet)
 
 
 def _parse_time(text: str) -> dt.datetime:

@@ -19,12 +19,23 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from recinc_cli.cli.helptext import applies, train_option
-from recinc_cli.config import LATE_POLICIES, LR_SCHEDULES, ModelConfig, TrainConfig, parse_duration
+from recinc_cli.config import (
+    DEFAULT_EVENT_WEIGHTS,
+    DEFAULT_REPLAY_STRATEGIES,
+    LATE_POLICIES,
+    LR_SCHEDULES,
+    ModelConfig,
+    PreprocessConfig,
+    TrainConfig,
+    parse_duration,
+    parse_event_weights,
+)
 from recinc_cli.errors import UsageError
 
 
@@ -340,6 +351,132 @@ TRAIN_OPTIONS: tuple[Opt, ...] = (
 )
 
 
+#: How ``preprocess`` reads a raw log: its columns, time unit, event weights and CSV dialect.
+PREPROCESS_OPTIONS: tuple[Opt, ...] = (
+    Opt("user_col", "user_col", str, "Column with the user id.", default="user_id"),
+    Opt("item_col", "item_col", str, "Column with the item id.", default="item_id"),
+    Opt("time_col", "time_col", str, "Column with the event time.", default="timestamp"),
+    Opt("event_col", "event_col", str, "Column with the event type [default: event_type, optional]."),
+    Opt("time_unit", "time_unit", str, "auto, s, ms, us or iso.", default="auto"),
+    Opt(
+        "event_weights",
+        "event_weights",
+        str,
+        "NAME=WEIGHT pairs, e.g. view=1,cart=3,purchase=5 (added to the defaults).",
+        lambda text: parse_event_weights(text) if text else {},
+    ),
+    Opt(
+        "only_events",
+        "only_events",
+        bool,
+        "Reject event types not named in --event-weights instead of weighting them 1.",
+        default=False,
+    ),
+    Opt("separator", "separator", str, "CSV field separator: one character or 'tab' [default: ',', tab for .tsv]."),
+    Opt(
+        "weight_col",
+        "weight_col",
+        str,
+        "Column whose number is each event's weight (e.g. a rating), instead of its event type's weight.",
+    ),
+    Opt(
+        "min_weight",
+        "min_weight",
+        float,
+        "Leave out events weighing less (e.g. 4 keeps ratings 4 and 5); counted, not rejected.",
+    ),
+)
+
+
+def preprocess_config(given: dict[str, Any]) -> PreprocessConfig:
+    """The :class:`PreprocessConfig` of ``preprocess``'s options as :func:`read_given` hands them.
+
+    >>> preprocess_config({"event_weights": {"buy": 9.0}, "only_events": True}).event_weights
+    {'buy': 9.0}
+    """
+    if given.get("weight_col") is not None and ("event_weights" in given or given.get("only_events")):
+        raise UsageError("--weight-col takes each event's weight from a column; drop --event-weights and --only-events")
+    only_events = bool(given.get("only_events"))
+    custom = given.get("event_weights", {})
+    weights = custom if only_events and custom else {**DEFAULT_EVENT_WEIGHTS, **custom}
+    event_col = given.get("event_col")
+    fields = {k: v for k, v in given.items() if k not in ("event_weights", "event_col")}
+    return PreprocessConfig(
+        **fields, event_col=event_col or "event_type", event_col_required=event_col is not None, event_weights=weights
+    )
+
+
+#: ``update``'s training settings that apply to this run only (the stored ones stay).
+UPDATE_RUN_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "epochs",
+        "update_epochs",
+        int,
+        applies("update_epochs", "Epochs on this slice, this run only [default: stored]."),
+    ),
+    Opt("lr", "lr", float, applies("lr", "Learning rate, this run only [default: the stored update lr].")),
+    Opt("batch_size", "batch_size", int, applies("batch_size", "Events per batch, this run only [default: stored].")),
+)
+
+#: ``update``'s promotion gate (:func:`recinc_cli.api.update` ``gate`` and ``max_drop``).
+GATE_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "gate",
+        "gate",
+        Path,
+        "Holdout events Parquet: promote the new model only if its NDCG@10 there is not worse "
+        "than the parent's by more than --max-drop; else keep it as *.rejected.pt and exit 6.",
+    ),
+    Opt(
+        "max_drop",
+        "max_drop",
+        float,
+        "--gate tolerance: relative NDCG@10 drop allowed, 0.02 = 2% below the parent.",
+        default=0.02,
+    ),
+)
+
+#: How ``replay`` cuts and scores the log (:func:`recinc_cli.api.replay`'s parameters).
+REPLAY_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "strategies",
+        "strategies",
+        str,
+        "Comma-separated: frozen, incremental, retrain, popular. retrain (init from scratch at every "
+        "slice) costs about 2x an update for ease and 6-13x for mf and sasrec, so it runs only when named.",
+        lambda text: list(names(text)),
+        default=",".join(DEFAULT_REPLAY_STRATEGIES),
+    ),
+    Opt("slices", "n_slices", int, "Slices after the base, of equal event count.", default=5),
+    Opt(
+        "protocol",
+        "protocol",
+        str,
+        "next (each slice's returning users and their new items) or session (each slice's "
+        "sessions scored click by click, for session logs).",
+        default="next",
+    ),
+    Opt(
+        "base_fraction",
+        "base_fraction",
+        float,
+        "Share of the log (oldest first) the base model trains on.",
+        default=0.5,
+    ),
+    Opt("k", "k", int, "Cut-off of the metrics.", decls=("-k", "--k"), default=10),
+    Opt("plot", "plot", Path, "Also write this PNG (a bare name goes into the report directory)."),
+)
+
+#: ``replay``'s training settings of the base model, the retrains and the updates.
+REPLAY_TRAIN_OPTIONS: tuple[Opt, ...] = (
+    Opt("epochs", "epochs", int, train_option("epochs", "Most epochs of init and retrain.")),
+    Opt("update_epochs", "update_epochs", int, train_option("update_epochs", "Most epochs of an update.")),
+    Opt("lr", "lr", float, train_option("lr", "Learning rate of init and retrain.")),
+    Opt("update_lr", "update_lr", float, train_option("update_lr", "Learning rate of the updates.", none="the --lr")),
+    Opt("seed", "seed", int, "Random seed; same seed, same report.", default=TrainConfig.seed),
+)
+
+
 def read_given(group: tuple[Opt, ...], args: dict[str, Any]) -> dict[str, Any]:
     """Config field -> value of each option of ``group`` given in ``args`` (parameter -> raw
     value; None = not given)."""
@@ -382,5 +519,17 @@ def with_options(group: tuple[Opt, ...], into: str) -> Callable[[Callable[..., A
             parameters=[*params[:at], *(o.parameter() for o in group), *after]
         )
         return command
+
+    return decorate
+
+
+def with_groups(**groups: tuple[Opt, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """:func:`with_options` for several groups at once: each keyword names the parameter its
+    group replaces (``@with_groups(arch=ARCH_OPTIONS, policies=POLICY_OPTIONS)``)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for into, group in groups.items():
+            fn = with_options(group, into=into)(fn)
+        return fn
 
     return decorate

@@ -44,6 +44,17 @@ class TrainData:
         return len(self.user_idx)
 
     @classmethod
+    def of_pairs(cls, users: list[int], items: list[int]) -> TrainData:
+        """Events (user index, item index) of weight 1, one per millisecond in the order given:
+        the small data of examples and tests.
+
+        >>> TrainData.of_pairs([1, 2], [3, 3]).ts_ms.tolist()
+        [0, 1]
+        """
+        n = len(users)
+        return cls(np.asarray(users, np.int64), np.asarray(items, np.int64), np.ones(n, np.float32), np.arange(n))
+
+    @classmethod
     def from_events(cls, events: pl.DataFrame, users: Vocab, items: Vocab, types: Vocab | None = None) -> TrainData:
         """Map raw ids to indices; ``events`` must already be sorted by time."""
         return cls(

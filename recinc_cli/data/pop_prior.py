@@ -15,7 +15,7 @@ so a batch's offsets are a row gather.
 >>> import numpy as np
 >>> from recinc_cli.data.events import TrainData
 >>> from recinc_cli.data.popularity import PopClock
->>> d = TrainData(np.array([1, 1, 2]), np.array([1, 1, 2]), np.ones(3, np.float32), np.arange(3))
+>>> d = TrainData.of_pairs([1, 1, 2], [1, 1, 2])
 >>> p = PopPrior.of(torch.zeros(3), PopClock(0, 1e9, events=True), d, weight=1.0, n_items=3, max_snapshots=3)
 >>> p.snap.tolist(), [round(x, 3) for x in p.log_pop[2].tolist()]
 ([0, 1, 2], [0.0, 1.099, 0.0])

@@ -6,7 +6,7 @@ so an ``update`` trains on the slice with the previous slice's events as input. 
 than the window are cut from the newest end into windows of ``max_len`` targets.
 
 >>> from recinc_cli.data.context import Context
->>> d = TrainData(np.array([1, 1, 1, 2, 1]), np.array([3, 4, 5, 6, 7]), np.ones(5, np.float32), np.arange(5))
+>>> d = TrainData.of_pairs([1, 1, 1, 2, 1], [3, 4, 5, 6, 7])
 >>> w = build_windows(Context.empty(3), d, max_len=2)
 >>> w.items.tolist(), w.targets.tolist()
 ([[4, 5], [0, 3]], [[5, 7], [0, 4]])

@@ -42,6 +42,14 @@ def passes(candidate: float, parent: float, max_drop: float) -> bool:
     return candidate >= parent * (1.0 - max_drop) - 1e-12
 
 
+#: The verdict when no holdout user can be judged.
+BLIND: dict[str, Any] = {
+    "passed": False,
+    **dict.fromkeys(("parent_ndcg", "candidate_ndcg", "relative_change", "difference", "interval", "level", "warning")),
+    "reason": "no holdout user known to the model has items new to them there; nothing to judge by",
+}
+
+
 def judge(
     parent: Bundle, candidate: Bundle, slice_events: pl.DataFrame, holdout: pl.DataFrame, max_drop: float, k: int = 10
 ) -> dict[str, Any]:
@@ -61,17 +69,7 @@ def judge(
     users, row, truth = slice_truth(holdout, candidate.users, candidate.items, seen_contains)
     verdict: dict[str, Any] = {"k": k, "max_drop": max_drop, "users": len(users)}
     if len(users) == 0:
-        return verdict | {
-            "passed": False,
-            "parent_ndcg": None,
-            "candidate_ndcg": None,
-            "relative_change": None,
-            "difference": None,
-            "interval": None,
-            "level": None,
-            "warning": None,
-            "reason": "no holdout user known to the model has items new to them there; nothing to judge by",
-        }
+        return verdict | BLIND
     raw = pl.Series("user_id", candidate.users.ids, pl.String).gather(users)
     cand_top, _, _ = serve_top(candidate, serving_state(candidate, None), raw, k, repeats=repeats)
     par_top, _, _ = serve_top(parent, serving_state(parent, slice_events), raw, k, repeats=repeats)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -140,6 +141,25 @@ def shuffled_slices(n: int, batch_size: int, generator: torch.Generator) -> Iter
         yield order[start : start + batch_size]
 
 
+@dataclass(frozen=True)
+class TrainInput:
+    """What a gradient model trains on for an epoch, as the trainer hands it over.
+
+    ``data``: the :class:`~recinc_cli.data.events.TrainData` events; ``prior``: the
+    :class:`~recinc_cli.data.context.Context` of the events before them (what sequential models
+    read as input; others ignore it); ``cfg``: the training settings; ``replay``: past events
+    (TrainData) trained on again alongside ``data``, or None; ``pop_prior``: the popularity
+    prior to train against (:class:`~recinc_cli.data.pop_prior.PriorSource`, models with
+    ``POP_PRIOR``), or None. Passed in, never kept on the model.
+    """
+
+    data: Any
+    prior: Any
+    cfg: TrainConfig
+    replay: Any = None
+    pop_prior: Callable[[Any], Any] | None = None
+
+
 class GradientRecommender(Recommender):
     """A model trained by gradient steps (:class:`~recinc_cli.training.train.Trainer`): ``mf``, ``sasrec``.
 
@@ -154,27 +174,12 @@ class GradientRecommender(Recommender):
         """Scalar training loss of one batch from :meth:`batches`."""
 
     @abstractmethod
-    def batches(
-        self,
-        data: Any,
-        prior: Any,
-        cfg: TrainConfig,
-        generator: torch.Generator,
-        replay: Any = None,
-        pop_prior: Callable[[Any], Any] | None = None,
-    ) -> Iterator[Batch]:
-        """One epoch of shuffled batches from :class:`~recinc_cli.data.events.TrainData` ``data``.
+    def batches(self, job: TrainInput, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled batches of ``job`` (:class:`TrainInput`), drawn with ``generator``."""
 
-        ``prior`` is the :class:`~recinc_cli.data.context.Context` of the events before ``data``
-        (what sequential models read as input); other models ignore it. ``replay`` (optional
-        TrainData) are past events trained on again alongside ``data``. ``pop_prior``
-        (:class:`~recinc_cli.data.pop_prior.PriorSource`, models with ``POP_PRIOR``): the popularity
-        prior to train against, passed in by the trainer, never kept on the model.
-        """
-
-    def n_batches(self, data: Any, prior: Any, cfg: TrainConfig, replay: Any = None) -> int:
+    def n_batches(self, job: TrainInput) -> int:
         """About how many batches :meth:`batches` yields (for progress bars)."""
-        return -(-(len(data) + (len(replay) if replay is not None else 0)) // cfg.batch_size)
+        return -(-(len(job.data) + (len(job.replay) if job.replay is not None else 0)) // job.cfg.batch_size)
 
 
 class ClosedFormRecommender(Recommender):

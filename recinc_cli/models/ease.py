@@ -22,7 +22,7 @@ with recently consumed items ranks next week's new items better than the factor 
 >>> from recinc_cli.data.context import Context
 >>> from recinc_cli.data.events import TrainData
 >>> m = EASE({"user": 3, "item": 4}, ModelConfig(name="ease"))
->>> d = TrainData(np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2]), np.ones(4, np.float32), np.arange(4))
+>>> d = TrainData.of_pairs([1, 1, 2, 2], [1, 2, 1, 2])
 >>> m.absorb(d, Context.empty(3), half_life_events=0)
 >>> m.gram[1:3, 1:3].tolist()
 [[2.0, 2.0], [2.0, 2.0]]

@@ -18,7 +18,7 @@ torch.Size([2, 5])
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -29,7 +29,7 @@ from torch import nn
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.events import TrainData
 from recinc_cli.data.pop_prior import PopPrior
-from recinc_cli.models.base import Batch, GradientRecommender, Query, shuffled_slices
+from recinc_cli.models.base import Batch, GradientRecommender, Query, TrainInput, shuffled_slices
 from recinc_cli.models.losses import sampled_softmax_ce
 
 
@@ -54,18 +54,11 @@ class MF(GradientRecommender):
         # gradient its SparseAdam expects; scores are the same either way.
         return F.embedding(query["user"], self.user_emb, sparse=True) @ self.item_emb.T + self.item_bias
 
-    def batches(
-        self,
-        data: TrainData,
-        prior: object,
-        cfg: TrainConfig,
-        generator: torch.Generator,
-        replay: TrainData | None = None,
-        pop_prior: Callable[[TrainData], PopPrior] | None = None,
-    ) -> Iterator[Batch]:
+    def batches(self, job: TrainInput, generator: torch.Generator) -> Iterator[Batch]:
+        data, cfg, replay = job.data, job.cfg, job.replay
         pop: PopPrior | None = None
-        if pop_prior is not None:
-            pop = pop_prior(data).extended(0 if replay is None else len(replay))
+        if job.pop_prior is not None:
+            pop = job.pop_prior(data).extended(0 if replay is None else len(replay))
         data = data.concat(replay)  # order does not matter to mf: replayed events are more events
         if self.n_items - 1 > cfg.full_softmax_max_items:
             yield from self._event_batches(data, cfg, generator, pop)

@@ -23,12 +23,12 @@ The booster is kept in the checkpoint as its text (a uint8 tensor), parsed on lo
 Non-candidates score below every candidate, in popularity order, so every command that reads
 ``score`` (recommend, ``--history``, evaluate, replay, the gate) works unchanged.
 
->>> import numpy as np
 >>> from recinc_cli.config import ModelConfig
 >>> from recinc_cli.data.context import Context
 >>> from recinc_cli.data.events import TrainData
->>> m = Ranker({"user": 3, "item": 5}, ModelConfig(name="ranker"))
->>> d = TrainData(np.array([1, 1, 2, 2, 2]), np.array([1, 2, 1, 2, 3]), np.ones(5, np.float32), np.arange(5))
+>>> from recinc_cli.models import build_model
+>>> m = build_model(ModelConfig(name="ranker"), {"user": 3, "item": 5})
+>>> d = TrainData.of_pairs([1, 1, 2, 2, 2], [1, 2, 1, 2, 3])
 >>> m.absorb(d, Context.empty(3), half_life_events=100)
 >>> s = m.score({"user": torch.tensor([1]), "seq_item": torch.tensor([[1, 2]])})
 >>> int(s[0, 1:].argmax()) + 1  # no booster yet: generators' blend; item 3 co-occurs with 1 and 2

@@ -22,19 +22,16 @@ torch.Size([2, 6])
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recinc_cli.config import ModelConfig, TrainConfig
-from recinc_cli.data.context import Context
-from recinc_cli.data.events import TrainData
-from recinc_cli.data.pop_prior import PopPrior
+from recinc_cli.config import ModelConfig
 from recinc_cli.data.sequences import build_windows, concat_windows, length_batches, replay_windows
-from recinc_cli.models.base import Batch, GradientRecommender, Query
+from recinc_cli.models.base import Batch, GradientRecommender, Query, TrainInput
 from recinc_cli.models.losses import full_softmax_ce, full_softmax_multi_ce, sampled_softmax_ce
 
 #: Share of the loss on the future window (``--future-window`` > 1); the rest is on the next
@@ -244,15 +241,8 @@ class SASRec(GradientRecommender):
 
     # -- training -----------------------------------------------------------------------------
 
-    def batches(
-        self,
-        data: TrainData,
-        prior: Context,
-        cfg: TrainConfig,
-        generator: torch.Generator,
-        replay: TrainData | None = None,
-        pop_prior: Callable[[TrainData], PopPrior] | None = None,
-    ) -> Iterator[Batch]:
+    def batches(self, job: TrainInput, generator: torch.Generator) -> Iterator[Batch]:
+        data, prior, cfg, replay = job.data, job.prior, job.cfg, job.replay
         win = build_windows(prior, data, self.cfg.max_len)
         if replay is not None and len(replay):
             win = concat_windows(win, replay_windows(prior, replay, self.cfg.max_len))
@@ -263,7 +253,7 @@ class SASRec(GradientRecommender):
             counts[0] = 0
             q = counts / counts.sum()
             log_q = torch.log(q * cfg.n_negatives).float()
-        pop = None if pop_prior is None else pop_prior(data)
+        pop = None if job.pop_prior is None else job.pop_prior(data)
         for idx in length_batches(win.lengths, cfg.batch_size, generator):
             w = int(win.lengths[idx].max().clamp(min=1))
             batch = {

@@ -21,12 +21,11 @@ Why it is here: on click-session logs (anonymous visits), where the next click i
 within the visit, neighbourhood and rule models are the strong baselines of the field;
 README, "Session logs".
 
->>> import numpy as np
 >>> from recinc_cli.config import ModelConfig
 >>> from recinc_cli.data.context import Context
 >>> from recinc_cli.data.events import TrainData
 >>> m = SKNN({"user": 4, "item": 5}, ModelConfig(name="sknn"))
->>> d = TrainData(np.array([1, 1, 2, 2, 3]), np.array([1, 2, 1, 3, 4]), np.ones(5, np.float32), np.arange(5))
+>>> d = TrainData.of_pairs([1, 1, 2, 2, 3], [1, 2, 1, 3, 4])
 >>> m.absorb(d, Context.empty(4), half_life_events=0)
 >>> s = m.score({"user": torch.tensor([9]), "seq_item": torch.tensor([[0, 1]])})
 >>> s[0, 2] > s[0, 4], s[0, 3] > s[0, 4]

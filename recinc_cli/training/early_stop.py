@@ -19,11 +19,13 @@ import torch
 
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.validation import VALID_K, Validation, validation_for
+from recinc_cli.models.base import TrainInput
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.training.report import Judged
 from recinc_cli.training.train import Trainer
 
 if TYPE_CHECKING:
+    from recinc_cli.data.context import Context
     from recinc_cli.store.bundle import Bundle
 
 
@@ -80,23 +82,9 @@ def early_stopped_fit(
     prior = bundle.context
     bundle = bundle.folded(fold)
     fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
-    trainer.plan(max_epochs * trainer.model.n_batches(train, prior, cfg, replay))
-    reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
-    best: _Epoch | None = None
-    train_seconds = 0.0
-    for epoch in range(1, max_epochs + 1):
-        start = time.perf_counter()
-        loss = trainer.fit(train, 1, gen, prior=prior, replay=replay)[0]
-        train_seconds += time.perf_counter() - start
-        model.eval()
-        ndcg = validation.ndcg(bundle, fixed)
-        reporter.advance(1, f"epoch {epoch} loss {loss:.4f} valid ndcg@{VALID_K} {ndcg:.4f}")
-        if best is None or ndcg > best.ndcg:
-            best = _Epoch(ndcg, epoch, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
-        elif epoch - best.epoch >= cfg.patience:
-            break
-    reporter.stop()
-    assert best is not None  # the loop ran at least once (max_epochs >= 1)
+    best, ran, train_seconds = _best_epoch(
+        bundle, trainer, train, prior, replay, validation, fixed, max_epochs, gen, reporter
+    )
     model.load_state_dict(best.weights)
     bundle = bundle.replace(optimizer=best.optimizer)
     if cfg.pop_weight is None:
@@ -108,11 +96,46 @@ def early_stopped_fit(
     stopped = Stopped(
         epochs=best.epoch,
         final_loss=best.loss,
-        epoch_seconds=train_seconds / epoch,
-        events_trained=(len(train) + (len(replay) if replay is not None else 0)) * epoch,
+        epoch_seconds=train_seconds / ran,
+        events_trained=(len(train) + (len(replay) if replay is not None else 0)) * ran,
         judged=Judged(choice.ndcg, choice.model_ndcg, validation.protocol, validation.units),
     )
     return bundle.replace(pop_weight=choice.weight), stopped
+
+
+def _best_epoch(
+    bundle: Bundle,
+    trainer: Trainer,
+    train: TrainData,
+    prior: Context | None,
+    replay: TrainData | None,
+    validation: Validation,
+    pop_weight: float,
+    max_epochs: int,
+    gen: torch.Generator,
+    reporter: Reporter,
+) -> tuple[_Epoch, int, float]:
+    """Train epoch by epoch until ``patience`` epochs bring no better held-out NDCG@10 (with
+    ``pop_weight``); return the best epoch, the epochs run and the seconds they took."""
+    cfg, model = trainer.cfg, bundle.model
+    trainer.plan(max_epochs * trainer.model.n_batches(TrainInput(train, prior, cfg, replay)))
+    reporter.start(f"training {bundle.model_cfg.name} (early stopping)", max_epochs)
+    best: _Epoch | None = None
+    seconds = 0.0
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        loss = trainer.fit(train, 1, gen, prior=prior, replay=replay)[0]
+        seconds += time.perf_counter() - start
+        model.eval()
+        ndcg = validation.ndcg(bundle, pop_weight)
+        reporter.advance(1, f"epoch {epoch} loss {loss:.4f} valid ndcg@{VALID_K} {ndcg:.4f}")
+        if best is None or ndcg > best.ndcg:
+            best = _Epoch(ndcg, epoch, loss, copy.deepcopy(model.state_dict()), copy.deepcopy(trainer.state_dict()))
+        elif epoch - best.epoch >= cfg.patience:
+            break
+    reporter.stop()
+    assert best is not None  # the loop ran at least once (max_epochs >= 1)
+    return best, epoch, seconds
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from recinc_cli.data.split import split_last
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import BadInputError, CheckpointError, TrainingError, UsageError
 from recinc_cli.models import MODELS, build_model
-from recinc_cli.models.base import Recommender, gradient_model
+from recinc_cli.models.base import Recommender, TrainInput, gradient_model
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.store.bundle import Bundle, table_sizes
 from recinc_cli.store.format import load_bundle
@@ -223,12 +223,8 @@ def update_bundle(
     events, admitted = bundle.admission.admit(events, bundle.users, bundle.items, cfg.min_count)
     if bundle.reservoir.size != cfg.replay_size:
         bundle = bundle.replace(reservoir=bundle.reservoir.resized(cfg.replay_size, gen))
-    intake: dict[str, Any] = {
-        "events_in": n_events,
-        "late_events": n_late,
-        "late_policy": cfg.late,
-        "admitted": admitted,
-    }
+    intake: dict[str, Any] = {"events_in": n_events, "late_events": n_late, "late_policy": cfg.late}
+    intake["admitted"] = admitted
     if events.height == 0:
         return bundle, _nothing_trained(bundle, cfg, intake)
     closed = bundle.model.CLOSED_FORM  # ease: counted and solved, no gradient steps
@@ -358,7 +354,7 @@ def _train_and_fold(
     cfg = trainer.cfg
     start = time.perf_counter()
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
-    n_batches = trainer.model.n_batches(data, bundle.context, cfg, replay)
+    n_batches = trainer.model.n_batches(TrainInput(data, bundle.context, cfg, replay))
     trainer.plan(epochs * n_batches)
     reporter.start(f"training {bundle.model_cfg.name}", epochs * n_batches)
 

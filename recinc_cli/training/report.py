@@ -85,18 +85,10 @@ class FitReport:
 
     def fields(self) -> dict[str, Any]:
         """The lineage fields of the fit."""
-        return {
-            **(NOT_JUDGED if self.judged is None else self.judged.fields()),
-            "events": self.events,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "final_loss": self.final_loss,
-            "train_seconds": round(self.train_seconds, 3),
-            "epoch_seconds": round(self.epoch_seconds, 3),
-            "ts_min": self.ts_min,
-            "ts_max": self.ts_max,
-            **self.extra,
-        }
+        judged = NOT_JUDGED if self.judged is None else self.judged.fields()
+        seconds = {"train_seconds": round(self.train_seconds, 3), "epoch_seconds": round(self.epoch_seconds, 3)}
+        counts = _values(self, "events", "epochs", "lr", "final_loss")
+        return {**judged, **counts, **seconds, **_values(self, "ts_min", "ts_max"), **self.extra}
 
 
 def closed_form_report(events: pl.DataFrame, seconds: float, judged: Judged | None = None) -> FitReport:
@@ -163,17 +155,14 @@ class UpdateReport(RunReport):
     watermark: str = ""
 
     def lineage_fields(self) -> dict[str, Any]:
-        return {
-            **super().lineage_fields(),
-            "events_in": self.events_in,
-            "late_events": self.late_events,
-            "late_policy": self.late_policy,
-            **self.admitted,
-            "replayed": self.replayed,
-            "expired_items": self.expired_items,
-            "pruned_items": self.pruned_items,
-            "watermark": self.watermark,
-        }
+        intake = _values(self, "events_in", "late_events", "late_policy")
+        after = _values(self, "replayed", "expired_items", "pruned_items", "watermark")
+        return {**super().lineage_fields(), **intake, **self.admitted, **after}
+
+
+def _values(record: object, *names: str) -> dict[str, Any]:
+    """``{name: record.name}`` for each of ``names``, in that order."""
+    return {name: getattr(record, name) for name in names}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
 from recinc_cli.errors import TrainingError
 from recinc_cli.failpoints import pause_point
-from recinc_cli.models.base import GradientRecommender, Recommender
+from recinc_cli.models.base import GradientRecommender, Recommender, TrainInput
 from recinc_cli.threads import count_flops
 
 #: callback(epoch, n_epochs, batch, n_batches, running_loss)
@@ -134,7 +134,8 @@ class Trainer:
         """
         self.model.train()
         prior = prior if prior is not None else Context.empty(0)
-        n_batches = self.model.n_batches(data, prior, self.cfg, replay)
+        job = TrainInput(data, prior, self.cfg, replay, self.pop_prior)
+        n_batches = self.model.n_batches(job)
         if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules()):
             # Dropout draws from torch's global generator: seed it from ours, so the same seed
             # gives the same model.
@@ -145,7 +146,7 @@ class Trainer:
             self.step = 0
         for epoch in range(epochs):
             total, weight = 0.0, 0
-            batches = self.model.batches(data, prior, self.cfg, generator, replay, self.pop_prior)
+            batches = self.model.batches(job, generator)
             for b, batch in enumerate(batches):
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
