@@ -501,17 +501,11 @@ def _events_of(log: Path, out_dir: Path) -> Path:
 
 def update_config(stored: TrainConfig, overrides: dict[str, Any], as_update: bool = True) -> TrainConfig:
     """The settings of one update: ``stored`` with the non-None ``overrides`` applied and (with
-    ``as_update``) the update learning rate (``lr`` overrides it). A ``pop_weight`` key applies
-    even when None (None = choose it on the newest events).
+    ``as_update``) the update learning rate (``lr`` overrides it). None is "not given";
+    ``auto`` (e.g. ``pop_weight="auto"``) is a value like any other.
 
     >>> update_config(TrainConfig(lr=0.01, update_lr=0.001), {"lr": None, "epochs": 2}).lr
     0.001
     """
-    import dataclasses
-
-    cfg = stored.replace(**{k: v for k, v in overrides.items() if k not in ("lr", "pop_weight")})
-    if as_update:
-        cfg = cfg.for_update(overrides.get("lr"))
-    if "pop_weight" in overrides:
-        cfg = dataclasses.replace(cfg, pop_weight=overrides["pop_weight"])
-    return cfg
+    cfg = stored.replace(**{k: v for k, v in overrides.items() if k != "lr"})
+    return cfg.for_update(overrides.get("lr")) if as_update else cfg

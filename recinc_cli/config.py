@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from recinc_cli.errors import UsageError
 
@@ -90,6 +90,21 @@ class PreprocessConfig:
             object.__setattr__(self, "separator", sep)
         if self.min_weight is not None and not 0 <= self.min_weight < float("inf"):
             raise UsageError(f"--min-weight must be a number from 0 up (got {self.min_weight:g})")
+
+
+#: The value of a setting that recinc chooses itself (``--pop-weight auto``). Spelled out, never
+#: None: wherever settings are passed on, None means "not given" (keep what is stored).
+AUTO: Final = "auto"
+Auto = Literal["auto"]
+
+
+def auto_or(value: float | Auto, fallback: float) -> float:
+    """``value``, or ``fallback`` where it is still :data:`AUTO`.
+
+    >>> auto_or(AUTO, 0.0), auto_or(2.5, 0.0)
+    (0.0, 2.5)
+    """
+    return fallback if value == AUTO else float(value)
 
 
 #: Feature groups of ``--model ranker`` (``--rank-features``): generator scores and ranks, item
@@ -282,8 +297,9 @@ class TrainConfig:
     Incremental updates (:mod:`recinc_cli.training.incremental`):
 
     - ``pop_half_life_events``: half-life of the decayed popularity counted in events (an
-      event's age = events folded after it); ``None`` = set by ``init`` to a tenth of its
-      events, 0 = use the wall-clock ``pop_half_life_s`` instead.
+      event's age = events folded after it); ``auto`` = set by ``init`` to a tenth of its
+      events, 0 = use the wall-clock ``pop_half_life_s`` instead (``cooc_half_life_events``:
+      the same for co-occurrences; ``auto`` = ``init``'s event count).
     - ``update_valid_fraction``: newest share of a slice held out to choose the update's epoch
       count (at most ``update_epochs``) and ``pop_weight``; then trained on too. 0 = off.
     - ``half_life_s``: sample weight x 2^(-(t_now - t) / half_life); 0 = no decay.
@@ -292,7 +308,7 @@ class TrainConfig:
     - ``anchor_weight``: L2 pull towards the parent's weights; ``distill_weight``: KL to the
       parent model's scores.
     - ``pop_weight``: scores = model logits + pop_weight x log(1 + decayed popularity);
-      ``None`` = chosen on the held-out events.
+      ``auto`` = chosen on the held-out events.
     - ``pop_prior``: train against the popularity prior: every event's logits get
       pop_prior x log(1 + popularity just before it) added (:mod:`recinc_cli.data.pop_prior`), so
       the model learns what users take beyond the trend of the time; 0 = off (mf and sasrec).
@@ -316,8 +332,8 @@ class TrainConfig:
     init: str = "random"
     seed: int = 0
     pop_half_life_s: float = 14 * 86400.0
-    pop_half_life_events: float | None = None
-    cooc_half_life_events: float | None = None
+    pop_half_life_events: float | Auto = AUTO
+    cooc_half_life_events: float | Auto = AUTO
     valid_fraction: float = 0.1
     valid_last: bool = False
     patience: int = 2
@@ -328,7 +344,7 @@ class TrainConfig:
     replay_ratio: float = 0.5
     anchor_weight: float = 0.0
     distill_weight: float = 0.0
-    pop_weight: float | None = None
+    pop_weight: float | Auto = AUTO
     pop_prior: float = 0.0
     min_count: int = 1
     expire_after_s: float = 0.0
@@ -349,8 +365,7 @@ class TrainConfig:
             "--batch-size": self.batch_size >= 1,
             "--l2": self.l2 >= 0,
             "--negatives": self.n_negatives >= 1,
-            "--pop-half-life": self.pop_half_life_s > 0
-            and (self.pop_half_life_events is None or self.pop_half_life_events >= 0),
+            "--pop-half-life": self.pop_half_life_s > 0 and auto_or(self.pop_half_life_events, 0.0) >= 0,
             "--valid-fraction": 0 <= self.valid_fraction < 1,
             "--patience": self.patience >= 1,
             "--update-valid-fraction": 0 <= self.update_valid_fraction < 1,
@@ -359,7 +374,7 @@ class TrainConfig:
             "--replay-ratio": 0 <= self.replay_ratio <= 10,
             "--anchor-weight": self.anchor_weight >= 0,
             "--distill-weight": self.distill_weight >= 0,
-            "--pop-weight": self.pop_weight is None or self.pop_weight >= 0,
+            "--pop-weight": auto_or(self.pop_weight, 0.0) >= 0,
             "--pop-prior": 0 <= self.pop_prior <= 100,
             "--min-count": self.min_count >= 1,
             "--expire-after": self.expire_after_s >= 0,
@@ -401,13 +416,27 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values, as checkpoints and reports keep them: an :data:`AUTO` field is written
+        None, as every recinc before 0.10 wrote and reads it (so files stay as they were).
+
+        >>> TrainConfig().to_dict()["pop_weight"] is None
+        True
+        """
+        return {k: (None if v == AUTO and k in AUTO_FIELDS else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config of :meth:`to_dict`; a stored None of an :data:`AUTO_FIELDS` field (how
+        checkpoints keep it) reads as ``auto``."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values: dict[str, Any] = {
+            k: (AUTO if v is None and k in AUTO_FIELDS else v) for k, v in d.items() if k in known
+        }
+        return cls(**values)
 
+
+#: TrainConfig fields that may be :data:`AUTO`.
+AUTO_FIELDS: frozenset[str] = frozenset({"pop_half_life_events", "cooc_half_life_events", "pop_weight"})
 
 #: TrainConfig fields that ``update`` stores as the lineage's new defaults when given (the
 #: incremental policies); every other option of ``update`` applies to that run only.

@@ -6,7 +6,6 @@ on stderr and their exit code; nothing else is printed on failure.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -251,11 +250,7 @@ def init(
     """
     model_cfg = ModelConfig(name=model, **(arch or {}))
     policies = policies or {}
-    train_cfg = TrainConfig.for_model(
-        model, **(train or {}), **{k: v for k, v in policies.items() if k != "pop_weight"}
-    )
-    if "pop_weight" in policies:
-        train_cfg = dataclasses.replace(train_cfg, pop_weight=policies["pop_weight"])
+    train_cfg = TrainConfig.for_model(model, **(train or {}), **policies)
     r = api.init(
         events, output, model_cfg, train_cfg, reporter=reporter(quiet or json_), registry=registry, keep=keep, wait=wait
     )

@@ -10,7 +10,7 @@ test checks the group against :data:`~recinc_cli.config.POLICY_FIELDS`.
 >>> [o.field for o in POLICY_OPTIONS][:3]
 ['update_valid_fraction', 'half_life_s', 'replay_size']
 >>> read_given(POLICY_OPTIONS, {"half_life": "7d", "pop_weight": "auto", "late": None})
-{'half_life_s': 604800.0, 'pop_weight': None}
+{'half_life_s': 604800.0, 'pop_weight': 'auto'}
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import typer
 
 from recinc_cli.cli.helptext import applies, train_option
 from recinc_cli.config import (
+    AUTO,
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_REPLAY_STRATEGIES,
     LATE_POLICIES,
     LR_SCHEDULES,
+    Auto,
     ModelConfig,
     PreprocessConfig,
     TrainConfig,
@@ -52,14 +54,14 @@ def duration_or_zero(text: str) -> float:
     return 0.0 if text.strip() in ("0", "off", "none") else parse_duration(text)
 
 
-def pop_weight(text: str) -> float | None:
-    """A number, or ``auto`` (None: chosen on held-out events).
+def pop_weight(text: str) -> float | Auto:
+    """A number, or ``auto`` (chosen on held-out events).
 
     >>> pop_weight("2"), pop_weight(" Auto ")
-    (2.0, None)
+    (2.0, 'auto')
     """
-    if text.strip().lower() == "auto":
-        return None
+    if text.strip().lower() == AUTO:
+        return AUTO
     try:
         return float(text)
     except ValueError:
@@ -250,12 +252,14 @@ def only(group: tuple[Opt, ...], *params: str) -> tuple[Opt, ...]:
 def pop_half_life(text: str) -> dict[str, Any]:
     """``--pop-half-life``: auto, NNNev (events) or a duration, as TrainConfig fields.
 
-    >>> pop_half_life("auto"), pop_half_life("5000ev"), pop_half_life("1d")
-    ({}, {'pop_half_life_events': 5000.0}, {'pop_half_life_s': 86400.0, 'pop_half_life_events': 0.0})
+    >>> pop_half_life("auto"), pop_half_life("5000ev")
+    ({'pop_half_life_events': 'auto'}, {'pop_half_life_events': 5000.0})
+    >>> pop_half_life("1d")
+    {'pop_half_life_s': 86400.0, 'pop_half_life_events': 0.0}
     """
     t = text.strip().lower()
-    if t == "auto":
-        return {}
+    if t == AUTO:
+        return {"pop_half_life_events": AUTO}
     if t.endswith("ev"):
         try:
             return {"pop_half_life_events": float(t.removesuffix("ev"))}

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import ModelConfig, TrainConfig, auto_or
 from recinc_cli.data.admission import Admission
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
@@ -127,7 +127,7 @@ class Bundle:
         Event clock: an event's age is the number of events folded after it, so the prior
         follows the log's pace whether a slice spans an hour or a year.
         """
-        hl_events = self.train_cfg.pop_half_life_events or 0.0
+        hl_events = auto_or(self.train_cfg.pop_half_life_events, 0.0)
         if hl_events > 0:
             return PopClock(int(self.pop_clock), hl_events, events=True)
         return PopClock(int(self.pop_time_ms), self.train_cfg.pop_half_life_s * 1000.0, events=False)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from recinc_cli.config import AUTO, Auto, auto_or
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.validation import validation_for
 from recinc_cli.models.base import closed_form_model
@@ -24,19 +25,19 @@ if TYPE_CHECKING:
 
 
 def closed_form_fit(
-    bundle: Bundle, events: pl.DataFrame, valid_fraction: float, pop_weight: float | None
+    bundle: Bundle, events: pl.DataFrame, valid_fraction: float, pop_weight: float | Auto
 ) -> tuple[Bundle, FitReport]:
     """Absorb ``events`` (time-ordered) into ``bundle``'s model; return the bundle with them
     folded in and the fit's report.
 
-    With ``pop_weight`` None the weight is chosen on the newest ``valid_fraction`` of the events
+    With ``pop_weight`` ``auto`` the weight is chosen on the newest ``valid_fraction`` of the events
     (absorbed after the choice), pooling the evidence of earlier runs; otherwise it is set.
     """
     model = closed_form_model(bundle.model)
     if model.LEARNS_RANKING:
         return ranker_fit(bundle, events, valid_fraction, pop_weight)
     start = time.perf_counter()
-    half_life = bundle.train_cfg.cooc_half_life_events or 0.0
+    half_life = auto_or(bundle.train_cfg.cooc_half_life_events, 0.0)
     cut = round(events.height * (1 - valid_fraction))
     older, held = (events[:cut], events[cut:]) if 0 < cut < events.height else (events, events[:0])
     judged = None
@@ -47,8 +48,8 @@ def closed_form_fit(
         return bundle.folded(data)  # the context absorb read is extended here, once
 
     bundle = absorb(bundle, older)
-    if pop_weight is not None:
-        bundle = bundle.replace(pop_weight=pop_weight)
+    if pop_weight != AUTO:
+        bundle = bundle.replace(pop_weight=float(pop_weight))
     elif held.height:
         validation = validation_for(bundle, held, bundle.seen)
         if validation is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import torch
 
+from recinc_cli.config import AUTO, auto_or
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.validation import VALID_K, Validation, validation_for
 from recinc_cli.models.base import TrainInput
@@ -81,13 +82,13 @@ def early_stopped_fit(
         return None
     prior = bundle.context
     bundle = bundle.folded(fold)
-    fixed = cfg.pop_weight if cfg.pop_weight is not None else 0.0
+    fixed = auto_or(cfg.pop_weight, 0.0)  # epochs compare the model alone unless a weight is given
     best, ran, train_seconds = _best_epoch(
         bundle, trainer, train, prior, replay, validation, fixed, max_epochs, gen, reporter
     )
     model.load_state_dict(best.weights)
     bundle = bundle.replace(optimizer=best.optimizer)
-    if cfg.pop_weight is None:
+    if cfg.pop_weight == AUTO:
         choice, evidence = choose_pop_weight(bundle, validation)
         bundle = bundle.replace(pop_evidence=evidence)
     else:  # a given weight: epochs were compared with it, the model alone is scored once more

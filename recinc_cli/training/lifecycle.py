@@ -20,7 +20,7 @@ import polars as pl
 import torch
 
 from recinc_cli import __version__
-from recinc_cli.config import ModelConfig, TrainConfig
+from recinc_cli.config import AUTO, ModelConfig, TrainConfig
 from recinc_cli.data.admission import Admission
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
@@ -93,11 +93,11 @@ def create_bundle(
 def _half_lives(cfg: TrainConfig, n_events: int) -> TrainConfig:
     """``cfg`` with the popularity and co-occurrence half-lives left to ``init`` set from the
     size of its log."""
-    if cfg.pop_half_life_events is None:
+    if cfg.pop_half_life_events == AUTO:
         # A tenth of the first log: popularity then reflects about the newest tenth of what the
         # model has seen, at the log's own pace (slices may span hours or years).
         cfg = dataclasses.replace(cfg, pop_half_life_events=max(n_events / 10, 1.0))
-    if cfg.cooc_half_life_events is None:
+    if cfg.cooc_half_life_events == AUTO:
         # Co-occurrences are tastes, slower than trends: they halve every init-sized block of events.
         cfg = dataclasses.replace(cfg, cooc_half_life_events=max(float(n_events), 1.0))
     return cfg
@@ -168,8 +168,8 @@ def _fit_new(
                 bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
             )
     if stopped is None:
-        if cfg.pop_weight is not None:  # nothing held out to choose it on: a given weight still applies
-            bundle = bundle.replace(pop_weight=cfg.pop_weight)
+        if cfg.pop_weight != AUTO:  # nothing held out to choose it on: a given weight still applies
+            bundle = bundle.replace(pop_weight=float(cfg.pop_weight))
         return _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
     bundle, run = stopped
     fit = FitReport(
@@ -280,8 +280,8 @@ def _train_update(
         with _training_prior(bundle, trainer, cfg.pop_prior):
             stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
     if stopped is None:
-        if cfg.pop_weight is not None:  # nothing held out to choose it on: a given weight still applies
-            bundle = bundle.replace(pop_weight=cfg.pop_weight)
+        if cfg.pop_weight != AUTO:  # nothing held out to choose it on: a given weight still applies
+            bundle = bundle.replace(pop_weight=float(cfg.pop_weight))
         bundle, fit = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
         return bundle, fit, n_replayed
     bundle, run = stopped

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from recinc_cli.config import Auto, auto_or
 from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.models.ranker import FEATURES
@@ -44,18 +45,18 @@ _USER_BLOCK = 256
 
 
 def ranker_fit(
-    bundle: Bundle, events: pl.DataFrame, window_fraction: float, pop_weight: float | None
+    bundle: Bundle, events: pl.DataFrame, window_fraction: float, pop_weight: float | Auto
 ) -> tuple[Bundle, FitReport]:
     """Fold ``events`` (time-ordered) into ``bundle``'s ranker and fit its booster; return the
     bundle with the events folded in and the fit's report.
 
     ``window_fraction``: at ``init`` (nothing folded yet), the share of the log after each cut
     that labels its examples (``--valid-fraction``; 0 = no examples, the generators' blend is
-    served). The served popularity weight is ``pop_weight`` or 0: popularity is a feature.
+    served). The served popularity weight is ``pop_weight``, 0 for ``auto``: popularity is a feature.
     """
     start = time.perf_counter()
     model: Ranker = bundle.model  # type: ignore[assignment]
-    half_life = bundle.train_cfg.cooc_half_life_events or 0.0
+    half_life = auto_or(bundle.train_cfg.cooc_half_life_events, 0.0)
 
     def absorb(bundle: Bundle, part: pl.DataFrame) -> Bundle:
         if not part.height:
@@ -87,7 +88,7 @@ def ranker_fit(
     judged = Judged(float(ndcg.mean()), float(ndcg.mean()), "next", len(ndcg)) if len(ndcg) else None
     report = closed_form_report(events, time.perf_counter() - start, judged)
     extra = {"pool_rows": len(model.pool_y), "pool_groups": len(model.pool_group)}
-    return bundle.replace(pop_weight=0.0 if pop_weight is None else pop_weight), report.replace(extra=extra)
+    return bundle.replace(pop_weight=auto_or(pop_weight, 0.0)), report.replace(extra=extra)
 
 
 def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
