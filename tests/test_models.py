@@ -24,7 +24,15 @@ from recinc_cli.data.seen import SeenItems
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import TrainingError, UsageError
 from recinc_cli.models import MODELS, build_model
-from recinc_cli.models.base import Query, Recommender, TrainInput
+from recinc_cli.models.base import (
+    ClosedFormRecommender,
+    GradientRecommender,
+    Query,
+    RankingRecommender,
+    Recommender,
+    TrainInput,
+    closed_form_model,
+)
 from recinc_cli.serving.recommend import ScoreFn, model_scorer, popularity_scorer, top_k
 from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.bundle import Bundle
@@ -316,45 +324,6 @@ def ids(prefix: str, n: int) -> Vocab:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
-    task = chains()
-    sizes = {"user": task.n_users, "item": task.n_items, "type": 2}
-    changes = featured(name)
-    if changes:
-        sizes["feat:category"] = 4
-    cfg = config(name, **changes)
-    m = with_features(make(name, sizes, **changes))
-    Trainer(m, TRAIN[name]).fit(task.data, epochs=2, generator=seeded_generator(0))
-    seen = SeenItems.empty(task.n_users).merge(task.data.user_idx, task.data.item_idx, task.n_users)
-    bundle = Bundle(
-        model=m,
-        model_cfg=cfg,
-        train_cfg=TRAIN[name],
-        users=ids("u", task.n_users),
-        items=ids("i", task.n_items),
-        seen=seen,
-        item_pop=torch.rand(task.n_items),
-        pop_time_ms=123,
-        types=ids("t", 2),
-        features={"category": ids("c", 4)} if changes else {},
-        context=context_of(task.data, task.n_users, cfg.max_len) if cfg.sequential else None,
-    )
-    save_bundle(bundle, tmp_path / "m.pt")
-    loaded = load_bundle(tmp_path / "m.pt")
-    assert type(loaded.model) is type(m) and loaded.model_cfg == cfg and loaded.sizes() == sizes
-    state = loaded.model.state_dict()
-    for key, t in m.state_dict().items():
-        assert torch.equal(state[key], t), key
-    users = torch.arange(task.n_users)
-    with torch.no_grad():
-        assert torch.equal(bundle_scorer(loaded)(users), bundle_scorer(bundle)(users))
-    if cfg.sequential:
-        assert loaded.context is not None and bundle.context is not None
-        for a, b in zip(dataclasses.astuple(loaded.context), dataclasses.astuple(bundle.context), strict=True):
-            assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_parameters(name: str) -> None:
     a, b, c = (make(name, sizes_for(name), seed=s, **featured(name)) for s in (3, 3, 4))
     for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
@@ -505,50 +474,6 @@ def test_closed_form_learns_that_item_i_is_followed_by_item_i_plus_1(name: str) 
     assert hit_rate_at_1(scorer(m, task.data), task.data, task.users, task.targets) == 1.0
 
 
-@pytest.mark.parametrize("name", CLOSED)
-def test_closed_form_grow_keeps_old_scores_and_refuses_to_shrink(name: str) -> None:
-    m = absorbed(name, HISTORY, 5, 7)
-    users = torch.tensor([1, 2, 3, 4])
-    with torch.no_grad():
-        before = m.score(query(m, users, HISTORY)).clone()
-        m.grow({"user": 8, "item": 10}, "random", seeded_generator(1))
-        after = m.score(query(m, users, HISTORY))
-    assert (m.n_users, m.n_items) == (8, 10) and after.shape == (4, 10)
-    torch.testing.assert_close(after[:, :7], before, rtol=0, atol=1e-6)
-    with pytest.raises(ValueError, match=r"^cannot shrink"):
-        m.grow({"item": 3}, "random", seeded_generator(1))
-
-
-@pytest.mark.parametrize("name", CLOSED)
-def test_closed_form_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
-    task = chains()
-    m = absorbed(name, task.data, task.n_users, task.n_items)
-    cfg = CLOSED_TINY[name]
-    bundle = Bundle(
-        model=m,
-        model_cfg=cfg,
-        train_cfg=TrainConfig.for_model(name),
-        users=ids("u", task.n_users),
-        items=ids("i", task.n_items),
-        seen=SeenItems.empty(task.n_users).merge(task.data.user_idx, task.data.item_idx, task.n_users),
-        item_pop=torch.rand(task.n_items),
-        pop_time_ms=123,
-        types=ids("t", 2),
-        features={},
-        context=context_of(task.data, task.n_users, cfg.max_len),
-    )
-    save_bundle(bundle, tmp_path / "m.pt")
-    loaded = load_bundle(tmp_path / "m.pt")
-    assert type(loaded.model) is type(m) and loaded.model_cfg == cfg
-    state = loaded.model.state_dict()
-    assert set(state) == set(m.state_dict())
-    for key, t in m.state_dict().items():
-        assert torch.equal(state[key], t), key
-    users = torch.arange(task.n_users)
-    with torch.no_grad():
-        assert torch.equal(bundle_scorer(loaded)(users), bundle_scorer(bundle)(users))
-
-
 #: Closed-form models that read the order of a user's events (sknn's sequential rules); ease
 #: counts co-occurrences, blind to order.
 ORDER_AWARE = {"ease": False, "sknn": True, "ranker": True}
@@ -566,9 +491,90 @@ def test_closed_form_cycle_direction_is_learned_only_from_order(name: str) -> No
         assert hit_rate < 0.7
 
 
-def test_the_contract_is_enforced_and_every_model_is_of_one_family() -> None:
-    from recinc_cli.models.base import ClosedFormRecommender, GradientRecommender
+# --- the contract every model shares, whatever its family ---------------------------------------
 
+#: Every registered model.
+ALL = sorted(MODELS)
+
+
+def fitted(name: str, task: Task) -> tuple[Recommender, ModelConfig, dict[str, int]]:
+    """``name`` fit on ``task`` by its family's one path (gradient steps through the Trainer, or
+    absorbing the events); with its config and table sizes."""
+    changes = featured(name) if name in NAMES else {}
+    n_types = max(2, int(task.data.types().max()) + 1)
+    sizes = {"user": task.n_users, "item": task.n_items, "type": n_types, **({"feat:category": 4} if changes else {})}
+    cfg = config(name, **changes) if name in NAMES else CLOSED_TINY[name]
+    m = build_model(cfg, sizes)
+    m.reset_parameters("random", seeded_generator(0))
+    with_features(m)
+    if isinstance(m, GradientRecommender):
+        Trainer(m, TRAIN[name]).fit(task.data, epochs=2, generator=seeded_generator(0))
+    else:
+        closed_form_model(m).absorb(task.data, Context.empty(task.n_users), half_life_events=0)
+    return m.eval(), cfg, sizes
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
+    task = chains()
+    m, cfg, sizes = fitted(name, task)
+    seen = SeenItems.empty(task.n_users).merge(task.data.user_idx, task.data.item_idx, task.n_users)
+    bundle = Bundle(
+        model=m,
+        model_cfg=cfg,
+        train_cfg=TRAIN.get(name, TrainConfig.for_model(name)),
+        users=ids("u", task.n_users),
+        items=ids("i", task.n_items),
+        seen=seen,
+        item_pop=torch.rand(task.n_items),
+        pop_time_ms=123,
+        types=ids("t", 2),
+        features={"category": ids("c", 4)} if cfg.item_features else {},
+        context=context_of(task.data, task.n_users, cfg.max_len) if cfg.sequential else None,
+    )
+    save_bundle(bundle, tmp_path / "m.pt")
+    loaded = load_bundle(tmp_path / "m.pt")
+    assert type(loaded.model) is type(m) and loaded.model_cfg == cfg and loaded.sizes() == sizes
+    state = loaded.model.state_dict()
+    assert set(state) == set(m.state_dict())
+    for key, t in m.state_dict().items():
+        assert torch.equal(state[key], t), key
+    users = torch.arange(task.n_users)
+    with torch.no_grad():
+        assert torch.equal(bundle_scorer(loaded)(users), bundle_scorer(bundle)(users))
+    if cfg.sequential:
+        assert loaded.context is not None and bundle.context is not None
+        for a, b in zip(dataclasses.astuple(loaded.context), dataclasses.astuple(bundle.context), strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_grows_keeping_old_scores_and_refuses_to_shrink(name: str) -> None:
+    history = Task(HISTORY, np.zeros(0, np.int64), np.zeros(0, np.int64), 5, 7)
+    m, _, sizes = fitted(name, history)
+    users = torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        before = m.score(query(m, users, HISTORY)).clone()
+        m.grow({**sizes, "user": 8, "item": 10}, "random", seeded_generator(1))
+        after = m.score(query(m, users, HISTORY))
+    assert (m.n_users, m.n_items) == (8, 10) and after.shape == (4, 10)
+    torch.testing.assert_close(after[:, :7], before, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"^cannot shrink"):
+        m.grow({"item": 3}, "random", seeded_generator(1))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_scores_every_item_for_every_user(name: str) -> None:
+    task = chains()
+    m, _, _ = fitted(name, task)
+    users = torch.arange(1, task.n_users)
+    with torch.no_grad():
+        s = m.score(query(m, users, task.data))
+    assert s.shape == (task.n_users - 1, task.n_items) and s.dtype == torch.float32
+    assert torch.isfinite(s[:, 1:]).all()
+
+
+def test_the_contract_is_enforced_and_every_model_is_of_one_family() -> None:
     class Empty(GradientRecommender):
         name = "empty"
 
@@ -578,3 +584,20 @@ def test_the_contract_is_enforced_and_every_model_is_of_one_family() -> None:
         families = [issubclass(cls, GradientRecommender), issubclass(cls, ClosedFormRecommender)]
         assert families.count(True) == 1, name
         assert issubclass(cls, ClosedFormRecommender) == cls.CLOSED_FORM, name
+    # The composite family: closed-form generators with a learned ranking on top, fit by ranker_fit.
+    assert [n for n, cls in sorted(MODELS.items()) if issubclass(cls, RankingRecommender)] == ["ranker"]
+
+    class HalfRanker(RankingRecommender):  # absorbs, but never says how it learns its ranking
+        name = "half"
+
+        def tables(self) -> dict[str, str]:
+            return {}
+
+        def score(self, query: Query) -> torch.Tensor:
+            return torch.zeros(len(query["user"]), self.n_items)
+
+        def absorb(self, data: object, prior: object, half_life_events: float) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        HalfRanker({}, ModelConfig(name="ranker"))  # type: ignore[abstract]

@@ -50,9 +50,6 @@ class Recommender(nn.Module, metaclass=ABCMeta):
     POP_PRIOR: ClassVar[bool] = False
     #: True for models solved in closed form (``absorb``), not trained by gradient steps.
     CLOSED_FORM: ClassVar[bool] = False
-    #: True for closed-form models that also learn a ranking from later events
-    #: (:func:`~recinc_cli.training.ranker_fit.ranker_fit` fits them instead of ``absorb`` alone).
-    LEARNS_RANKING: ClassVar[bool] = False
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__()
@@ -185,9 +182,9 @@ class GradientRecommender(Recommender):
 class ClosedFormRecommender(Recommender):
     """A model solved from counts, not trained: ``ease``, ``sknn``, ``ranker``.
 
-    :meth:`absorb` folds events in; ``init`` and ``update`` call it (through
-    :func:`~recinc_cli.training.closed_form.closed_form_fit`, or the ranker's own fit when
-    ``LEARNS_RANKING``). It has no gradient path: :meth:`loss` and :meth:`batches` say why.
+    :meth:`absorb` folds events in; ``init`` and ``update`` call it through
+    :func:`~recinc_cli.training.closed_form.closed_form_fit`. It has no gradient path:
+    :meth:`loss` and :meth:`batches` say why.
     """
 
     CLOSED_FORM: ClassVar[bool] = True
@@ -207,6 +204,20 @@ class ClosedFormRecommender(Recommender):
     def batches(self, *args: Any, **kwargs: Any) -> Iterator[Batch]:
         """Not a gradient model: raises :class:`NotImplementedError` saying why."""
         raise NotImplementedError(f"{self.name} {self.NO_GRADIENT}")
+
+
+class RankingRecommender(ClosedFormRecommender):
+    """A composite: closed-form candidate generators (:meth:`absorb`) and a ranking over their
+    candidates learned from what users took next (:meth:`learn`): ``ranker``.
+
+    ``init`` and ``update`` fit it through :func:`~recinc_cli.training.ranker_fit.ranker_fit`,
+    which labels examples with the events that follow each cut before absorbing them.
+    """
+
+    @abstractmethod
+    def learn(self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int) -> None:
+        """Learn the ranking from query groups (sizes ``groups``) of feature rows ``feats``
+        (n, n_features) and 0/1 ``labels`` (n,)."""
 
 
 def gradient_model(model: Recommender) -> GradientRecommender:

@@ -49,7 +49,7 @@ from recinc_cli.config import ModelConfig
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
 from recinc_cli.models import item_graph
-from recinc_cli.models.base import ClosedFormRecommender, Query
+from recinc_cli.models.base import Query, RankingRecommender
 from recinc_cli.models.ease import MAX_ITEMS as EASE_MAX_ITEMS
 from recinc_cli.models.ease import ease_solve
 
@@ -105,7 +105,7 @@ _ROW_FLOATS = 1 << 23
 _FLOOR = -1e4
 
 
-class Ranker(ClosedFormRecommender):
+class Ranker(RankingRecommender):
     """Co-occurrence ``g_row``/``g_col``/``g_val`` (COO), popularity ``pop`` (n_items, 4),
     item clocks ``item_first``/``item_last``, user ``user_events``/``user_last``, the event
     ``clock``, the training ``pool_*`` and the ``booster`` text."""
@@ -113,7 +113,6 @@ class Ranker(ClosedFormRecommender):
     name = "ranker"
     CONTEXT: ClassVar[bool] = True
     NO_GRADIENT: ClassVar[str] = "is fit by recinc_cli.training.ranker_fit, not by gradient steps"
-    LEARNS_RANKING: ClassVar[bool] = True
     g_row: torch.Tensor
     g_col: torch.Tensor
     g_val: torch.Tensor

@@ -17,7 +17,6 @@ from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.validation import validation_for
 from recinc_cli.models.base import closed_form_model
 from recinc_cli.training.early_stop import choose_pop_weight
-from recinc_cli.training.ranker_fit import ranker_fit
 from recinc_cli.training.report import FitReport, Judged, closed_form_report
 
 if TYPE_CHECKING:
@@ -34,8 +33,6 @@ def closed_form_fit(
     (absorbed after the choice), pooling the evidence of earlier runs; otherwise it is set.
     """
     model = closed_form_model(bundle.model)
-    if model.LEARNS_RANKING:
-        return ranker_fit(bundle, events, valid_fraction, pop_weight)
     start = time.perf_counter()
     half_life = auto_or(bundle.train_cfg.cooc_half_life_events, 0.0)
     cut = round(events.height * (1 - valid_fraction))

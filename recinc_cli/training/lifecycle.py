@@ -20,7 +20,7 @@ import polars as pl
 import torch
 
 from recinc_cli import __version__
-from recinc_cli.config import AUTO, ModelConfig, TrainConfig
+from recinc_cli.config import AUTO, Auto, ModelConfig, TrainConfig
 from recinc_cli.data.admission import Admission
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
@@ -31,7 +31,7 @@ from recinc_cli.data.split import split_last
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import BadInputError, CheckpointError, TrainingError, UsageError
 from recinc_cli.models import MODELS, build_model
-from recinc_cli.models.base import Recommender, TrainInput, gradient_model
+from recinc_cli.models.base import RankingRecommender, Recommender, TrainInput, gradient_model
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.store.bundle import Bundle, table_sizes
 from recinc_cli.store.format import load_bundle
@@ -40,6 +40,7 @@ from recinc_cli.training.closed_form import closed_form_fit
 from recinc_cli.training.early_stop import early_stopped_fit, pop_weight_note
 from recinc_cli.training.growth import apply_item_features, grow_vocabularies
 from recinc_cli.training.incremental import late_events, parent_anchor, prune_expired
+from recinc_cli.training.ranker_fit import ranker_fit
 from recinc_cli.training.report import FitReport, InitReport, RunReport, UpdateReport, iso_ms
 from recinc_cli.training.train import Trainer, seeded_generator
 
@@ -67,7 +68,7 @@ def create_bundle(
         copy_pretrained(bundle, Path(cfg.init.removeprefix("pretrained:")))
     start = time.perf_counter()
     if bundle.model.CLOSED_FORM:
-        bundle, fit = closed_form_fit(bundle, events, cfg.valid_fraction, cfg.pop_weight)
+        bundle, fit = _fit_closed_form(bundle, events, cfg.valid_fraction, cfg.pop_weight)
     else:
         bundle, fit = _fit_new(bundle, events, gen, reporter)
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
@@ -128,6 +129,15 @@ def _new_bundle(
         reservoir=Reservoir.empty(cfg.replay_size),
         admission=admission,
     )
+
+
+def _fit_closed_form(
+    bundle: Bundle, events: pl.DataFrame, valid_fraction: float, pop_weight: float | Auto
+) -> tuple[Bundle, FitReport]:
+    """The fit path of the closed-form families: counts absorbed, and for the ranking family
+    (:class:`~recinc_cli.models.base.RankingRecommender`) its ranking learned on the way."""
+    fit = ranker_fit if isinstance(bundle.model, RankingRecommender) else closed_form_fit
+    return fit(bundle, events, valid_fraction, pop_weight)
 
 
 def _check_pop_prior(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
@@ -234,7 +244,7 @@ def update_bundle(
     bundle.model.grow(bundle.sizes(), cfg.row_init, gen)
     apply_item_features(bundle.model, events, bundle.items, bundle.features)
     if closed:
-        (bundle, fit), n_replayed = closed_form_fit(bundle, events, cfg.update_valid_fraction, cfg.pop_weight), 0
+        (bundle, fit), n_replayed = _fit_closed_form(bundle, events, cfg.update_valid_fraction, cfg.pop_weight), 0
     else:
         bundle, fit, n_replayed = _train_update(bundle, events, cfg, gen, reporter, anchor, teacher)
     data = TrainData.from_events(events, bundle.users, bundle.items, bundle.types)
