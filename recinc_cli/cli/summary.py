@@ -3,7 +3,7 @@
 >>> from recinc_cli.training.report import FitReport, RunReport, RunResult
 >>> fit = FitReport(events=100, epochs=3, lr=0.01, final_loss=1.25, train_seconds=2.0,
 ...     epoch_seconds=0.5, events_trained=300, ts_min=None, ts_max=None)
->>> how_trained(fit, valid_last=False, update_epochs=1, model="mf")
+>>> how_trained(fit, valid_last=False, update_epochs=1)
 '3 epochs'
 >>> served(RunResult({"pop_weight": 0.5, "pop_weight_note": None}, {}, RunReport(fit, 0, 0, 1, {})))
 'pop weight 0.5'
@@ -21,20 +21,17 @@ def init_line(model: str, r: RunResult, valid_last: bool, update_epochs: int) ->
     fit = report.fit
     return (
         f"init: {model} on {report.events_in:,} events, {r['n_users']:,} users, {r['n_items']:,} items, "
-        f"{how_trained(fit, valid_last, update_epochs, model)} "
+        f"{how_trained(fit, valid_last, update_epochs)} "
         f"in {fit.train_seconds:.1f}s on {threads(report.threads)} ({fit.epoch_seconds:.1f}s per epoch, "
         f"{fit.events_per_second:,.0f} events/s, "
         f"peak memory {report.peak_memory_mb:,.0f} MiB), {loss(fit.final_loss)}, {served(r)} -> {written(r)}"
     )
 
 
-def how_trained(fit: FitReport, valid_last: bool, update_epochs: int, model: str) -> str:
-    """How ``init`` fit: counted (closed form), a fixed epoch count, or early-stopped."""
-    if fit.final_loss is None:  # closed form (ease, sknn, ranker): counted or stored, no epochs
-        return {
-            "sknn": "sessions stored",
-            "ranker": f"co-occurrences counted and booster fit on {fit.extra.get('pool_rows', 0):,} examples",
-        }.get(model, "co-occurrences counted")
+def how_trained(fit: FitReport, valid_last: bool, update_epochs: int) -> str:
+    """How ``init`` fit: what a closed-form fit did, a fixed epoch count, or early-stopped."""
+    if fit.summary is not None:  # closed form: counted or stored, no epochs
+        return fit.summary
     if fit.judged is None:
         return epochs(fit.epochs)
     if valid_last:
@@ -61,7 +58,7 @@ def update_line(r: RunResult) -> str:
     return (
         f"update: {fit.events:,} events, +{report.new_users:,} users, +{report.new_items:,} items "
         f"(now {r['n_users']:,} / {r['n_items']:,}), "
-        f"{'counted' if fit.final_loss is None else epochs(fit.epochs)} in {fit.train_seconds:.1f}s "
+        f"{'counted' if fit.summary is not None else epochs(fit.epochs)} in {fit.train_seconds:.1f}s "
         f"on {threads(report.threads)}, {loss(fit.final_loss)}, {', '.join(notes)} -> {written(r)}"
     )
 

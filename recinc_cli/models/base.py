@@ -188,6 +188,9 @@ class ClosedFormRecommender(Recommender):
     """
 
     CLOSED_FORM: ClassVar[bool] = True
+    #: What a fit did, in the words of ``init``'s summary line (``{name}`` fields from the
+    #: fit's report).
+    FIT_SUMMARY: ClassVar[str] = "co-occurrences counted"
     #: Completes "NAME ..." in the error of a gradient step asked of the model.
     NO_GRADIENT: ClassVar[str] = "is solved in closed form"
 

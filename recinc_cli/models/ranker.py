@@ -111,6 +111,7 @@ class Ranker(RankingRecommender):
     ``clock``, the training ``pool_*`` and the ``booster`` text."""
 
     name = "ranker"
+    FIT_SUMMARY: ClassVar[str] = "co-occurrences counted and booster fit on {pool_rows:,} examples"
     CONTEXT: ClassVar[bool] = True
     NO_GRADIENT: ClassVar[str] = "is fit by recinc_cli.training.ranker_fit, not by gradient steps"
     g_row: torch.Tensor

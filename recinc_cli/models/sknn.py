@@ -59,6 +59,7 @@ class SKNN(ClosedFormRecommender):
     each user's newest ``max_len`` items, oldest first."""
 
     name = "sknn"
+    FIT_SUMMARY: ClassVar[str] = "sessions stored"
     CONTEXT: ClassVar[bool] = True
     NO_GRADIENT: ClassVar[str] = "stores sessions; see SKNN.absorb"
     mem_indptr: torch.Tensor

@@ -55,4 +55,4 @@ def closed_form_fit(
             judged = Judged(choice.ndcg, choice.model_ndcg, validation.protocol, validation.units)
     if held.height:
         bundle = absorb(bundle, held)
-    return bundle, closed_form_report(events, time.perf_counter() - start, judged)
+    return bundle, closed_form_report(events, time.perf_counter() - start, judged, model.FIT_SUMMARY)

@@ -86,9 +86,9 @@ def ranker_fit(
         model.learn(feats, labels, groups, bundle.train_cfg.seed)
     # The booster is scored on the new examples before it learns them: a test-then-train figure.
     judged = Judged(float(ndcg.mean()), float(ndcg.mean()), "next", len(ndcg)) if len(ndcg) else None
-    report = closed_form_report(events, time.perf_counter() - start, judged)
     extra = {"pool_rows": len(model.pool_y), "pool_groups": len(model.pool_group)}
-    return bundle.replace(pop_weight=auto_or(pop_weight, 0.0)), report.replace(extra=extra)
+    report = closed_form_report(events, time.perf_counter() - start, judged, model.FIT_SUMMARY, extra)
+    return bundle.replace(pop_weight=auto_or(pop_weight, 0.0)), report
 
 
 def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -61,7 +61,8 @@ class FitReport:
     nothing was trained; ``events_trained`` the event-passes made, for the throughput;
     ``ts_min`` / ``ts_max`` the ISO times of the oldest and newest event; ``judged`` the
     held-out evidence, None when nothing was held out; ``extra`` a model's own counts (the
-    ranker's example pool).
+    ranker's example pool); ``summary`` what a closed-form fit did, in words (None for gradient
+    fits: their epochs say it).
     """
 
     events: int
@@ -75,6 +76,7 @@ class FitReport:
     ts_max: str | None
     judged: Judged | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    summary: str | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -91,8 +93,12 @@ class FitReport:
         return {**judged, **counts, **seconds, **_values(self, "ts_min", "ts_max"), **self.extra}
 
 
-def closed_form_report(events: pl.DataFrame, seconds: float, judged: Judged | None = None) -> FitReport:
-    """The report of one closed-form pass over ``events``: no learning rate, no loss."""
+def closed_form_report(
+    events: pl.DataFrame, seconds: float, judged: Judged | None, summary: str, extra: dict[str, int] | None = None
+) -> FitReport:
+    """The report of one closed-form pass over ``events``: no learning rate, no loss;
+    ``summary`` (:attr:`~recinc_cli.models.base.ClosedFormRecommender.FIT_SUMMARY`) is filled in
+    from ``extra``."""
     ts = events["timestamp"].dt.epoch("ms")
     return FitReport(
         events=events.height,
@@ -105,6 +111,8 @@ def closed_form_report(events: pl.DataFrame, seconds: float, judged: Judged | No
         ts_min=iso_ms(int(ts.min())),  # type: ignore[arg-type]
         ts_max=iso_ms(int(ts.max())),  # type: ignore[arg-type]
         judged=judged,
+        extra=extra or {},
+        summary=summary.format(**(extra or {})),
     )
 
 
