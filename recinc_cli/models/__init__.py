@@ -21,7 +21,8 @@ from recinc_cli.models.ranker import Ranker
 from recinc_cli.models.sasrec import SASRec
 from recinc_cli.models.sknn import SKNN
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (MF, SASRec, EASE, SKNN, Ranker)}
+#: ``--model`` name -> class; filled by :func:`register`.
+MODELS: dict[str, type[Recommender]] = {}
 
 
 def build_model(cfg: ModelConfig, sizes: Mapping[str, int]) -> Recommender:
@@ -47,3 +48,7 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     declare_model(cls.name, sequential=cls.CONTEXT, gradient=not cls.CLOSED_FORM, pop_prior=cls.POP_PRIOR)
     MODELS[cls.name] = cls
     return cls
+
+
+for _builtin in (MF, SASRec, EASE, SKNN, Ranker):
+    register(_builtin)
