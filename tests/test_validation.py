@@ -21,6 +21,7 @@ from recinc_cli import api
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.evaluation.validation import RETURNING_SHARE, validation_for
 from recinc_cli.store.format import load_bundle
+from recinc_cli.training.report import Judged
 
 VALID = {"valid_fraction": 0.1}  # the newest 6 of 60 events: two whole sessions of session_log
 SASREC = ModelConfig(name="sasrec", dim=8, max_len=5, blocks=1, heads=1, dropout=0.0)
@@ -130,11 +131,9 @@ def test_the_share_of_returning_users_decides(tmp_path: Path) -> None:
     # i7 is new to it; the new sessions are unknown to the model, so not judged.
     at = frame([("s000", "i7"), *new_sessions(10, 9)])
     v = validation_for(bundle, at, bundle.seen)
-    assert v is not None and (v.protocol, v.units, v.describe()) == (
-        "next",
-        1,
-        {"valid_protocol": "next", "valid_units": 1},
-    )
+    assert v is not None and (v.protocol, v.units) == ("next", 1)
+    judged = Judged(0.5, 0.25, v.protocol, v.units).fields()  # what the lineage records of it
+    assert (judged["valid_protocol"], judged["valid_units"]) == ("next", 1)
     # 1 of 21, under 5%: sessions (s000's single new click makes no case).
     under = frame([("s000", "i7"), *new_sessions(10, 10)])
     v = validation_for(bundle, under, bundle.seen)

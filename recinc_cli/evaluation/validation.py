@@ -23,7 +23,7 @@ MovieLens-100K fell to NDCG@10 0.1246 under the streaming protocol, which scores
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -85,10 +85,6 @@ class Validation:
         top, _ = top_k(scorer, idx[counted], seen, VALID_K)
         target = self.cases.target[counted]
         return ranking_metrics(top, np.arange(len(target)), target, VALID_K, len(bundle.items) - 1)["ndcg"]
-
-    def describe(self) -> dict[str, Any]:
-        """Lineage fields: ``valid_protocol`` and ``valid_units``."""
-        return {"valid_protocol": self.protocol, "valid_units": self.units}
 
 
 def validation_for(bundle: Bundle, held: pl.DataFrame, seen: SeenItems) -> Validation | None:

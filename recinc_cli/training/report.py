@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,15 +194,17 @@ class RunResult(Mapping[str, Any]):
     report: RunReport | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    @functools.cached_property
+    def json(self) -> dict[str, Any]:
+        """The ``--json`` object (built once)."""
         speed = {} if self.report is None else {"events_per_second": self.report.fit.events_per_second}
         return {**self.entry, **self.extra, **speed, **self.saved}
 
     def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
+        return self.json[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.to_json())
+        return iter(self.json)
 
     def __len__(self) -> int:
-        return len(self.to_json())
+        return len(self.json)
