@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test test-fast lint demo bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
+.PHONY: install test test-fast lint demo bench bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,11 @@ bench-ranker: $(STAMP)
 # Would a sasrec generator help the ranker? Boosters fit offline with and without its features.
 bench-ranker-sasrec: $(STAMP)
 	$(BIN)/python bench/ranker_sasrec_offline.py --out bench_out
+
+# Synthetic logs at production scale (issue 16): SIZE=tiny|small|medium|large, daily raw partitions.
+SIZE ?= small
+bench-data: $(STAMP)
+	$(BIN)/python bench/synth.py --size $(SIZE) --out bench_data/$(SIZE)
 
 bench: bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
 
