@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test test-fast lint demo bench bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
+.PHONY: install test test-fast lint demo bench bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -105,7 +105,12 @@ SIZE ?= small
 bench-data: $(STAMP)
 	$(BIN)/python bench/synth.py --size $(SIZE) --out bench_data/$(SIZE)
 
-bench: bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
+# How recinc scales (issue 16): the small synthetic log (1M events), every figure against a floor
+# measured in the same run; writes bench/results/scale_small.{json,md}. SIZE=medium by hand.
+bench: $(STAMP)
+	$(BIN)/python bench/scale.py --size $(SIZE) --out bench/results
+
+bench-all: bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data

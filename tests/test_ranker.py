@@ -213,3 +213,27 @@ def test_no_dense_copy_of_the_matrix_above_the_ease_limit() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20  # a dense float32 copy would be 549 MiB
+
+
+def test_a_catalogue_past_ease_inits_updates_and_serves_through_the_cli(pipeline, tmp_path, monkeypatch) -> None:
+    """Above EASE's item limit the ease feature is missing (NaN) in every training row. The
+    scale benchmark found `recinc init` refusing that as a broken fit (exit 5) on a 20k-item
+    log; NaN there is a missing value, inf still is an error."""
+    import recinc_cli.models.ranker as ranker_module
+    from recinc_cli.errors import TrainingError
+    from recinc_cli.training.lifecycle import check_finite
+
+    monkeypatch.setattr(ranker_module, "EASE_MAX_ITEMS", 5)  # the sample's 762 items count as past it
+    m0, m1 = tmp_path / "r0.pt", tmp_path / "r1.pt"
+    init = run_cli("init", pipeline.events["base"], "-o", m0, "--model", "ranker")
+    assert init.exit_code == 0, init.stderr
+    update = run_cli("update", m0, pipeline.events["day11"], "-o", m1)
+    assert update.exit_code == 0, update.stderr
+    assert run_cli("recommend", m1, "--users", "u00001", "-k", "5").exit_code == 0
+    bundle = load_bundle(m1)
+    pool = bundle.model.pool_x  # type: ignore[union-attr]
+    ease = list(FEATURES).index("score_ease")
+    assert bool(pool[:, ease].isnan().all()) and bool(torch.isfinite(pool[:, :ease]).all())
+    pool[0, 0] = float("inf")
+    with pytest.raises(TrainingError, match="pool_x holds NaN/inf"):
+        check_finite(bundle)

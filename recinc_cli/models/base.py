@@ -46,6 +46,9 @@ class Recommender(nn.Module, metaclass=ABCMeta):
     #: True when scores depend on each user's recent events (``seq_item``/``seq_type``).
     CONTEXT: ClassVar[bool] = False
     INIT_STD: ClassVar[float] = 0.1
+    #: Tensors in which NaN means "missing" (a feature a generator cannot give), not a broken
+    #: fit: the last check before a write lets NaN through there, never inf.
+    MISSING_AS_NAN: ClassVar[frozenset[str]] = frozenset()
     #: True when ``batches`` honours ``pop_prior`` (training against the popularity prior).
     POP_PRIOR: ClassVar[bool] = False
     #: True for models solved in closed form (``absorb``), not trained by gradient steps.

@@ -111,6 +111,8 @@ class Ranker(RankingRecommender):
     ``clock``, the training ``pool_*`` and the ``booster`` text."""
 
     name = "ranker"
+    # The training pool's ease column is NaN above EASE_MAX_ITEMS; LightGBM reads NaN as missing.
+    MISSING_AS_NAN: ClassVar[frozenset[str]] = frozenset({"pool_x"})
     FIT_SUMMARY: ClassVar[str] = "co-occurrences counted and booster fit on {pool_rows:,} examples"
     CONTEXT: ClassVar[bool] = True
     NO_GRADIENT: ClassVar[str] = "is fit by recinc_cli.training.ranker_fit, not by gradient steps"

@@ -394,9 +394,12 @@ def check_finite(bundle: Bundle) -> None:
 
     The trainer checks each loss; this is the last look before anything is written, and
     also covers the closed-form models (a near-singular solve) and the popularity tables.
+    NaN is a missing value, not an error, in the tensors a model names in ``MISSING_AS_NAN``.
     """
-    for name, t in bundle.model.state_dict().items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    model = bundle.model
+    for name, t in model.state_dict().items():
+        bad = t.isinf() if name in model.MISSING_AS_NAN else ~torch.isfinite(t)
+        if t.is_floating_point() and bool(bad.any()):
             raise TrainingError(
                 f"model weight {name} holds NaN/inf after training; nothing was written: "
                 "lower --lr (ease: raise --ease-l2)"

@@ -1,0 +1,283 @@
+"""How recinc scales (issue 16): every figure as a ratio against a floor measured in the same run.
+
+On a synthetic log from :mod:`synth` (generated first if missing), each step runs as its own
+process and is timed with its peak resident memory (``os.wait4``), beside the floor it is held
+against:
+
+- ``preprocess`` of every daily partition vs a bare ``polars.scan_parquet().sink_parquet()``;
+- ``init`` of the default model on all days but the last vs ``update`` with the last day;
+- training throughput (events/s per epoch) of every model on the newest days;
+- ``recommend --all`` top-10 of an ``mf`` model vs a bare chunked ``torch.topk(U @ V.T)`` on the
+  same factors (and implicit's ``recommend``, where implicit is installed);
+- checkpoint save and load vs ``torch.save`` / ``torch.load`` of the same payload, and the file
+  size vs the bytes of its tensors.
+
+Writes ``OUT/scale_SIZE.json`` and ``OUT/scale_SIZE.md`` (the table the README quotes).
+
+Example::
+
+    python bench/scale.py --size small --out bench/results      # make bench: about 8 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from synth import SIZES, generate  # noqa: E402
+
+PY = sys.executable
+#: Days of the log the per-model throughput is measured on (the newest ones).
+THROUGHPUT_DAYS = 3
+#: Models whose training throughput is measured, and the options that keep it to one pass.
+THROUGHPUT_MODELS: dict[str, tuple[str, ...]] = {
+    "mf": ("--epochs", "1", "--valid-fraction", "0"),
+    "sasrec": ("--epochs", "1", "--valid-fraction", "0"),
+    "ease": (),
+    "sknn": (),
+    "ranker": (),
+}
+
+
+def run(cmd: list[str], cwd: Path) -> dict[str, Any]:
+    """Run ``cmd``; its wall seconds, peak RSS (MiB), exit code and last stderr line."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    out, err = proc.stdout.read() if proc.stdout else "", proc.stderr.read() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    lines = err.strip().splitlines()
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "exit": proc.returncode,
+        "stdout": out,
+        "last_line": lines[-1] if lines else "",
+    }
+
+
+def recinc(*args: object) -> list[str]:
+    return [PY, "-m", "recinc_cli", *(str(a) for a in args)]
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / max(b, 1e-9), 3)
+
+
+def step_preprocess(data: Path, work: Path) -> dict[str, Any]:
+    days = sorted(data.glob("day_*.parquet"))
+    ours = run(recinc("preprocess", *days, "-o", work / "all.parquet", "-q"), work)
+    sources, sink = [str(d) for d in days], str(work / "floor.parquet")
+    floor_code = f"import polars as pl; pl.scan_parquet({sources!r}).sink_parquet({sink!r})"
+    floor = run([PY, "-c", floor_code], work)
+    return {"recinc": _clean(ours), "floor": _clean(floor), "ratio": ratio(ours["seconds"], floor["seconds"])}
+
+
+def split_last_day(work: Path) -> None:
+    """``hist.parquet`` (every day but the last), ``last.parquet`` and ``newest.parquet``
+    (the last :data:`THROUGHPUT_DAYS` days)."""
+    df = pl.read_parquet(work / "all.parquet")
+    day = df["timestamp"].dt.date()
+    days = day.unique().sort()
+    df.filter(day < days[-1]).write_parquet(work / "hist.parquet")
+    df.filter(day == days[-1]).write_parquet(work / "last.parquet")
+    df.filter(day >= days[-THROUGHPUT_DAYS]).write_parquet(work / "newest.parquet")
+
+
+def step_incremental(work: Path) -> dict[str, Any]:
+    init = run(recinc("init", "hist.parquet", "-o", "default.pt", "--json", "-q"), work)
+    update = run(recinc("update", "default.pt", "last.parquet", "-o", "default2.pt", "--json", "-q"), work)
+    out = {"init": _clean(init), "update": _clean(update), "update_vs_init": ratio(update["seconds"], init["seconds"])}
+    if update["exit"] == 0:
+        r = json.loads(update["stdout"])
+        out["update_events_per_second"] = round(r["events"] / max(update["seconds"], 1e-9), 1)
+        out["checkpoint_mb"] = round((work / "default2.pt").stat().st_size / 2**20, 1)
+        out["slice_mb"] = round((work / "last.parquet").stat().st_size / 2**20, 1)
+    return out
+
+
+def step_throughput(work: Path) -> dict[str, Any]:
+    out = {}
+    for name, options in THROUGHPUT_MODELS.items():
+        r = run(recinc("init", "newest.parquet", "-o", f"{name}.pt", "--model", name, *options, "--json", "-q"), work)
+        entry = _clean(r)
+        if r["exit"] == 0:
+            lineage = json.loads(r["stdout"])
+            entry["events_per_second_per_epoch"] = round(lineage["events_per_second"], 1)
+            entry["epochs"] = lineage["epochs"]
+        out[name] = entry
+    return out
+
+
+RECOMMEND_FLOOR = """
+import sys, time, torch
+raw = torch.load(sys.argv[1], weights_only=True)
+w = raw["weights"]
+users, items, bias = w["user_emb"][1:], w["item_emb"], w["item_bias"]
+start = time.perf_counter()
+for lo in range(0, len(users), 2048):
+    s = users[lo : lo + 2048] @ items.T + bias
+    s[:, 0] = float("-inf")
+    torch.topk(s, 10, dim=1)
+print(time.perf_counter() - start)
+"""
+
+
+def step_recommend(work: Path) -> dict[str, Any]:
+    """``recommend --all`` of the mf model trained for the throughput figure vs the bare floor."""
+    ours = run(recinc("recommend", "mf.pt", "--all", "-k", "10", "-o", "recs.parquet", "-q"), work)
+    floor = run([PY, "-c", RECOMMEND_FLOOR, "mf.pt"], work)
+    out: dict[str, Any] = {"recinc": _clean(ours), "floor": _clean(floor)}
+    out["ratio"] = ratio(ours["seconds"], floor["seconds"])
+    out["floor_compute_seconds"] = round(float(floor["stdout"].strip() or 0), 3)
+    try:
+        import implicit  # noqa: F401
+    except ImportError:
+        out["implicit"] = "not installed in this environment"
+    return out
+
+
+CHECKPOINT = """
+import io, json, sys, time, torch
+from recinc_cli.store.format import load_bundle, save_bundle, to_payload
+path = sys.argv[1]
+t0 = time.perf_counter(); bundle = load_bundle(path); load = time.perf_counter() - t0
+t0 = time.perf_counter(); raw = torch.load(path, weights_only=True); raw_load = time.perf_counter() - t0
+t0 = time.perf_counter(); save_bundle(bundle, path + ".again"); save = time.perf_counter() - t0
+payload = to_payload(bundle)
+t0 = time.perf_counter(); torch.save(payload, path + ".raw"); raw_save = time.perf_counter() - t0
+def tensor_bytes(o):
+    if isinstance(o, torch.Tensor): return o.numel() * o.element_size()
+    if isinstance(o, dict): return sum(tensor_bytes(v) for v in o.values())
+    if isinstance(o, (list, tuple)): return sum(tensor_bytes(v) for v in o)
+    return 0
+print(json.dumps({"load": load, "raw_load": raw_load, "save": save, "raw_save": raw_save,
+                  "tensor_bytes": tensor_bytes(payload)}))
+"""
+
+
+def step_checkpoint(work: Path, name: str) -> dict[str, Any]:
+    r = run([PY, "-c", CHECKPOINT, name], work)
+    if r["exit"] != 0:
+        return _clean(r)
+    m = json.loads(r["stdout"])
+    size = (work / name).stat().st_size
+    return {
+        "file_mb": round(size / 2**20, 2),
+        "tensor_mb": round(m["tensor_bytes"] / 2**20, 2),
+        "size_ratio": ratio(size, m["tensor_bytes"]),
+        "load_seconds": round(m["load"], 3),
+        "load_ratio": ratio(m["load"], m["raw_load"]),
+        "save_seconds": round(m["save"], 3),
+        "save_ratio": ratio(m["save"], m["raw_save"]),
+    }
+
+
+def _clean(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if k != "stdout"}
+
+
+def table(results: dict[str, Any]) -> str:
+    """The Markdown table of ``results``: one row per figure, ratio first."""
+    rows = [("figure", "recinc", "floor or peer", "ratio", "peak RSS")]
+    p, inc, rec = results["preprocess"], results["incremental"], results["recommend"]
+    rows.append(
+        (
+            "preprocess, every day",
+            f"{p['recinc']['seconds']} s",
+            f"{p['floor']['seconds']} s (polars scan -> sink)",
+            f"{p['ratio']}x",
+            f"{p['recinc']['peak_rss_mb']} MiB",
+        )
+    )
+    rows.append(
+        (
+            "update, last day (default model)",
+            f"{inc['update']['seconds']} s",
+            f"{inc['init']['seconds']} s (init on the days before)",
+            f"{inc['update_vs_init']}x",
+            f"{inc['update']['peak_rss_mb']} MiB (init {inc['init']['peak_rss_mb']})",
+        )
+    )
+    rows.append(
+        (
+            "recommend --all, top 10 (mf)",
+            f"{rec['recinc']['seconds']} s",
+            f"{rec['floor']['seconds']} s (chunked matmul + topk; {rec['floor_compute_seconds']} s of it computing)",
+            f"{rec['ratio']}x",
+            f"{rec['recinc']['peak_rss_mb']} MiB",
+        )
+    )
+    for name, c in results["checkpoint"].items():
+        if "load_seconds" in c:
+            rows.append(
+                (
+                    f"checkpoint load / save ({name})",
+                    f"{c['load_seconds']} / {c['save_seconds']} s",
+                    "torch.load / torch.save of the same payload",
+                    f"{c['load_ratio']}x / {c['save_ratio']}x",
+                    f"file {c['file_mb']} MiB = {c['size_ratio']}x its tensors",
+                )
+            )
+    for name, t in results["throughput"].items():
+        rate = t.get("events_per_second_per_epoch")
+        rows.append(
+            (
+                f"training throughput ({name})",
+                f"{rate:,} events/s" if rate else f"exit {t['exit']}: {t['last_line'][:80]}",
+                f"{t['seconds']} s for the newest {THROUGHPUT_DAYS} days",
+                "",
+                f"{t['peak_rss_mb']} MiB",
+            )
+        )
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    lines.insert(1, "|" + "---|" * len(rows[0]))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--data", type=Path, help="daily partitions [default: bench_data/SIZE, generated if missing]")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--work", type=Path, help="scratch directory [default: bench_out/scale_SIZE]")
+    args = ap.parse_args()
+    data = args.data or Path("bench_data") / args.size
+    if not (data / "manifest.json").exists():
+        generate(SIZES[args.size], data)
+    work = args.work or Path("bench_out") / f"scale_{args.size}"
+    work.mkdir(parents=True, exist_ok=True)
+    data, work = data.resolve(), work.resolve()
+    results: dict[str, Any] = {
+        "size": args.size,
+        "log": json.loads((data / "manifest.json").read_text()),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    results["preprocess"] = step_preprocess(data, work)
+    split_last_day(work)
+    results["incremental"] = step_incremental(work)
+    results["throughput"] = step_throughput(work)
+    results["recommend"] = step_recommend(work)
+    results["checkpoint"] = {name: step_checkpoint(work, name) for name in ("mf.pt", "default2.pt")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"scale_{args.size}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"scale_{args.size}.md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
