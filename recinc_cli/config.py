@@ -417,7 +417,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, as checkpoints and reports keep them: an :data:`AUTO` field is written
-        None, as every recinc before 0.10 wrote and reads it (so files stay as they were).
+        None, as checkpoints have always stored it (so files stay as they were).
 
         >>> TrainConfig().to_dict()["pop_weight"] is None
         True
