@@ -68,9 +68,13 @@ class Bundle:
 
     def __post_init__(self) -> None:
         if len(self.item_last_ms) < len(self.items):  # a bundle built by hand: items never seen
-            last = torch.zeros(len(self.items), dtype=torch.int64)
-            last[: len(self.item_last_ms)] = self.item_last_ms
-            self.item_last_ms = last
+            self.item_last_ms = self._last_ms_of_every_item()
+
+    def _last_ms_of_every_item(self) -> torch.Tensor:
+        """``item_last_ms`` with a 0 (never seen) for every item added since it was last set."""
+        last = torch.zeros(len(self.items), dtype=torch.int64)
+        last[: len(self.item_last_ms)] = self.item_last_ms
+        return last
 
     @property
     def watermark_ms(self) -> int:
@@ -103,9 +107,7 @@ class Bundle:
             context = context.extend(
                 data.user_idx, data.item_idx, data.types(), data.ts_ms, len(self.users), self.model_cfg.max_len
             )
-        last = torch.zeros(len(self.items), dtype=torch.int64)
-        last[: len(self.item_last_ms)] = self.item_last_ms
-        item_last_ms = last.scatter_reduce(
+        item_last_ms = self._last_ms_of_every_item().scatter_reduce(
             0, torch.as_tensor(data.item_idx.copy()), torch.as_tensor(data.ts_ms.copy()), reduce="amax"
         )
         item_pop, _ = self.popularity_clock().fold(

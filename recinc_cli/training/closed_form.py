@@ -38,13 +38,7 @@ def closed_form_fit(
     cut = round(events.height * (1 - valid_fraction))
     older, held = (events[:cut], events[cut:]) if 0 < cut < events.height else (events, events[:0])
     judged = None
-
-    def absorb(bundle: Bundle, part: pl.DataFrame) -> Bundle:
-        data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
-        model.absorb(data, bundle.context, half_life)
-        return bundle.folded(data)  # the context absorb read is extended here, once
-
-    bundle = absorb(bundle, older)
+    bundle = absorbed(bundle, older, half_life)
     if pop_weight != AUTO:
         bundle = bundle.replace(pop_weight=float(pop_weight))
     elif held.height:
@@ -53,6 +47,15 @@ def closed_form_fit(
             choice, evidence = choose_pop_weight(bundle, validation)
             bundle = bundle.replace(pop_weight=choice.weight, pop_evidence=evidence)
             judged = Judged(choice.ndcg, choice.model_ndcg, validation.protocol, validation.units)
-    if held.height:
-        bundle = absorb(bundle, held)
+    bundle = absorbed(bundle, held, half_life)
     return bundle, closed_form_report(events, time.perf_counter() - start, judged, model.FIT_SUMMARY)
+
+
+def absorbed(bundle: Bundle, part: pl.DataFrame, half_life: float) -> Bundle:
+    """``bundle`` with ``part`` (time-ordered events) absorbed by its closed-form model and
+    folded into its state; as it was when ``part`` is empty."""
+    if not part.height:
+        return bundle
+    data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
+    closed_form_model(bundle.model).absorb(data, bundle.context, half_life)
+    return bundle.folded(data)  # the context absorb read is extended here, once

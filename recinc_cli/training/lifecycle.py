@@ -178,9 +178,7 @@ def _fit_new(
                 bundle, trainer, fold.decayed(now, cfg.half_life_s), fold, held, cfg.epochs, gen, reporter
             )
     if stopped is None:
-        if cfg.pop_weight != AUTO:  # nothing held out to choose it on: a given weight still applies
-            bundle = bundle.replace(pop_weight=float(cfg.pop_weight))
-        return _train_and_fold(bundle, events, trainer, cfg.epochs, gen, reporter, now)
+        return _train_and_fold(_given_weight(bundle, cfg), events, trainer, cfg.epochs, gen, reporter, now)
     bundle, run = stopped
     fit = FitReport(
         events=older.height,
@@ -233,8 +231,7 @@ def update_bundle(
     events, admitted = bundle.admission.admit(events, bundle.users, bundle.items, cfg.min_count)
     if bundle.reservoir.size != cfg.replay_size:
         bundle = bundle.replace(reservoir=bundle.reservoir.resized(cfg.replay_size, gen))
-    intake: dict[str, Any] = {"events_in": n_events, "late_events": n_late, "late_policy": cfg.late}
-    intake["admitted"] = admitted
+    intake: dict[str, Any] = dict(events_in=n_events, late_events=n_late, late_policy=cfg.late, admitted=admitted)
     if events.height == 0:
         return bundle, _nothing_trained(bundle, cfg, intake)
     closed = bundle.model.CLOSED_FORM  # ease: counted and solved, no gradient steps
@@ -290,8 +287,7 @@ def _train_update(
         with _training_prior(bundle, trainer, cfg.pop_prior):
             stopped = early_stopped_fit(bundle, trainer, train, fold, held, cfg.update_epochs, gen, reporter, replay)
     if stopped is None:
-        if cfg.pop_weight != AUTO:  # nothing held out to choose it on: a given weight still applies
-            bundle = bundle.replace(pop_weight=float(cfg.pop_weight))
+        bundle = _given_weight(bundle, cfg)
         bundle, fit = _train_and_fold(bundle, events, trainer, cfg.update_epochs, gen, reporter, now, replay)
         return bundle, fit, n_replayed
     bundle, run = stopped
@@ -307,6 +303,12 @@ def _train_update(
         ts_min=iso_ms(int(events["timestamp"].dt.epoch("ms").min())),  # type: ignore[arg-type]
     )
     return bundle, fit, n_replayed
+
+
+def _given_weight(bundle: Bundle, cfg: TrainConfig) -> Bundle:
+    """``bundle`` serving ``cfg``'s popularity weight when one is given: with nothing held out
+    to choose it on, a given weight still applies (``auto`` keeps the stored one)."""
+    return bundle if cfg.pop_weight == AUTO else bundle.replace(pop_weight=float(cfg.pop_weight))
 
 
 def _nothing_trained(bundle: Bundle, cfg: TrainConfig, intake: dict[str, Any]) -> UpdateReport:

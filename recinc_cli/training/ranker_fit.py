@@ -25,9 +25,9 @@ import polars as pl
 import torch
 
 from recinc_cli.config import Auto, auto_or
-from recinc_cli.data.events import TrainData
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.models.ranker import FEATURES
+from recinc_cli.training.closed_form import absorbed
 from recinc_cli.training.report import FitReport, Judged, closed_form_report
 
 if TYPE_CHECKING:
@@ -58,13 +58,6 @@ def ranker_fit(
     model: Ranker = bundle.model  # type: ignore[assignment]
     half_life = auto_or(bundle.train_cfg.cooc_half_life_events, 0.0)
 
-    def absorb(bundle: Bundle, part: pl.DataFrame) -> Bundle:
-        if not part.height:
-            return bundle
-        data = TrainData.from_events(part, bundle.users, bundle.items, bundle.types)
-        model.absorb(data, bundle.context, half_life)  # type: ignore[arg-type]
-        return bundle.folded(data)
-
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     if float(model.clock[0]) == 0:
         n, pos = events.height, 0
@@ -73,13 +66,13 @@ def ranker_fit(
             cut = round(n * fraction)
             if cut <= pos or cut >= n:
                 continue
-            bundle = absorb(bundle, events[pos:cut])
+            bundle = absorbed(bundle, events[pos:cut], half_life)
             pos = cut
             parts.append(examples(bundle, events[cut : cut + window]))
-        bundle = absorb(bundle, events[pos:])
+        bundle = absorbed(bundle, events[pos:], half_life)
     else:
         parts.append(examples(bundle, events))
-        bundle = absorb(bundle, events)
+        bundle = absorbed(bundle, events, half_life)
     ndcg = parts[-1][3] if parts else np.zeros(0)
     if parts:
         feats, labels, groups = (np.concatenate([p[j] for p in parts]) for j in range(3))

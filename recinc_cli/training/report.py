@@ -132,7 +132,7 @@ class RunReport:
 
     def lineage_fields(self) -> dict[str, Any]:
         """The run's part of its lineage entry (plain values)."""
-        return {**self.fit.fields(), "new_users": self.new_users, "new_items": self.new_items, "threads": self.threads}
+        return {**self.fit.fields(), **_values(self, "new_users", "new_items", "threads")}
 
 
 @dataclass(frozen=True)
