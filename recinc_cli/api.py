@@ -20,11 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, POLICY_FIELDS, ModelConfig, TrainConfig
+from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, POLICY_FIELDS, ModelConfig, PreprocessConfig, TrainConfig
 from recinc_cli.data.io import read_events, sha256_file, write_table
-from recinc_cli.data.preprocess import preprocess
 from recinc_cli.errors import BadInputError, PromotionError, UsageError
-from recinc_cli.evaluation.metrics import latency_ms, ranking_metrics, slice_truth
 from recinc_cli.failpoints import pause_point
 from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.threads import use_threads
@@ -34,10 +32,19 @@ if TYPE_CHECKING:
     from recinc_cli.store.target import Target
     from recinc_cli.training.report import RunResult
 
-# The modules below import torch (about 2 s); they are imported inside the functions that need
-# them so that `recinc preprocess` and `--help` start fast.
+# The modules of the steps below are imported inside the functions that need them: torch (about
+# 2 s) only for the commands that need it, so that `recinc preprocess` and `--help` start fast,
+# and `recommend` and `evaluate` import no training or evaluation code they do not run.
 
 __all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "rollback", "split", "split_slices", "update"]
+
+
+def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None) -> dict[str, Any]:
+    """Clean raw logs into the events Parquet ``out`` and return its manifest
+    (:func:`recinc_cli.data.preprocess.preprocess`)."""
+    from recinc_cli.data.preprocess import preprocess as clean
+
+    return clean(inputs, out, cfg)
 
 
 def init(
@@ -275,8 +282,6 @@ def evaluate(
     (:func:`~recinc_cli.evaluation.significance.lift_evidence`) and a warning (None when the figures can be
     trusted). Raises :class:`BadInputError` when no user is eligible.
     """
-    from recinc_cli.evaluation.sessions import evaluate_sessions
-    from recinc_cli.evaluation.significance import thin_warning
     from recinc_cli.store.format import load_bundle
 
     if protocol not in PROTOCOLS:
@@ -290,6 +295,9 @@ def evaluate(
     head |= {"catalogue": len(bundle.items) - 1, "checkpoint": str(checkpoint)}
     if protocol != "session":
         return _evaluate_ranking(bundle, df, head, events, reporter)
+    from recinc_cli.evaluation.sessions import evaluate_sessions  # here (start-up time: only this protocol)
+    from recinc_cli.evaluation.significance import thin_warning
+
     result = head | evaluate_sessions(bundle, df, k, repeats, reporter)
     if result["cases"] == 0:
         raise BadInputError(f"{events}: no session there has two clicks on items the model knows; nothing to evaluate")
@@ -301,7 +309,7 @@ def _evaluate_ranking(
 ) -> dict[str, Any]:
     """:func:`evaluate` under the next-slice or leave-one-out protocol (``head`` says which)."""
     from recinc_cli.data.split import split_last
-    from recinc_cli.evaluation.metrics import never_seen, user_metrics
+    from recinc_cli.evaluation.metrics import latency_ms, never_seen, ranking_metrics, slice_truth, user_metrics
     from recinc_cli.evaluation.significance import lift_evidence, thin_warning
     from recinc_cli.serving.recommend import top_k
     from recinc_cli.serving.views import bundle_scorer, popular_scorer, serving_state

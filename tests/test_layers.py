@@ -110,3 +110,59 @@ def test_the_cli_starts_without_torch() -> None:
     code = "import sys, recinc_cli.cli.app, recinc_cli.api; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+#: What ``recommend`` and ``evaluate`` of an mf checkpoint never run, so never import (start-up
+#: time): the other models and their libraries, training, preprocessing, progress bars (no tty).
+NOT_FOR_MF = (
+    "scipy",
+    "lightgbm",
+    "sklearn",
+    "recinc_cli.models.ranker",
+    "recinc_cli.models.sknn",
+    "recinc_cli.models.ease",
+    "recinc_cli.models.item_graph",
+    "recinc_cli.models.sasrec",
+    "recinc_cli.data.sequences",
+    "recinc_cli.data.preprocess",
+    "recinc_cli.training",
+    "rich.progress",
+)
+
+
+def _imported_by(tmp_path: Path, *argv: object) -> set[str]:
+    """``sys.modules`` after ``recinc ARGV`` ran to a zero exit in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    listing = tmp_path / "modules.txt"
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom recinc_cli.cli.app import main\n"
+        "out, sys.argv = Path(sys.argv[1]), ['recinc', *sys.argv[2:]]\n"
+        "try:\n    main()\nfinally:\n    out.write_text('\\n'.join(sorted(sys.modules)))\n"
+    )
+    args = [sys.executable, "-c", code, listing, *map(str, argv)]
+    run = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "RECINC_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    return set(listing.read_text().split())
+
+
+def _unneeded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_recommend_of_an_mf_model_imports_only_what_it_runs(pipeline, tmp_path: Path) -> None:
+    """Issue 16: ``recommend`` of a small model is not dominated by imports. Loading an mf
+    checkpoint imports the mf model alone (the registry imports a model on first lookup), and
+    no evaluation code either."""
+    modules = _imported_by(tmp_path, "recommend", pipeline.ckpt[10], "--users", "u00001", "-k", "3")
+    assert "recinc_cli.models.mf" in modules  # the checkpoint was really loaded and scored
+    assert _unneeded(modules, (*NOT_FOR_MF, "recinc_cli.evaluation")) == []
+
+
+def test_evaluate_of_an_mf_model_imports_only_what_it_runs(pipeline, tmp_path: Path) -> None:
+    """As above for ``evaluate`` (next-slice): no session protocol code either."""
+    modules = _imported_by(tmp_path, "evaluate", pipeline.ckpt[10], pipeline.events["day11"])
+    assert {"recinc_cli.models.mf", "recinc_cli.evaluation.metrics"} <= modules
+    assert _unneeded(modules, (*NOT_FOR_MF, "recinc_cli.evaluation.sessions")) == []

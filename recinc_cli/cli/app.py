@@ -35,7 +35,6 @@ from recinc_cli.cli.options import (
     preprocess_config,
     with_groups,
 )
-from recinc_cli.cli.summary import init_line, update_line
 from recinc_cli.config import (
     ModelConfig,
     TrainConfig,
@@ -248,6 +247,8 @@ def init(
       recinc init train.parquet -o m0.pt --model sasrec --valid-last
       recinc init events.parquet -o m0.pt --model ease --json | jq .valid_ndcg
     """
+    from recinc_cli.cli.summary import init_line  # here, not above (start-up time: it imports training code)
+
     model_cfg = ModelConfig(name=model, **(arch or {}))
     policies = policies or {}
     train_cfg = TrainConfig.for_model(model, **(train or {}), **policies)
@@ -310,6 +311,8 @@ def update(
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
+    from recinc_cli.cli.summary import update_line  # here, not above (start-up time: it imports training code)
+
     try:
         r = api.update(
             checkpoint,

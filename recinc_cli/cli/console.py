@@ -7,11 +7,13 @@ and Makefile logs stay clean. stdout is reserved for data.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False)
@@ -25,6 +27,9 @@ class RichReporter:
         self._task: Any = None
 
     def start(self, description: str, total: int | None) -> None:
+        # Imported here, where a bar is drawn (start-up time: pipes and cron draw none).
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
         self.stop()
         self._progress = Progress(
             TextColumn("{task.description}"),
@@ -133,6 +138,9 @@ class ReplayProgress:
     """
 
     def __init__(self, enabled: bool) -> None:
+        # Imported here, where a bar is drawn (start-up time: pipes and cron draw none).
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         self._progress = (
             Progress(
                 TextColumn("{task.description}"),

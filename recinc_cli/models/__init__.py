@@ -1,8 +1,12 @@
 """Model registry: ``MODELS[name]`` is the class behind ``--model name``.
 
 A new model is a subclass of one family of :mod:`recinc_cli.models.base` (gradient-trained or
-closed-form) passed to :func:`register`, here for a built-in model, or in the user's own code
-before the CLI or API runs (ARCHITECTURE.md, "Where things go").
+closed-form): a built-in one is named in ``BUILTIN`` here, a model outside recinc is passed to
+:func:`register` by the user's own code before the CLI or API runs (ARCHITECTURE.md, "Where
+things go").
+
+A built-in model's module is imported the first time its class is looked up (start-up time:
+``recommend`` of an ``mf`` checkpoint does not import scipy and the code of the other models).
 
 >>> sorted(MODELS)
 ['ease', 'mf', 'ranker', 'sasrec', 'sknn']
@@ -10,19 +14,56 @@ before the CLI or API runs (ARCHITECTURE.md, "Where things go").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Iterator, Mapping, MutableMapping
 
 from recinc_cli.config import ModelConfig, declare_model
 from recinc_cli.errors import UsageError
 from recinc_cli.models.base import Recommender
-from recinc_cli.models.ease import EASE
-from recinc_cli.models.mf import MF
-from recinc_cli.models.ranker import Ranker
-from recinc_cli.models.sasrec import SASRec
-from recinc_cli.models.sknn import SKNN
 
-#: ``--model`` name -> class; filled by :func:`register`.
-MODELS: dict[str, type[Recommender]] = {}
+#: Built-in ``--model`` name -> ``module:Class`` under this package, in ``config.MODEL_NAMES``
+#: order. Their traits are declared in ``config`` already (a test checks them against the classes).
+BUILTIN: dict[str, str] = {
+    "mf": "mf:MF",
+    "sasrec": "sasrec:SASRec",
+    "ease": "ease:EASE",
+    "sknn": "sknn:SKNN",
+    "ranker": "ranker:Ranker",
+}
+
+
+class Registry(MutableMapping[str, type[Recommender]]):
+    """``--model`` name -> class, where a built-in class is imported on its first lookup.
+
+    Iterating (``sorted(MODELS)``, ``name in MODELS``) imports nothing; ``MODELS[name]``,
+    ``.items()`` and ``.values()`` import the modules of the classes they return.
+    """
+
+    def __init__(self, builtin: Mapping[str, str]) -> None:
+        self._entries: dict[str, type[Recommender] | str] = dict(builtin)
+
+    def __getitem__(self, name: str) -> type[Recommender]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, cls = entry.split(":")
+            entry = self._entries[name] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+        return entry
+
+    def __setitem__(self, name: str, cls: type[Recommender]) -> None:
+        self._entries[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: ``--model`` name -> class; the built-in models, then those added by :func:`register`.
+MODELS = Registry(BUILTIN)
 
 
 def build_model(cfg: ModelConfig, sizes: Mapping[str, int]) -> Recommender:
@@ -42,13 +83,10 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     it and which fit path ``init`` and ``update`` take; its checkpoints name it and load
     through this registry. Registering a name again replaces the class.
 
-    >>> register(MF) is MF and MODELS["mf"] is MF
+    >>> mf = MODELS["mf"]
+    >>> register(mf) is mf and MODELS["mf"] is mf
     True
     """
     declare_model(cls.name, sequential=cls.CONTEXT, gradient=not cls.CLOSED_FORM, pop_prior=cls.POP_PRIOR)
     MODELS[cls.name] = cls
     return cls
-
-
-for _builtin in (MF, SASRec, EASE, SKNN, Ranker):
-    register(_builtin)
