@@ -16,6 +16,7 @@ from recinc_cli import api
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
+from recinc_cli.models import item_graph
 from recinc_cli.models.ranker import CONTINUE_ROUNDS, FEATURES, MAX_TREES, POOL_ROWS, ROUNDS, Ranker
 from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.checksum import payload_digest
@@ -72,12 +73,13 @@ def test_init_builds_each_cut_from_the_events_before_it_only(pipeline, monkeypat
     seen: list[tuple[int, int, int, int]] = []
     real = fit.examples
 
-    def spy(bundle, window):  # type: ignore[no-untyped-def]
+    def spy(bundle, window, rng=None):  # type: ignore[no-untyped-def]
         first_ms = int(window["timestamp"].dt.epoch("ms").min())
         seen.append((int(bundle.model.clock[0]), bundle.pop_clock, bundle.watermark_ms, first_ms))
-        return real(bundle, window)
+        return real(bundle, window, rng)
 
     monkeypatch.setattr(fit, "examples", spy)
+    monkeypatch.setattr(fit, "POOL_ROWS", 10**9)  # every cut is built
     bundle, report = create_bundle(base, RANKER, TrainConfig.for_model("ranker"))
     cuts = [round(base.height * f) for f in fit.INIT_CUTS]
     assert [s[0] for s in seen] == cuts == [s[1] for s in seen]
@@ -233,7 +235,106 @@ def test_a_catalogue_past_ease_inits_updates_and_serves_through_the_cli(pipeline
     bundle = load_bundle(m1)
     pool = bundle.model.pool_x  # type: ignore[union-attr]
     ease = list(FEATURES).index("score_ease")
-    assert bool(pool[:, ease].isnan().all()) and bool(torch.isfinite(pool[:, :ease]).all())
+    assert bool(pool[:, ease : ease + 2].isnan().all()) and bool(torch.isfinite(pool[:, :ease]).all())
     pool[0, 0] = float("inf")
     with pytest.raises(TrainingError, match="pool_x holds NaN/inf"):
         check_finite(bundle)
+
+
+def _random_ranker(n_users: int = 60, n_items: int = 40, events: int = 600) -> Ranker:
+    rng = np.random.default_rng(1)
+    m = Ranker({"user": n_users, "item": n_items}, ModelConfig(name="ranker", candidates=7, max_len=12))
+    u, i = rng.integers(1, n_users, events), rng.integers(1, n_items - 3, events)  # the last 3 items: unseen
+    m.absorb(TrainData(u, i, np.ones(events, np.float32), np.arange(events)), Context.empty(n_users), 300)
+    return m
+
+
+def test_candidates_are_each_generators_top_k_unseen_unblocked_items() -> None:
+    """Against the dense scores: every candidate is a known item outside the user's context;
+    a generator's rank feature is its position in that generator's top k (k = absent), the
+    ranked items are its k best (ties aside) and their order follows its scores."""
+    m = _random_ranker()
+    k = m.cfg.candidates
+    seq = np.array([[0, 0, 3, 5, 8], [1, 2, 4, 6, 7], [0, 0, 0, 0, 9]])
+    rows, items, feats = m.candidates(seq, np.array([1, 2, 3]))
+    assert len(rows) and np.all(np.diff(rows * m.n_items + items) > 0)  # sorted, unique
+    blocked = np.zeros((3, m.n_items), bool)
+    np.put_along_axis(blocked, seq, True, 1)
+    blocked[:, 0] = True
+    blocked[:, m.item_first.numpy() < 0] = True
+    assert not blocked[rows, items].any()
+    gens = m._generator_scores(item_graph.binary_rows(seq, m.n_items), seq)
+    names = list(FEATURES)
+    for g, s in gens.items():
+        assert s is not None
+        s = s.numpy()
+        rank = np.expm1(feats[:, names.index(f"rank_{g}")])
+        for r in range(3):
+            mine = rows == r
+            listed = mine & (rank < k - 0.5)
+            assert listed.sum() == min(k, (~blocked[r]).sum())
+            scores = s[r, items[listed]]
+            assert np.all(np.diff(scores[np.argsort(rank[listed])]) <= 1e-6)  # best first
+            others = np.delete(np.arange(m.n_items), items[listed])
+            others = others[~blocked[r, others]]
+            assert not len(others) or scores.min() >= s[r, others].max() - 1e-6
+
+
+def test_a_missing_generator_has_missing_scores_and_ranks(monkeypatch) -> None:
+    import recinc_cli.models.ranker as ranker_module
+
+    monkeypatch.setattr(ranker_module, "EASE_MAX_ITEMS", 5)
+    m = _random_ranker()
+    _, _, feats = m.candidates(np.array([[0, 3, 5]]), np.array([1]))
+    names = list(FEATURES)
+    assert np.isnan(feats[:, [names.index("score_ease"), names.index("rank_ease")]]).all()
+    assert not np.isnan(feats[:, names.index("rank_cos")]).any()
+
+
+def test_absorb_in_batches_of_pairs_gives_the_same_matrix(monkeypatch) -> None:
+    """A large slice is folded in batches of users bounded by _PAIR_BUDGET pairs: same counts."""
+    import recinc_cli.models.ranker as ranker_module
+
+    whole = _random_ranker()._gram().toarray()
+    monkeypatch.setattr(ranker_module, "_PAIR_BUDGET", 50)
+    batched = _random_ranker()._gram().toarray()
+    assert whole.sum() > 1000 and np.allclose(whole, batched, atol=1e-5)
+
+
+def test_examples_are_drawn_for_at_most_example_users(pipeline, monkeypatch) -> None:
+    import recinc_cli.training.ranker_fit as fit
+
+    parent, _ = create_bundle(read(pipeline.events["base"]), RANKER, TrainConfig.for_model("ranker"))
+    day11 = read(pipeline.events["day11"])
+    grow_vocabularies(day11, parent.users, parent.items, parent.types, parent.features)
+    parent.model.grow(parent.sizes(), "random", torch.Generator())
+    _, _, groups, ndcg = examples(parent, day11)
+    assert len(ndcg) > 40
+    monkeypatch.setattr(fit, "EXAMPLE_USERS", 40)
+    _, _, few, few_ndcg = examples(parent, day11, np.random.default_rng(3))
+    assert len(few_ndcg) == 40 and 0 < len(few) <= 40 < len(groups)
+
+
+def test_init_skips_the_cuts_whose_rows_the_pool_would_push_out(pipeline, monkeypatch) -> None:
+    """With a pool of a few cuts' rows, init builds the first cut (to learn a cut's size), then
+    only the newest cuts: the older ones' rows would be dropped unread."""
+    import recinc_cli.training.ranker_fit as fit
+
+    base = read(pipeline.events["base"])
+    built: list[int] = []
+    real = fit.examples
+
+    def spy(bundle, window, rng=None):  # type: ignore[no-untyped-def]
+        built.append(int(bundle.model.clock[0]))
+        out = real(bundle, window, rng)
+        sizes.append(len(out[1]))
+        return out
+
+    sizes: list[int] = []
+    monkeypatch.setattr(fit, "examples", spy)
+    monkeypatch.setattr(fit, "POOL_ROWS", 3000)
+    create_bundle(base, RANKER, TrainConfig.for_model("ranker"))
+    cuts = [round(base.height * f) for f in fit.INIT_CUTS]
+    assert 2 <= len(built) < len(cuts) and built[0] == cuts[0]
+    assert built[1:] == cuts[len(cuts) - len(built) + 1 :]  # the newest ones
+    assert (len(built) - 2) * sizes[1] < 3000  # no built cut was pushed out by the estimate

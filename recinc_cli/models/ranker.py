@@ -99,10 +99,26 @@ PARAMS: dict[str, Any] = {
     "force_row_wise": True,
     "verbose": -1,
 }
-#: Users scored per block: bounds the dense (users x items) generator scores (5 x 32 MiB).
+#: Floats in one generator's dense (users x items) scores for a block of users (32 MiB).
 _ROW_FLOATS = 1 << 23
+#: Co-occurring pairs one sparse product of :meth:`Ranker.absorb` holds at most (about 200 MiB).
+_PAIR_BUDGET = 1 << 24
 #: Non-candidates score this far below candidates (then by popularity).
 _FLOOR = -1e4
+
+
+def block_rows(n_items: int) -> int:
+    """Users whose candidates are built at once: each generator's dense (users, n_items) float32
+    scores stay near 32 MiB (2,267 users at 3,700 items, 41 at 200,000).
+
+    >>> block_rows(200_001)
+    41
+    """
+    return max(1, _ROW_FLOATS // max(n_items, 1))
+
+
+def _dense(m: sparse.spmatrix) -> torch.Tensor:
+    return torch.from_numpy(m.toarray().astype(np.float32, copy=False))
 
 
 class Ranker(RankingRecommender):
@@ -215,9 +231,7 @@ class Ranker(RankingRecommender):
             part = data.subset(np.arange(lo, min(lo + chunk, len(data))))
             if hl < float("inf"):
                 gram = gram * np.float32(2.0 ** (-len(part) / hl))
-            users, rows = np.unique(part.user_idx, return_inverse=True)
-            history = item_graph.binary_rows(ctx.padded(torch.as_tensor(users))[0].numpy(), self.n_items)
-            gram = item_graph.add_pairs(gram, rows, part.item_idx, history)
+            gram = self._add_part(gram, ctx, part.user_idx, part.item_idx)
             self._count(part, hl)
         gram = gram.tocsr()
         gram.eliminate_zeros()
@@ -228,6 +242,30 @@ class Ranker(RankingRecommender):
         # Rebuilt from the buffers, as a loaded checkpoint is: the same bytes give the same
         # neighbours and factors, in memory and after a round trip.
         self._cache = {}
+
+    def _add_part(
+        self, gram: sparse.csr_matrix, ctx: Context, users: np.ndarray, items: np.ndarray
+    ) -> sparse.csr_matrix:
+        """``gram`` plus the co-occurrences of the events ``(users, items)`` (m,) with each user's
+        items in ``ctx``, in batches of users of at most :data:`_PAIR_BUDGET` pairs each (a batch
+        of 2.5M events with 200-item histories would otherwise hold 500M pairs at once)."""
+        uniq, rows = np.unique(users, return_inverse=True)
+        lengths = ctx.lengths()
+        known = uniq < len(lengths)
+        depth = np.where(known, lengths[np.where(known, uniq, 0)] if len(lengths) else 0, 0)
+        events = np.bincount(rows, minlength=len(uniq))
+        reach = np.cumsum(events * (depth + events)) // _PAIR_BUDGET  # batch of each user
+        cuts = np.flatnonzero(np.diff(reach)) + 1
+        if not len(cuts):
+            history = item_graph.binary_rows(ctx.padded(torch.as_tensor(uniq))[0].numpy(), self.n_items)
+            return item_graph.add_pairs(gram, rows, items, history)
+        order = np.argsort(rows, kind="stable")
+        at = np.searchsorted(rows[order], np.concatenate([[0], cuts, [len(uniq)]]))
+        for a, b, lo, hi in zip(at[:-1], at[1:], [0, *cuts], [*cuts, len(uniq)], strict=True):
+            history = item_graph.binary_rows(ctx.padded(torch.as_tensor(uniq[lo:hi]))[0].numpy(), self.n_items)
+            pick = order[a:b]
+            gram = item_graph.add_pairs(gram, rows[pick] - lo, items[pick], history)
+        return gram
 
     def _count(self, part: TrainData, hl: float) -> None:
         n = len(part)
@@ -280,51 +318,56 @@ class Ranker(RankingRecommender):
     def candidates(self, seq_item: np.ndarray, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate pairs and their features for users ``user_idx`` (B,) with context
         ``seq_item`` (B, W): rows (m,) into the batch, items (m,), features (m, len(FEATURES))
-        float32 (NaN = missing, e.g. ``ease`` above 10,000 items)."""
+        float32 (NaN = missing, e.g. ``ease`` above 10,000 items), sorted by row, then item.
+
+        Each generator's (B, n_items) scores are dense for one block of users (callers bound
+        the block: :func:`block_rows`); its top ``candidates`` per row come from ``torch.topk``
+        and its ranks are looked up by (row, item) key, so no other (B, n_items) array is built.
+        """
         n = self.n_items
         x = item_graph.binary_rows(seq_item, n)
-        blocked = x.toarray() > 0
-        blocked |= (self.item_first.numpy() < 0)[None, :]
+        blocked = torch.from_numpy(x.toarray() > 0)
+        blocked |= torch.from_numpy(self.item_first.numpy() < 0)[None, :]
         blocked[:, 0] = True
         gens = self._generator_scores(x, seq_item)
         k = min(self.cfg.candidates, n - 1)
-        chosen = np.zeros(blocked.shape, bool)
-        ranks: dict[str, np.ndarray] = {}
+        tops: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # generator -> its sorted keys, their ranks
         for g, s in gens.items():
-            s = np.where(blocked | np.isnan(s), -np.inf, s)
-            top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.argsort(-s, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, 1)
-            r = np.full(blocked.shape, float(k), np.float32)
-            np.put_along_axis(r, top, np.arange(k, dtype=np.float32)[None, :], 1)
-            ranks[g] = r
-            ok = np.isfinite(np.take_along_axis(s, top, 1))
-            rows = np.repeat(np.arange(len(s)), k)[ok.ravel()]
-            chosen[rows, top.ravel()[ok.ravel()]] = True
-        chosen &= ~blocked
-        rows, items = np.nonzero(chosen)
-        return rows, items, self._features(rows, items, gens, ranks, seq_item, user_idx)
+            if s is None:
+                continue
+            vals, top = torch.topk(s.masked_fill(blocked | s.isnan(), -torch.inf), k, dim=1)
+            ok = torch.isfinite(vals).numpy()
+            keys = (np.arange(len(s))[:, None] * n + top.numpy())[ok]
+            ranks = np.broadcast_to(np.arange(k, dtype=np.float32), ok.shape)[ok]
+            order = np.argsort(keys, kind="stable")
+            tops[g] = keys[order], ranks[order]
+        union = np.unique(np.concatenate([keys for keys, _ in tops.values()] or [np.zeros(0, np.int64)]))
+        rows, items = union // n, union % n
+        return rows, items, self._features(rows, items, union, gens, tops, k, seq_item, user_idx)
 
-    def _generator_scores(self, x: sparse.csr_matrix, seq_item: np.ndarray) -> dict[str, np.ndarray]:
+    def _generator_scores(self, x: sparse.csr_matrix, seq_item: np.ndarray) -> dict[str, torch.Tensor | None]:
+        """Each generator's (B, n_items) float32 scores for the rows of ``x``; None = missing."""
         n = self.n_items
         nbr = self._derived("cos")
         v = self._derived("svd")
         b = self._derived("ease")
-        nan = np.full((x.shape[0], n), np.nan, np.float32)
+        pop = torch.from_numpy(np.log1p(self.pop[:, 1].numpy()).astype(np.float32))
         return {
-            "cos": np.asarray((x @ nbr).toarray(), np.float32),
-            "rec": np.asarray((item_graph.recent_rows(seq_item, n) @ nbr).toarray(), np.float32),
-            "svd": np.asarray((x @ v) @ v.T, np.float32) if v.shape[1] else nan,
-            "ease": np.asarray(x @ b, np.float32) if b is not None else nan,
-            "pop": np.broadcast_to(np.log1p(self.pop[:, 1].numpy()).astype(np.float32), (x.shape[0], n)),
+            "cos": _dense(x @ nbr),
+            "rec": _dense(item_graph.recent_rows(seq_item, n) @ nbr),
+            "svd": torch.from_numpy(np.asarray(x @ v, np.float32)) @ torch.from_numpy(v).T if v.shape[1] else None,
+            "ease": torch.from_numpy(np.asarray(x @ b, np.float32)) if b is not None else None,
+            "pop": pop[None, :].expand(x.shape[0], n),
         }
 
     def _features(
         self,
         rows: np.ndarray,
         items: np.ndarray,
-        gens: dict[str, np.ndarray],
-        ranks: dict[str, np.ndarray],
+        keys: np.ndarray,
+        gens: dict[str, torch.Tensor | None],
+        tops: dict[str, tuple[np.ndarray, np.ndarray]],
+        k: int,
         seq_item: np.ndarray,
         user_idx: np.ndarray,
     ) -> np.ndarray:
@@ -334,11 +377,19 @@ class Ranker(RankingRecommender):
         n_seen = max(int((self.item_first.numpy() >= 0).sum()), 1)
         share = np.log(pop / np.maximum(pop.sum(0), 1e-12)[None, :] * n_seen + 1e-3)
         f: dict[str, np.ndarray] = {}
+        r, c = torch.from_numpy(rows), torch.from_numpy(items)
         for g in GENERATORS:
             s = gens[g]
-            best = np.abs(np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)).max(axis=1, initial=0.0)
-            f[f"score_{g}"] = s[rows, items] / np.maximum(best, 1e-9)[rows]
-            f[f"rank_{g}"] = np.log1p(ranks[g][rows, items])
+            if s is None:
+                f[f"score_{g}"] = f[f"rank_{g}"] = np.full(len(rows), np.nan, np.float32)
+                continue
+            # Scaled to the row's largest magnitude, the user's own items included.
+            best = s.nan_to_num(0.0, 0.0, 0.0).abs().amax(1).clamp_min(1e-9) if s.shape[1] else torch.ones(len(s))
+            f[f"score_{g}"] = (s[r, c] / best[r]).numpy()
+            g_keys, g_ranks = tops[g]
+            at = np.minimum(np.searchsorted(g_keys, keys), max(len(g_keys) - 1, 0))
+            hit = g_keys[at] == keys if len(g_keys) else np.zeros(len(keys), bool)
+            f[f"rank_{g}"] = np.log1p(np.where(hit, g_ranks[at] if len(g_keys) else 0.0, float(k)))
         for j, name in enumerate(("pop_short", "pop_mid", "pop_long", "pop_total")):
             f[name] = share[items, j]
         f["pop_trend"] = share[items, 0] - share[items, 2]
@@ -369,7 +420,7 @@ class Ranker(RankingRecommender):
         fallback = np.log1p(self.pop[:, 1].numpy()).astype(np.float32)
         out = np.empty((len(seq), n), np.float32)
         out[:] = _FLOOR + fallback / max(float(fallback.max(initial=0.0)), 1.0)
-        step = max(1, _ROW_FLOATS // max(n, 1))
+        step = block_rows(n)
         for lo in range(0, len(seq), step):
             rows, items, feats = self.candidates(seq[lo : lo + step], users[lo : lo + step])
             out[lo + rows, items] = self.rank_scores(feats)

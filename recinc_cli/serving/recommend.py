@@ -19,7 +19,12 @@ from recinc_cli.data.seen import SeenItems
 from recinc_cli.models.base import Recommender
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+#: Users scored at once, at most; fewer where the catalogue is large (_CHUNK_FLOATS).
 CHUNK = 2048
+#: Floats in one chunk's scores (128 MiB): 2,048 users up to 16,384 items, 167 at 200,000.
+_CHUNK_FLOATS = 1 << 25
+#: The first chunk, scored before the catalogue's width is known.
+_FIRST_CHUNK = 256
 
 
 def top_k(
@@ -45,10 +50,13 @@ def top_k(
     """
     out_items = np.zeros((len(user_idx), k), dtype=np.int64)
     out_scores = np.full((len(user_idx), k), -np.inf, dtype=np.float32)
+    start, step = 0, min(chunk, _FIRST_CHUNK)
     with torch.inference_mode():
-        for start in range(0, len(user_idx), chunk):
-            users = torch.from_numpy(np.asarray(user_idx[start : start + chunk], dtype=np.int64))
+        while start < len(user_idx):
+            users = torch.from_numpy(np.asarray(user_idx[start : start + step], dtype=np.int64))
             scores = score_fn(users).float().clone()
+            # Bounded memory: the (users x items) scores of one chunk stay near _CHUNK_FLOATS.
+            step = max(1, min(chunk, _CHUNK_FLOATS // max(scores.shape[1], 1)))
             scores[:, 0] = float("-inf")
             known = users < (seen.n_users if seen is not None else 0)
             if seen is not None and known.any():
@@ -63,6 +71,7 @@ def top_k(
             out_scores[start : start + len(users), :kk] = vals.numpy()
             if progress:
                 progress(len(users))
+            start += len(users)
     return out_items, out_scores
 
 

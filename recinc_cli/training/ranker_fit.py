@@ -26,7 +26,7 @@ import torch
 
 from recinc_cli.config import Auto, auto_or
 from recinc_cli.evaluation.metrics import user_metrics
-from recinc_cli.models.ranker import FEATURES
+from recinc_cli.models.ranker import FEATURES, POOL_ROWS, block_rows
 from recinc_cli.training.closed_form import absorbed
 from recinc_cli.training.report import FitReport, Judged, closed_form_report
 
@@ -40,8 +40,11 @@ if TYPE_CHECKING:
 #: / 0.1981 (the booster saw 482 / 647 users' groups instead of 171 / 229); cuts every 2.5% or
 #: windows of 15-20% gained nothing. ``recinc replay`` itself: 0.2019 / 0.2006, from 0.1859 / 0.1983.
 INIT_CUTS: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
-#: Users whose candidates are built per block.
-_USER_BLOCK = 256
+#: Users one run (an ``update``, or one cut of an ``init``) builds examples for, drawn at random
+#: from those with a new item in the window when more qualify. Candidate building is the bulk of
+#: a fit's cost, and the pool keeps only POOL_ROWS rows (about 1,300 users' groups at 50
+#: candidates) however many are built; MovieLens-1M users 1-1500 never reaches this.
+EXAMPLE_USERS = 2048
 
 
 def ranker_fit(
@@ -59,19 +62,25 @@ def ranker_fit(
     half_life = auto_or(bundle.train_cfg.cooc_half_life_events, 0.0)
 
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    rng = np.random.default_rng(bundle.train_cfg.seed)
     if float(model.clock[0]) == 0:
         n, pos = events.height, 0
         window = round(n * window_fraction)
-        for fraction in INIT_CUTS if window else ():
-            cut = round(n * fraction)
-            if cut <= pos or cut >= n:
+        cuts = sorted({c for c in (round(n * f) for f in INIT_CUTS) if 0 < c < n}) if window else []
+        last = 0  # rows the newest built cut gave
+        for i, cut in enumerate(cuts):
+            # The pool keeps the newest POOL_ROWS rows: skip a cut when the cuts after it, at the
+            # newest built cut's size, would push all its rows out (a large log builds the first
+            # cut, to learn that size, then only the newest few).
+            if (len(cuts) - i - 1) * last >= POOL_ROWS:
                 continue
             bundle = absorbed(bundle, events[pos:cut], half_life)
             pos = cut
-            parts.append(examples(bundle, events[cut : cut + window]))
+            parts.append(examples(bundle, events[cut : cut + window], rng))
+            last = len(parts[-1][1])
         bundle = absorbed(bundle, events[pos:], half_life)
     else:
-        parts.append(examples(bundle, events))
+        parts.append(examples(bundle, events, rng))
         bundle = absorbed(bundle, events, half_life)
     ndcg = parts[-1][3] if parts else np.zeros(0)
     if parts:
@@ -84,8 +93,11 @@ def ranker_fit(
     return bundle.replace(pop_weight=auto_or(pop_weight, 0.0)), report
 
 
-def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Examples labelled by ``window``, with the features of ``bundle``'s model as it is now.
+def examples(
+    bundle: Bundle, window: pl.DataFrame, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Examples labelled by ``window``, with the features of ``bundle``'s model as it is now,
+    for at most :data:`EXAMPLE_USERS` users (drawn with ``rng``, seeded 0 by default, when more qualify).
 
     Returns features (m, F) float32, labels (m,) float32, group sizes (G,) int64 (users with
     at least one positive candidate, in order) and the NDCG@10 (U,) of the current ranking
@@ -102,10 +114,15 @@ def examples(bundle: Bundle, window: pl.DataFrame) -> tuple[np.ndarray, np.ndarr
     truth = np.unique(users[new] * n_items + items[new])  # sorted by user, then item
     truth_user, truth_item = truth // n_items, truth % n_items
     eligible = np.unique(truth_user)
+    if len(eligible) > EXAMPLE_USERS:
+        eligible = np.sort((rng or np.random.default_rng(0)).choice(eligible, EXAMPLE_USERS, replace=False))
+        inside = np.isin(truth_user, eligible)
+        truth, truth_user, truth_item = truth[inside], truth_user[inside], truth_item[inside]
     empty = np.zeros((0, len(FEATURES)), np.float32)
     out_f, out_y, out_g, out_ndcg = [empty], [np.zeros(0, np.float32)], [np.zeros(0, np.int64)], [np.zeros(0)]
-    for lo in range(0, len(eligible), _USER_BLOCK):
-        block = eligible[lo : lo + _USER_BLOCK]
+    step = block_rows(n_items)
+    for lo in range(0, len(eligible), step):
+        block = eligible[lo : lo + step]
         seq = bundle.context.padded(torch.as_tensor(block), width=model.cfg.max_len)[0].numpy()  # type: ignore[union-attr]
         rows, cand, feats = model.candidates(seq, block)
         # Items seen before the context's window are never served (top-k masks them): no examples.
