@@ -292,7 +292,8 @@ class TrainConfig:
     and seen items without being trained on.
 
     ``full_softmax_max_items``: catalogues up to this size train with the exact softmax over
-    every item; larger ones with ``n_negatives`` uniformly sampled negatives per batch.
+    every item; larger ones with ``n_negatives`` sampled negatives per batch. ``auto`` chooses
+    by cost, per run (:meth:`exact_softmax`).
 
     Incremental updates (:mod:`recinc_cli.training.incremental`):
 
@@ -328,7 +329,7 @@ class TrainConfig:
     batch_size: int = 1024
     l2: float = 1e-6
     n_negatives: int = 4096
-    full_softmax_max_items: int = 50_000
+    full_softmax_max_items: int | Auto = AUTO
     init: str = "random"
     seed: int = 0
     pop_half_life_s: float = 14 * 86400.0
@@ -392,6 +393,22 @@ class TrainConfig:
         if not (self.init in ("random", "zero") or self.init.startswith("pretrained:")):
             raise UsageError(f"--init must be random, zero or pretrained:PATH (got {self.init!r})")
 
+    def exact_softmax(self, n_items: int, rows: int, events: int) -> bool:
+        """Whether a run over ``events`` events trains with the exact softmax over all
+        ``n_items`` (item 0, padding, included), computed as ``rows`` softmax rows, rather than
+        the sampled one: up to ``full_softmax_max_items`` items when set, by cost at ``auto``
+        (:data:`EXACT_SOFTMAX_PREMIUM`).
+
+        >>> cfg = TrainConfig()
+        >>> cfg.exact_softmax(8_193, rows=10_000, events=10_000), cfg.exact_softmax(8_194, 10_000, 10_000)
+        (True, False)
+        >>> cfg.replace(full_softmax_max_items=50_000).exact_softmax(20_001, 10_000, 10_000)
+        True
+        """
+        if self.full_softmax_max_items != AUTO:
+            return n_items - 1 <= int(self.full_softmax_max_items)
+        return rows * (n_items - 1) <= EXACT_SOFTMAX_PREMIUM * events * self.n_negatives
+
     def for_update(self, lr: float | None = None) -> TrainConfig:
         """These settings with the learning rate of an update: ``lr`` if given, else ``update_lr``."""
         return dataclasses.replace(self, lr=lr or self.update_lr or self.lr)
@@ -436,7 +453,14 @@ class TrainConfig:
 
 
 #: TrainConfig fields that may be :data:`AUTO`.
-AUTO_FIELDS: frozenset[str] = frozenset({"pop_half_life_events", "cooc_half_life_events", "pop_weight"})
+AUTO_FIELDS: frozenset[str] = frozenset(
+    {"pop_half_life_events", "cooc_half_life_events", "pop_weight", "full_softmax_max_items"}
+)
+#: At ``full_softmax_max_items`` auto, a run trains with the exact softmax while its logits per
+#: epoch are at most this many times the sampled softmax's (its events x ``n_negatives``): a
+#: sequential model up to 8,192 items at 4,096 negatives; ``mf``, whose exact softmax is one
+#: row per user, far beyond that where users have many events each.
+EXACT_SOFTMAX_PREMIUM = 2.0
 
 #: TrainConfig fields that ``update`` stores as the lineage's new defaults when given (the
 #: incremental policies); every other option of ``update`` applies to that run only.

@@ -10,6 +10,7 @@ answer and global popularity is wrong for every user.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -405,6 +406,20 @@ def test_sampled_softmax_learns_it_too(name: str) -> None:
     losses = Trainer(m, cfg).fit(task.data, epochs=80, generator=seeded_generator(0))
     assert losses[-1] < losses[0] - 0.5
     assert hit_rate_at_1(scorer(m, task.data), task.data, task.users, task.targets) > 0.9
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_auto_chooses_the_sampled_softmax_by_cost(name: str) -> None:
+    """At ``full_softmax_max_items`` auto the exact softmax is used while its logits per epoch
+    cost at most EXACT_SOFTMAX_PREMIUM x the sampled one's (events x negatives): here the
+    catalogue is fixed and only the negatives move the cost."""
+    task = chains()
+    m = make(name, {"user": task.n_users, "item": task.n_items})
+    job = functools.partial(TrainInput, task.data, Context.empty(0))
+    assert TRAIN[name].full_softmax_max_items == "auto"
+    cheap = next(iter(m.batches(job(TRAIN[name].replace(n_negatives=task.n_items)), seeded_generator(0))))
+    costly = next(iter(m.batches(job(TRAIN[name].replace(n_negatives=1)), seeded_generator(0))))
+    assert "neg" not in cheap and costly["neg"].shape == (1,)
 
 
 @pytest.mark.parametrize("name", NAMES)

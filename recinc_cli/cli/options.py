@@ -68,6 +68,27 @@ def pop_weight(text: str) -> float | Auto:
         raise UsageError(f"--pop-weight must be a number or auto (got {text!r})") from None
 
 
+def count_or_auto(flag: str) -> Callable[[str], int | Auto]:
+    """A reader of ``flag``'s value: a non-negative whole number, or ``auto``.
+
+    >>> count_or_auto("--n")("20000"), count_or_auto("--n")("auto")
+    (20000, 'auto')
+    """
+
+    def read(text: str) -> int | Auto:
+        if text.strip().lower() == AUTO:
+            return AUTO
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise UsageError(f"{flag} must be a whole number of items or auto (got {text!r})")
+        return value
+
+    return read
+
+
 @dataclass(frozen=True)
 class Opt:
     """One command-line option: parameter ``param`` (flag ``--param-name`` unless ``decls``
@@ -300,15 +321,20 @@ TRAIN_OPTIONS: tuple[Opt, ...] = (
         "negatives",
         "n_negatives",
         int,
-        applies("n_negatives", "Sampled negatives per batch for catalogues above --full-softmax-max-items."),
+        applies("n_negatives", "Sampled negatives per batch where the softmax is sampled (--full-softmax-max-items)."),
         default=_TRAIN.n_negatives,
     ),
     Opt(
         "full_softmax_max_items",
         "full_softmax_max_items",
-        int,
-        applies("full_softmax_max_items", "Largest catalogue trained with the exact softmax over every item."),
-        default=_TRAIN.full_softmax_max_items,
+        str,
+        applies(
+            "full_softmax_max_items",
+            "Largest catalogue trained with the exact softmax over every item, or auto: exact while it "
+            "costs at most twice the sampled softmax (up to 8,192 items for sasrec at 4,096 negatives).",
+        ),
+        count_or_auto("--full-softmax-max-items"),
+        default=AUTO,
     ),
     Opt(
         "pop_half_life",

@@ -1,9 +1,10 @@
 """Matrix factorisation trained with a softmax ranking loss over the catalogue.
 
 score(u, i) = <p_u, q_i> + b_i. Each event (u, i, w) contributes ``w * -log softmax_i``, the
-softmax taken over every item when the catalogue has at most
-``TrainConfig.full_softmax_max_items`` items, and over the positive plus a shared set of
-uniformly sampled negatives otherwise (uniform proposals need no log-Q correction).
+softmax taken over every item where it is affordable
+(:meth:`~recinc_cli.config.TrainConfig.exact_softmax`: by cost, or up to
+``full_softmax_max_items`` items), and over the positive plus a shared set of uniformly
+sampled negatives otherwise (uniform proposals need no log-Q correction).
 
 Why softmax and not BPR: a softmax pushes every unobserved item down at once, and the item
 bias b_i it learns tracks what is being consumed now; in our streaming benchmark it ranks
@@ -60,24 +61,33 @@ class MF(GradientRecommender):
         if job.pop_prior is not None:
             pop = job.pop_prior(data).extended(0 if replay is None else len(replay))
         data = data.concat(replay)  # order does not matter to mf: replayed events are more events
-        if self.n_items - 1 > cfg.full_softmax_max_items:
-            yield from self._event_batches(data, cfg, generator, pop)
+        n_snaps = 1 if pop is None else len(pop.log_pop)
+        key = data.user_idx.astype(np.int64) * n_snaps + (0 if pop is None else pop.snap)
+        order = np.argsort(key, kind="stable")
+        keys, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+        if cfg.exact_softmax(self.n_items, rows=len(keys), events=len(data)):
+            yield from self._user_batches(data, cfg, generator, pop, (order, keys, starts, counts))
         else:
-            yield from self._user_batches(data, cfg, generator, pop)
+            yield from self._event_batches(data, cfg, generator, pop)
 
     def _user_batches(
-        self, data: TrainData, cfg: TrainConfig, generator: torch.Generator, prior: PopPrior | None
+        self,
+        data: TrainData,
+        cfg: TrainConfig,
+        generator: torch.Generator,
+        prior: PopPrior | None,
+        rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ) -> Iterator[Batch]:
         """Shuffled users packed into batches of about ``batch_size`` events.
 
         All events of a user share one softmax, so a batch costs (users x items), not
         (events x items): the same loss as one softmax per event, many times cheaper. With a
         popularity ``prior`` a row is a user at one snapshot, whose events share its offsets.
+        ``rows``: the events' order by row, each row's key (user x snapshots + snapshot), first
+        position in that order and event count.
         """
         n_snaps = 1 if prior is None else len(prior.log_pop)
-        key = data.user_idx.astype(np.int64) * n_snaps + (0 if prior is None else prior.snap)
-        order = np.argsort(key, kind="stable")
-        keys, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+        order, keys, starts, counts = rows
         users, snaps = keys // n_snaps, torch.as_tensor(keys % n_snaps)
         perm = torch.randperm(len(users), generator=generator).numpy()
         batch_of = (np.cumsum(counts[perm]) - 1) // cfg.batch_size

@@ -7,9 +7,10 @@ seen today starts from its category instead of a blank row. Input and output ite
 tied: the score of item i after a sequence is ``<h_last, v_i>``.
 
 Loss ("SASRec+", Klenitskiy & Vasilev, RecSys 2023): cross-entropy over the full catalogue at
-every position, weighted by the target event's weight. Above
-``TrainConfig.full_softmax_max_items`` items it is a sampled softmax over ``n_negatives``
-negatives per batch drawn by item frequency, with log-Q correction.
+every position, weighted by the target event's weight. Where that costs too much
+(:meth:`~recinc_cli.config.TrainConfig.exact_softmax`: above 8,192 items at the defaults) it is
+a sampled softmax over ``n_negatives`` negatives per batch drawn by item frequency, with log-Q
+correction.
 
 >>> from recinc_cli.config import ModelConfig
 >>> m = SASRec({"item": 6, "type": 2}, ModelConfig(name="sasrec", dim=8, max_len=4))
@@ -246,7 +247,8 @@ class SASRec(GradientRecommender):
         win = build_windows(prior, data, self.cfg.max_len)
         if replay is not None and len(replay):
             win = concat_windows(win, replay_windows(prior, replay, self.cfg.max_len))
-        sampled = self.n_items - 1 > cfg.full_softmax_max_items
+        positions = int(win.lengths.sum())  # one softmax row per target position
+        sampled = not cfg.exact_softmax(self.n_items, rows=positions, events=positions)
         if sampled:
             # Proposal: item frequency in this data, +1 so every item can be drawn.
             counts = torch.bincount(torch.as_tensor(data.item_idx), minlength=self.n_items).double() + 1
