@@ -241,9 +241,10 @@ def test_a_catalogue_past_ease_inits_updates_and_serves_through_the_cli(pipeline
         check_finite(bundle)
 
 
-def _random_ranker(n_users: int = 60, n_items: int = 40, events: int = 600) -> Ranker:
+def _random_ranker(n_users: int = 60, n_items: int = 40, events: int = 600, neighbors: int = 100) -> Ranker:
     rng = np.random.default_rng(1)
-    m = Ranker({"user": n_users, "item": n_items}, ModelConfig(name="ranker", candidates=7, max_len=12))
+    cfg = ModelConfig(name="ranker", candidates=7, max_len=12, neighbors=neighbors)
+    m = Ranker({"user": n_users, "item": n_items}, cfg)
     u, i = rng.integers(1, n_users, events), rng.integers(1, n_items - 3, events)  # the last 3 items: unseen
     m.absorb(TrainData(u, i, np.ones(events, np.float32), np.arange(events)), Context.empty(n_users), 300)
     return m
@@ -338,3 +339,31 @@ def test_init_skips_the_cuts_whose_rows_the_pool_would_push_out(pipeline, monkey
     assert 2 <= len(built) < len(cuts) and built[0] == cuts[0]
     assert built[1:] == cuts[len(cuts) - len(built) + 1 :]  # the newest ones
     assert (len(built) - 2) * sizes[1] < 3000  # no built cut was pushed out by the estimate
+
+
+def test_the_matrix_stops_growing_with_the_log(monkeypatch) -> None:
+    """Past its entry budget the co-occurrence matrix is pruned to each item's strongest
+    partners (never below ``neighbors`` of them): bounded, and still telling taste apart."""
+    import recinc_cli.models.ranker as ranker_module
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(1, 200), 8)
+    items = 1 + 10 * (users % 4) + rng.integers(0, 10, len(users))  # 4 tastes of 10 items
+    stray = rng.random(len(items)) < 0.15
+    items[stray] = rng.integers(1, 41, stray.sum())  # and some of anything
+    data = TrainData(users, items, np.ones(len(users), np.float32), np.arange(len(users)))
+
+    def fit() -> Ranker:
+        m = Ranker({"user": 200, "item": 41}, ModelConfig(name="ranker", candidates=5, max_len=12, neighbors=5))
+        m.absorb(data, Context.empty(200), 400)
+        return m
+
+    full = fit()
+    monkeypatch.setattr(ranker_module, "_GRAM_ENTRIES", 16)  # per_row = max(neighbors, 0) = 5
+    small = fit()
+    assert len(small.g_val) <= 4 * 41 * 5 < len(full.g_val)
+    for taste in range(4):
+        seq = np.array([[1 + 10 * taste, 2 + 10 * taste]])
+        _, cand, feats = small.candidates(seq, np.array([taste + 4]))
+        rank_cos = feats[:, list(FEATURES).index("rank_cos")]
+        assert set(((cand[rank_cos < np.log1p(5)] - 1) // 10).tolist()) == {taste}

@@ -103,6 +103,9 @@ PARAMS: dict[str, Any] = {
 _ROW_FLOATS = 1 << 23
 #: Co-occurring pairs one sparse product of :meth:`Ranker.absorb` holds at most (about 200 MiB).
 _PAIR_BUDGET = 1 << 24
+#: Entries (two per pair of items) the co-occurrence matrix keeps after pruning, at least:
+#: 400 MiB as a checkpoint's int32/int32/float32 triplets. MovieLens-1M (3,700 items) holds 8M.
+_GRAM_ENTRIES = 1 << 25
 #: Non-candidates score this far below candidates (then by popularity).
 _FLOOR = -1e4
 
@@ -237,7 +240,8 @@ class Ranker(RankingRecommender):
         gram.eliminate_zeros()
         gram.sort_indices()
         coo = gram.tocoo()
-        self.g_row, self.g_col = torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+        # int32 indices: 12 bytes an entry instead of 20 (catalogues stay far below 2^31 items)
+        self.g_row, self.g_col = torch.from_numpy(coo.row.astype(np.int32)), torch.from_numpy(coo.col.astype(np.int32))
         self.g_val = torch.from_numpy(coo.data.astype(np.float32))
         # Rebuilt from the buffers, as a loaded checkpoint is: the same bytes give the same
         # neighbours and factors, in memory and after a round trip.
@@ -258,14 +262,24 @@ class Ranker(RankingRecommender):
         cuts = np.flatnonzero(np.diff(reach)) + 1
         if not len(cuts):
             history = item_graph.binary_rows(ctx.padded(torch.as_tensor(uniq))[0].numpy(), self.n_items)
-            return item_graph.add_pairs(gram, rows, items, history)
+            return self._bounded(item_graph.add_pairs(gram, rows, items, history))
         order = np.argsort(rows, kind="stable")
         at = np.searchsorted(rows[order], np.concatenate([[0], cuts, [len(uniq)]]))
         for a, b, lo, hi in zip(at[:-1], at[1:], [0, *cuts], [*cuts, len(uniq)], strict=True):
             history = item_graph.binary_rows(ctx.padded(torch.as_tensor(uniq[lo:hi]))[0].numpy(), self.n_items)
             pick = order[a:b]
-            gram = item_graph.add_pairs(gram, rows[pick] - lo, items[pick], history)
+            gram = self._bounded(item_graph.add_pairs(gram, rows[pick] - lo, items[pick], history))
         return gram
+
+    def _bounded(self, gram: sparse.csr_matrix) -> sparse.csr_matrix:
+        """``gram``, pruned to each item's strongest partners (:func:`item_graph.prune`) once it
+        holds twice what pruning leaves at most (2 x _GRAM_ENTRIES up to 167,772 items at the
+        default 100 neighbours, 400 entries an item beyond): the matrix, and the model, stop
+        growing with the log. ``per_row`` >= ``neighbors`` keeps every partner the kNN
+        generators read, so their neighbours are unchanged."""
+        n = self.n_items
+        per_row = max(self.cfg.neighbors, _GRAM_ENTRIES // (2 * n))
+        return gram if gram.nnz <= 4 * n * per_row else item_graph.prune(gram, per_row)
 
     def _count(self, part: TrainData, hl: float) -> None:
         n = len(part)
