@@ -121,6 +121,31 @@ def step_throughput(work: Path) -> dict[str, Any]:
     return out
 
 
+#: Users of the last day the evaluation and latency figures are measured on.
+EVAL_USERS = 2000
+
+
+def step_evaluate(work: Path) -> dict[str, Any]:
+    """``evaluate`` of each throughput model on :data:`EVAL_USERS` users of the last day: its
+    seconds and peak RSS, and its single-user latency (p50/p99 ms, one user at a time through
+    the Python API, from the loaded model; the model's context included)."""
+    last = pl.read_parquet(work / "last.parquet")
+    users = last["user_id"].unique(maintain_order=True).head(EVAL_USERS)
+    last.filter(pl.col("user_id").is_in(users.implode())).write_parquet(work / "eval.parquet")
+    out = {}
+    for name in THROUGHPUT_MODELS:
+        if not (work / f"{name}.pt").exists():
+            continue
+        r = run(recinc("evaluate", f"{name}.pt", "eval.parquet", "--json", "-q"), work)
+        entry = _clean(r)
+        if r["exit"] == 0:
+            report = json.loads(r["stdout"])
+            entry["latency_ms"] = report.get("latency_ms")
+            entry["ndcg"] = report.get("model", {}).get("ndcg")
+        out[name] = entry
+    return out
+
+
 RECOMMEND_FLOOR = """
 import sys, time, torch
 raw = torch.load(sys.argv[1], weights_only=True)
@@ -242,6 +267,17 @@ def table(results: dict[str, Any]) -> str:
                 f"{t['peak_rss_mb']} MiB",
             )
         )
+    for name, e in results.get("evaluate", {}).items():
+        lat = e.get("latency_ms") or {}
+        rows.append(
+            (
+                f"evaluate, {EVAL_USERS:,} users of the last day ({name})",
+                f"{e['seconds']} s" if e["exit"] == 0 else f"exit {e['exit']}: {e['last_line'][:80]}",
+                f"one user at a time: p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms",
+                "",
+                f"{e['peak_rss_mb']} MiB",
+            )
+        )
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "|" + "---|" * len(rows[0]))
     return "\n".join(lines) + "\n"
@@ -271,6 +307,7 @@ def main() -> None:
     split_last_day(work)
     results["incremental"] = step_incremental(work)
     results["throughput"] = step_throughput(work)
+    results["evaluate"] = step_evaluate(work)
     results["recommend"] = step_recommend(work)
     results["checkpoint"] = {name: step_checkpoint(work, name) for name in ("mf.pt", "default2.pt")}
     args.out.mkdir(parents=True, exist_ok=True)

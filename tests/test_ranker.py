@@ -361,9 +361,26 @@ def test_the_matrix_stops_growing_with_the_log(monkeypatch) -> None:
     full = fit()
     monkeypatch.setattr(ranker_module, "_GRAM_ENTRIES", 16)  # per_row = max(neighbors, 0) = 5
     small = fit()
-    assert len(small.g_val) <= 4 * 41 * 5 < len(full.g_val)
+    assert len(small.g_val) <= 2 * 41 * 5 + 41 < len(full.g_val)  # kept: 2 x neighbors an item + the diagonal
     for taste in range(4):
         seq = np.array([[1 + 10 * taste, 2 + 10 * taste]])
         _, cand, feats = small.candidates(seq, np.array([taste + 4]))
         rank_cos = feats[:, list(FEATURES).index("rank_cos")]
         assert set(((cand[rank_cos < np.log1p(5)] - 1) // 10).tolist()) == {taste}
+
+
+def test_pure_svd_factors_are_kept_and_older_checkpoints_solve_them(lineage: dict[int, Path], tmp_path: Path) -> None:
+    """The factors travel in the checkpoint (no solve on load); a checkpoint from before 0.10,
+    without them, loads and solves them from the matrix on first use."""
+    from recinc_cli.models import item_graph
+
+    bundle = load_bundle(lineage[11])
+    model: Ranker = bundle.model  # type: ignore[assignment]
+    assert model.svd_v.shape == (model.n_items, item_graph.SVD_RANK)
+    assert model._derived("svd") is not None and np.array_equal(model._derived("svd"), model.svd_v.numpy())
+    raw = torch.load(lineage[11], weights_only=True)
+    del raw["weights"]["svd_v"]
+    old = Ranker(model.sizes, model.cfg)
+    old.load_state_dict(raw["weights"])
+    assert old.svd_v.shape == (model.n_items, 0)
+    assert np.array_equal(old._derived("svd"), item_graph.svd_factors(old._gram()))

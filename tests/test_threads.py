@@ -49,7 +49,9 @@ def mf_trainer(n_users: int, n_items: int, dim: int, calls: list[float]) -> tupl
         calls.append(flops)
         return use_threads(flops)
 
-    return Trainer(model, TrainConfig(batch_size=n_users, lr=0.01, full_softmax_max_items=50_000), size_threads=size), data
+    return Trainer(
+        model, TrainConfig(batch_size=n_users, lr=0.01, full_softmax_max_items=50_000), size_threads=size
+    ), data
 
 
 def test_first_step_flops_are_the_matrix_products_of_forward_and_backward(auto_threads: None) -> None:

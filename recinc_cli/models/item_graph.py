@@ -47,7 +47,8 @@ def add_pairs(
     new = (new - new.multiply(history)).tocsr()
     new.eliminate_zeros()
     cross = (new.T @ history).tocsr()
-    return (gram + cross + cross.T + new.T @ new).tocsr().astype(np.float32)
+    # The new counts summed first: one matrix of the size of ``gram`` is built, not three.
+    return (gram + (cross + cross.T + new.T @ new)).tocsr().astype(np.float32, copy=False)
 
 
 def binary_rows(seq_item: np.ndarray, n_items: int) -> sparse.csr_matrix:
@@ -159,10 +160,12 @@ def svd_factors(gram: sparse.csr_matrix) -> np.ndarray:
         return np.zeros((n, 0), np.float32)
     # Randomised subspace iteration (Halko et al. 2011) from a seeded start, not ARPACK:
     # ARPACK's answer varies from run to run, and the same G must give the same factors.
-    g = gram.astype(np.float64)
+    # The products with G run in float32 (half the memory traffic of float64: 2x faster at
+    # 77M entries), the orthonormalisation and the small eigenproblem in float64.
+    g = gram.astype(np.float32, copy=False)
     q = np.random.default_rng(0).standard_normal((n, min(rank + 10, n)))
     for _ in range(_POWER_STEPS):
-        q, _ = np.linalg.qr(g @ q)
-    vals, small = np.linalg.eigh(q.T @ (g @ q))
+        q, _ = np.linalg.qr((g @ q.astype(np.float32)).astype(np.float64))
+    vals, small = np.linalg.eigh(q.T @ (g @ q.astype(np.float32)).astype(np.float64))
     top = np.argsort(-vals, kind="stable")[:rank]
     return np.ascontiguousarray(q @ small[:, top], dtype=np.float32)

@@ -103,8 +103,9 @@ PARAMS: dict[str, Any] = {
 _ROW_FLOATS = 1 << 23
 #: Co-occurring pairs one sparse product of :meth:`Ranker.absorb` holds at most (about 200 MiB).
 _PAIR_BUDGET = 1 << 24
-#: Entries (two per pair of items) the co-occurrence matrix keeps after pruning, at least:
-#: 400 MiB as a checkpoint's int32/int32/float32 triplets. MovieLens-1M (3,700 items) holds 8M.
+#: Entries (two per pair of items) the co-occurrence matrix keeps after pruning, at most, up to
+#: 167,772 items (beyond, 2 x --neighbors an item): 400 MiB as a checkpoint's int32/int32/float32
+#: triplets. MovieLens-1M users 1-1500 (3,545 items) holds 8.8M.
 _GRAM_ENTRIES = 1 << 25
 #: Non-candidates score this far below candidates (then by popularity).
 _FLOOR = -1e4
@@ -150,6 +151,7 @@ class Ranker(RankingRecommender):
     pool_group: torch.Tensor
     booster: torch.Tensor
     booster_sha256: torch.Tensor
+    svd_v: torch.Tensor
 
     def __init__(self, sizes: Mapping[str, int], cfg: ModelConfig) -> None:
         super().__init__(sizes, cfg)
@@ -173,6 +175,7 @@ class Ranker(RankingRecommender):
             "pool_group": torch.zeros(0, dtype=torch.int64),
             "booster": torch.zeros(0, dtype=torch.uint8),
             "booster_sha256": torch.zeros(0, dtype=torch.uint8),
+            "svd_v": torch.zeros(n_items, 0),
         }.items():
             self.register_buffer(name, value)
         self._cache: dict[str, Any] = {}
@@ -194,6 +197,7 @@ class Ranker(RankingRecommender):
             ("item_last", "item", -1.0),
             ("user_events", "user", 0.0),
             ("user_last", "user", -1.0),
+            ("svd_v", "item", 0.0),  # an item new to the matrix has no factors yet
         ):
             old = getattr(self, name)
             extra = sizes[axis] - old.shape[0]
@@ -203,6 +207,8 @@ class Ranker(RankingRecommender):
         self._cache = {}
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if prefix + "svd_v" not in state_dict:  # saved before 0.10: solved from the matrix on use
+            state_dict[prefix + "svd_v"] = torch.zeros(len(state_dict[prefix + "pop"]), 0)
         # Every buffer's length is the data's: take the saved shapes.
         for name, _ in self.named_buffers():
             if prefix + name in state_dict:
@@ -223,7 +229,7 @@ class Ranker(RankingRecommender):
             self.half_life[0] = max(float(half_life_events), 0.0)
         hl = float(self.half_life[0]) or float("inf")
         chunk = max(1, int(hl // 4)) if hl < float("inf") else len(data)
-        gram, ctx = self._gram(), prior
+        gram, ctx = self._gram().copy(), prior  # scaled in place below; the cached one stays
         for lo in range(0, len(data), chunk):
             if lo:
                 before = data.subset(np.arange(lo - chunk, lo))
@@ -233,10 +239,10 @@ class Ranker(RankingRecommender):
                 )
             part = data.subset(np.arange(lo, min(lo + chunk, len(data))))
             if hl < float("inf"):
-                gram = gram * np.float32(2.0 ** (-len(part) / hl))
+                gram.data *= np.float32(2.0 ** (-len(part) / hl))
             gram = self._add_part(gram, ctx, part.user_idx, part.item_idx)
             self._count(part, hl)
-        gram = gram.tocsr()
+        gram = self._bounded(gram, slack=1.0).tocsr()
         gram.eliminate_zeros()
         gram.sort_indices()
         coo = gram.tocoo()
@@ -244,8 +250,11 @@ class Ranker(RankingRecommender):
         self.g_row, self.g_col = torch.from_numpy(coo.row.astype(np.int32)), torch.from_numpy(coo.col.astype(np.int32))
         self.g_val = torch.from_numpy(coo.data.astype(np.float32))
         # Rebuilt from the buffers, as a loaded checkpoint is: the same bytes give the same
-        # neighbours and factors, in memory and after a round trip.
+        # neighbours, in memory and after a round trip.
         self._cache = {}
+        # PureSVD's factors are kept, not solved on every load: at 200k items they cost more
+        # than all the rest of serving's set-up (a function of the matrix all the same).
+        self.svd_v = torch.from_numpy(item_graph.svd_factors(self._gram()))
 
     def _add_part(
         self, gram: sparse.csr_matrix, ctx: Context, users: np.ndarray, items: np.ndarray
@@ -271,15 +280,16 @@ class Ranker(RankingRecommender):
             gram = self._bounded(item_graph.add_pairs(gram, rows[pick] - lo, items[pick], history))
         return gram
 
-    def _bounded(self, gram: sparse.csr_matrix) -> sparse.csr_matrix:
+    def _bounded(self, gram: sparse.csr_matrix, slack: float = 2.0) -> sparse.csr_matrix:
         """``gram``, pruned to each item's strongest partners (:func:`item_graph.prune`) once it
-        holds twice what pruning leaves at most (2 x _GRAM_ENTRIES up to 167,772 items at the
-        default 100 neighbours, 400 entries an item beyond): the matrix, and the model, stop
+        holds ``slack`` x what pruning leaves at most (_GRAM_ENTRIES up to 167,772 items at the
+        default 100 neighbours, 200 entries an item beyond): the matrix, and the model, stop
         growing with the log. ``per_row`` >= ``neighbors`` keeps every partner the kNN
-        generators read, so their neighbours are unchanged."""
+        generators read. While counting, the slack of 2 spaces the prunes out; the matrix a
+        fit keeps is pruned at slack 1, so a checkpoint holds at most that."""
         n = self.n_items
         per_row = max(self.cfg.neighbors, _GRAM_ENTRIES // (2 * n))
-        return gram if gram.nnz <= 4 * n * per_row else item_graph.prune(gram, per_row)
+        return gram if gram.nnz <= slack * 2 * n * per_row else item_graph.prune(gram, per_row)
 
     def _count(self, part: TrainData, hl: float) -> None:
         n = len(part)
@@ -319,7 +329,8 @@ class Ranker(RankingRecommender):
             if key == "cos":
                 self._cache[key] = item_graph.cosine_neighbours(gram, self.cfg.neighbors)
             elif key == "svd":
-                self._cache[key] = item_graph.svd_factors(gram)
+                stored = self.svd_v.numpy()
+                self._cache[key] = stored if stored.shape[1] or not gram.nnz else item_graph.svd_factors(gram)
             else:
                 # Densify only when EASE applies: at 55k items the dense copy alone is 12 GB.
                 small = self.n_items - 1 <= EASE_MAX_ITEMS and gram.nnz > 0
