@@ -6,11 +6,12 @@ against:
 
 - ``preprocess`` of every daily partition vs a bare ``polars.scan_parquet().sink_parquet()``;
 - ``init`` of the default model on all days but the last vs ``update`` with the last day;
-- training throughput (events/s per epoch) of every model on the newest days;
+- training throughput (events/s per epoch) of every model on the days before the last, then
+  ``evaluate`` of each on users of the last day: seconds, peak RSS and single-user latency;
 - ``recommend --all`` top-10 of an ``mf`` model vs a bare chunked ``torch.topk(U @ V.T)`` on the
   same factors (and implicit's ``recommend``, where implicit is installed);
 - checkpoint save and load vs ``torch.save`` / ``torch.load`` of the same payload, and the file
-  size vs the bytes of its tensors.
+  size vs the bytes of its tensors (also of an ``mf`` model with a row for every user and item).
 
 Writes ``OUT/scale_SIZE.json`` and ``OUT/scale_SIZE.md`` (the table the README quotes).
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from synth import SIZES, generate  # noqa: E402
 
 PY = sys.executable
-#: Days of the log the per-model throughput is measured on (the newest ones).
+#: Days of the log the per-model throughput is measured on (the ones before the last).
 THROUGHPUT_DAYS = 3
 #: Models whose training throughput is measured, and the options that keep it to one pass.
 THROUGHPUT_MODELS: dict[str, tuple[str, ...]] = {
@@ -87,13 +88,13 @@ def step_preprocess(data: Path, work: Path) -> dict[str, Any]:
 
 def split_last_day(work: Path) -> None:
     """``hist.parquet`` (every day but the last), ``last.parquet`` and ``newest.parquet``
-    (the last :data:`THROUGHPUT_DAYS` days)."""
+    (the :data:`THROUGHPUT_DAYS` days before the last, which evaluates what they train)."""
     df = pl.read_parquet(work / "all.parquet")
     day = df["timestamp"].dt.date()
     days = day.unique().sort()
     df.filter(day < days[-1]).write_parquet(work / "hist.parquet")
     df.filter(day == days[-1]).write_parquet(work / "last.parquet")
-    df.filter(day >= days[-THROUGHPUT_DAYS]).write_parquet(work / "newest.parquet")
+    df.filter((day >= days[-THROUGHPUT_DAYS - 1]) & (day < days[-1])).write_parquet(work / "newest.parquet")
 
 
 def step_incremental(work: Path) -> dict[str, Any]:
@@ -143,6 +144,21 @@ def step_evaluate(work: Path) -> dict[str, Any]:
             entry["latency_ms"] = report.get("latency_ms")
             entry["ndcg"] = report.get("model", {}).get("ndcg")
         out[name] = entry
+    return out
+
+
+def step_whole_vocab_model(work: Path) -> dict[str, Any]:
+    """An ``mf`` model with a row for every user and item of the log (one epoch on each user's
+    and each item's first event), for the checkpoint load figure at full size."""
+    df = pl.read_parquet(work / "all.parquet")
+    firsts = pl.concat([df.unique("user_id", keep="first"), df.unique("item_id", keep="first")]).unique()
+    firsts.sort("timestamp").write_parquet(work / "firsts.parquet")
+    cmd = recinc("init", "firsts.parquet", "-o", "vocab_mf.pt", "--model", "mf", "--epochs", "1")
+    r = run([*cmd, "--valid-fraction", "0", "--json", "-q"], work)
+    out = _clean(r)
+    if r["exit"] == 0:
+        lineage = json.loads(r["stdout"])
+        out["users"], out["items"] = lineage["n_users"], lineage["n_items"]
     return out
 
 
@@ -245,11 +261,13 @@ def table(results: dict[str, Any]) -> str:
             f"{rec['recinc']['peak_rss_mb']} MiB",
         )
     )
+    vocab = results.get("whole_vocab_mf", {})
     for name, c in results["checkpoint"].items():
         if "load_seconds" in c:
+            what = f"{name}: {vocab['users']:,} users, {vocab['items']:,} items" if name == "vocab_mf.pt" else name
             rows.append(
                 (
-                    f"checkpoint load / save ({name})",
+                    f"checkpoint load / save ({what})",
                     f"{c['load_seconds']} / {c['save_seconds']} s",
                     "torch.load / torch.save of the same payload",
                     f"{c['load_ratio']}x / {c['save_ratio']}x",
@@ -262,7 +280,7 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"training throughput ({name})",
                 f"{rate:,} events/s" if rate else f"exit {t['exit']}: {t['last_line'][:80]}",
-                f"{t['seconds']} s for the newest {THROUGHPUT_DAYS} days",
+                f"{t['seconds']} s for the {THROUGHPUT_DAYS} days before the last",
                 "",
                 f"{t['peak_rss_mb']} MiB",
             )
@@ -273,7 +291,7 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"evaluate, {EVAL_USERS:,} users of the last day ({name})",
                 f"{e['seconds']} s" if e["exit"] == 0 else f"exit {e['exit']}: {e['last_line'][:80]}",
-                f"one user at a time: p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms",
+                f"one user at a time: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms" if lat else "",
                 "",
                 f"{e['peak_rss_mb']} MiB",
             )
@@ -309,7 +327,9 @@ def main() -> None:
     results["throughput"] = step_throughput(work)
     results["evaluate"] = step_evaluate(work)
     results["recommend"] = step_recommend(work)
-    results["checkpoint"] = {name: step_checkpoint(work, name) for name in ("mf.pt", "default2.pt")}
+    results["whole_vocab_mf"] = step_whole_vocab_model(work)
+    names = ("mf.pt", "default2.pt", "vocab_mf.pt")
+    results["checkpoint"] = {name: step_checkpoint(work, name) for name in names if (work / name).exists()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scale_{args.size}.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / f"scale_{args.size}.md").write_text(table(results))
