@@ -107,8 +107,11 @@ bench-data: $(STAMP)
 
 # How recinc scales (issue 16): the small synthetic log (1M events), every figure against a floor
 # measured in the same run; writes bench/results/scale_small.{json,md}. SIZE=medium by hand.
+# implicit (the peer of `recommend --all`) goes into bench_out/implicit only, never into $(VENV).
+IMPLICIT := bench_out/implicit
 bench: $(STAMP)
-	$(BIN)/python bench/scale.py --size $(SIZE) --out bench/results
+	test -d $(IMPLICIT)/implicit || $(BIN)/python -m pip install -q --no-deps --target $(IMPLICIT) implicit==0.7.3 threadpoolctl tqdm
+	$(BIN)/python bench/scale.py --size $(SIZE) --out bench/results --implicit $(IMPLICIT)
 
 bench-all: bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
 

@@ -51,10 +51,10 @@ THROUGHPUT_MODELS: dict[str, tuple[str, ...]] = {
 }
 
 
-def run(cmd: list[str], cwd: Path) -> dict[str, Any]:
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd``; its wall seconds, peak RSS (MiB), exit code and last stderr line."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     out, err = proc.stdout.read() if proc.stdout else "", proc.stderr.read() if proc.stderr else ""
@@ -176,17 +176,50 @@ print(time.perf_counter() - start)
 """
 
 
-def step_recommend(work: Path) -> dict[str, Any]:
-    """``recommend --all`` of the mf model trained for the throughput figure vs the bare floor."""
+#: implicit's ``recommend`` on the same factors (the item bias as one more factor), with the
+#: seen items filtered as ``recommend --all`` does; its 0.7 CPU model takes the factors as set.
+IMPLICIT_PEER = """
+import sys, time, numpy as np, torch
+from scipy import sparse
+from threadpoolctl import threadpool_limits
+from implicit.cpu.als import AlternatingLeastSquares
+from recinc_cli.store.format import load_bundle
+b = load_bundle(sys.argv[1])
+w = b.model.state_dict()
+u = torch.cat([w["user_emb"], torch.ones(len(w["user_emb"]), 1)], 1).numpy()
+v = torch.cat([w["item_emb"], w["item_bias"][:, None]], 1).numpy()
+seen = b.seen
+n_users = min(len(u), seen.n_users)
+rows = sparse.csr_matrix((np.ones(len(seen.indices), np.float32), seen.indices.numpy(), seen.indptr.numpy()),
+                         shape=(seen.n_users, len(v)))[:n_users].tocsr()
+m = AlternatingLeastSquares(factors=u.shape[1])
+m.user_factors, m.item_factors = np.ascontiguousarray(u[:n_users]), np.ascontiguousarray(v)
+ids = np.arange(1, n_users)
+with threadpool_limits(1, "blas"):  # implicit's advice: its own threads, not BLAS's
+    start = time.perf_counter()
+    m.recommend(ids, rows[ids], N=10, filter_already_liked_items=True)
+print(time.perf_counter() - start)
+"""
+
+
+def step_recommend(work: Path, implicit_path: Path | None) -> dict[str, Any]:
+    """``recommend --all`` of the mf model trained for the throughput figure vs the bare floor,
+    and vs implicit's ``recommend`` where ``implicit_path`` holds implicit (installed there by
+    ``make bench`` only: implicit is no dependency of recinc)."""
     ours = run(recinc("recommend", "mf.pt", "--all", "-k", "10", "-o", "recs.parquet", "-q"), work)
     floor = run([PY, "-c", RECOMMEND_FLOOR, "mf.pt"], work)
     out: dict[str, Any] = {"recinc": _clean(ours), "floor": _clean(floor)}
     out["ratio"] = ratio(ours["seconds"], floor["seconds"])
     out["floor_compute_seconds"] = round(float(floor["stdout"].strip() or 0), 3)
-    try:
-        import implicit  # noqa: F401
-    except ImportError:
-        out["implicit"] = "not installed in this environment"
+    if implicit_path is None or not (implicit_path / "implicit").exists():
+        out["implicit"] = "not installed (make bench installs it under bench_out/implicit)"
+        return out
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(implicit_path), os.environ.get("PYTHONPATH", "")])}
+    peer = run([PY, "-c", IMPLICIT_PEER, "mf.pt"], work, env=env)
+    out["implicit"] = _clean(peer)
+    if peer["exit"] == 0:
+        out["implicit_compute_seconds"] = round(float(peer["stdout"].strip().splitlines()[-1]), 3)
+        out["ratio_vs_implicit"] = ratio(ours["seconds"], peer["seconds"])
     return out
 
 
@@ -252,6 +285,18 @@ def table(results: dict[str, Any]) -> str:
             f"{inc['update']['peak_rss_mb']} MiB (init {inc['init']['peak_rss_mb']})",
         )
     )
+    if "ratio_vs_implicit" in rec:
+        imp = rec["implicit"]
+        rows.append(
+            (
+                "recommend --all, top 10 (mf) vs implicit",
+                f"{rec['recinc']['seconds']} s",
+                f"{imp['seconds']} s (implicit 0.7 recommend, same factors; "
+                f"{rec['implicit_compute_seconds']} s of it computing)",
+                f"{rec['ratio_vs_implicit']}x",
+                f"implicit {imp['peak_rss_mb']} MiB",
+            )
+        )
     rows.append(
         (
             "recommend --all, top 10 (mf)",
@@ -307,6 +352,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="daily partitions [default: bench_data/SIZE, generated if missing]")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--work", type=Path, help="scratch directory [default: bench_out/scale_SIZE]")
+    ap.add_argument("--implicit", type=Path, help="a directory holding implicit (pip install --target)")
     args = ap.parse_args()
     data = args.data or Path("bench_data") / args.size
     if not (data / "manifest.json").exists():
@@ -326,7 +372,7 @@ def main() -> None:
     results["incremental"] = step_incremental(work)
     results["throughput"] = step_throughput(work)
     results["evaluate"] = step_evaluate(work)
-    results["recommend"] = step_recommend(work)
+    results["recommend"] = step_recommend(work, args.implicit)
     results["whole_vocab_mf"] = step_whole_vocab_model(work)
     names = ("mf.pt", "default2.pt", "vocab_mf.pt")
     results["checkpoint"] = {name: step_checkpoint(work, name) for name in names if (work / name).exists()}
