@@ -59,7 +59,9 @@ def top_k(
             step = max(1, min(chunk, _CHUNK_FLOATS // max(scores.shape[1], 1)))
             scores[:, 0] = float("-inf")
             known = users < (seen.n_users if seen is not None else 0)
-            if seen is not None and known.any():
+            if seen is not None and bool(known.all()):
+                seen.mask_(scores, users)  # in place: no copy of the chunk (--all: every user)
+            elif seen is not None and known.any():
                 rows = known.nonzero().squeeze(1)
                 sub = scores[rows]
                 seen.mask_(sub, users[rows])
