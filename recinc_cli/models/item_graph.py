@@ -74,14 +74,21 @@ def cosine_neighbours(gram: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """(n, n) float32: each item's ``k`` most cosine-similar other items (row = item)."""
     if gram.shape[0] <= _DENSE_TOP_K:
         return _dense_neighbours(gram, k)
-    g = gram.tocsr()
-    g.sort_indices()
-    diag = np.sqrt(np.maximum(g.diagonal(), 1e-9))
-    rows = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
-    v = g.data / diag[rows] / diag[g.indices]
-    v[rows == g.indices] = -np.inf  # an item is not its own neighbour
+    g, rows, v = _cosines(gram)
     keep = row_top_k(g.indptr, v, k)
     return sparse.csr_matrix((v[keep].astype(np.float32), (rows[keep], g.indices[keep])), shape=g.shape)
+
+
+def _cosines(gram: sparse.csr_matrix) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """``gram`` as sorted CSR, the row (nnz,) of each entry and its cosine (nnz,) float64,
+    -inf on the diagonal (an item is not its own neighbour)."""
+    g = gram.tocsr()
+    g.sort_indices()
+    norm = np.sqrt(np.maximum(g.diagonal(), 1e-9))
+    rows = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
+    v = g.data / norm[rows] / norm[g.indices]
+    v[rows == g.indices] = -np.inf
+    return g, rows, v
 
 
 def prune(gram: sparse.csr_matrix, per_row: int) -> sparse.csr_matrix:
@@ -94,16 +101,10 @@ def prune(gram: sparse.csr_matrix, per_row: int) -> sparse.csr_matrix:
     >>> prune(g, 1).toarray().astype(int).tolist()
     [[4, 2, 1], [2, 4, 0], [1, 0, 4]]
     """
-    g = gram.tocsr()
-    g.sort_indices()
-    diag = g.diagonal()
-    norm = np.sqrt(np.maximum(diag, 1e-9))
-    rows = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
-    v = g.data / norm[rows] / norm[g.indices]
-    v[rows == g.indices] = -np.inf
+    g, rows, v = _cosines(gram)
     keep = row_top_k(g.indptr, v, per_row)
     kept = sparse.csr_matrix((g.data[keep], (rows[keep], g.indices[keep])), shape=g.shape)
-    return (kept.maximum(kept.T) + sparse.diags(diag).tocsr()).tocsr().astype(np.float32)
+    return (kept.maximum(kept.T) + sparse.diags(g.diagonal()).tocsr()).tocsr().astype(np.float32)
 
 
 def row_top_k(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
