@@ -28,6 +28,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,18 @@ THROUGHPUT_MODELS: dict[str, tuple[str, ...]] = {
 }
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd``; its wall seconds, peak RSS (MiB), exit code and last stderr line."""
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, limit: float | None = None) -> dict[str, Any]:
+    """Run ``cmd``; its wall seconds, peak RSS (MiB), exit code and last stderr line. A command
+    still running after ``limit`` seconds is killed, and its last line says so."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    timer = threading.Timer(limit, proc.kill) if limit else None
+    if timer:
+        timer.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    stopped = timer is not None and not timer.is_alive()
+    if timer:
+        timer.cancel()
     seconds = time.perf_counter() - start
     out, err = proc.stdout.read() if proc.stdout else "", proc.stderr.read() if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -65,7 +73,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[st
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "exit": proc.returncode,
         "stdout": out,
-        "last_line": lines[-1] if lines else "",
+        "last_line": f"stopped after {limit:.0f} s (--step-limit)" if stopped else (lines[-1] if lines else ""),
     }
 
 
@@ -109,10 +117,11 @@ def step_incremental(work: Path) -> dict[str, Any]:
     return out
 
 
-def step_throughput(work: Path) -> dict[str, Any]:
+def step_throughput(work: Path, limit: float) -> dict[str, Any]:
     out = {}
     for name, options in THROUGHPUT_MODELS.items():
-        r = run(recinc("init", "newest.parquet", "-o", f"{name}.pt", "--model", name, *options, "--json", "-q"), work)
+        cmd = recinc("init", "newest.parquet", "-o", f"{name}.pt", "--model", name, *options, "--json", "-q")
+        r = run(cmd, work, limit=limit)
         entry = _clean(r)
         if r["exit"] == 0:
             lineage = json.loads(r["stdout"])
@@ -354,6 +363,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--work", type=Path, help="scratch directory [default: bench_out/scale_SIZE]")
     ap.add_argument("--implicit", type=Path, help="a directory holding implicit (pip install --target)")
+    ap.add_argument("--step-limit", type=float, default=900, help="seconds one model's training may take")
     args = ap.parse_args()
     data = args.data or Path("bench_data") / args.size
     if not (data / "manifest.json").exists():
@@ -371,7 +381,7 @@ def main() -> None:
     results["preprocess"] = step_preprocess(data, work)
     split_last_day(work)
     results["incremental"] = step_incremental(work)
-    results["throughput"] = step_throughput(work)
+    results["throughput"] = step_throughput(work, args.step_limit)
     results["evaluate"] = step_evaluate(work)
     results["recommend"] = step_recommend(work, args.implicit)
     results["whole_vocab_mf"] = step_whole_vocab_model(work)
