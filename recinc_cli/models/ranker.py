@@ -269,10 +269,7 @@ class Ranker(RankingRecommender):
         events = np.bincount(rows, minlength=len(uniq))
         reach = np.cumsum(events * (depth + events)) // _PAIR_BUDGET  # batch of each user
         cuts = np.flatnonzero(np.diff(reach)) + 1
-        if not len(cuts):
-            history = item_graph.binary_rows(ctx.padded(torch.as_tensor(uniq))[0].numpy(), self.n_items)
-            return self._bounded(item_graph.add_pairs(gram, rows, items, history))
-        order = np.argsort(rows, kind="stable")
+        order = np.argsort(rows, kind="stable")  # add_pairs reads each user's events, in any order
         at = np.searchsorted(rows[order], np.concatenate([[0], cuts, [len(uniq)]]))
         for a, b, lo, hi in zip(at[:-1], at[1:], [0, *cuts], [*cuts, len(uniq)], strict=True):
             history = item_graph.binary_rows(ctx.padded(torch.as_tensor(uniq[lo:hi]))[0].numpy(), self.n_items)
