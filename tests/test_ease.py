@@ -98,7 +98,7 @@ def test_recommends_the_missing_item_of_a_users_group() -> None:
     ctx = context_of(TrainData(np.array([1, 1, 1]), np.array([9, 10, 11]), np.ones(3, np.float32), np.arange(3)), 2)
     scores = model_scorer(m.eval(), ctx)(torch.tensor([1]))
     seen = SeenItems.empty(2).merge(np.array([1, 1, 1]), np.array([9, 10, 11]), 2)
-    top, _ = top_k(lambda u: scores, np.array([1]), seen, 1)
+    top, _ = top_k(lambda u, out=None: scores, np.array([1]), seen, 1)
     assert top[0, 0] == 12
 
 

@@ -589,6 +589,26 @@ def test_every_model_scores_every_item_for_every_user(name: str) -> None:
     assert torch.isfinite(s[:, 1:]).all()
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_scores_written_into_a_buffer_equal_fresh_ones_and_chunks_do_not_change_the_top(name: str) -> None:
+    task = chains()
+    m, _, _ = fitted(name, task)
+    users = torch.arange(1, task.n_users)
+    buf = torch.full((len(users), task.n_items), 7.0)
+    with torch.no_grad():
+        fresh = m.score(query(m, users, task.data))
+        into = m.score(query(m, users, task.data), out=buf)
+    torch.testing.assert_close(into, fresh, rtol=1e-6, atol=1e-6)
+    assert into.data_ptr() == buf.data_ptr()  # written in place, not copied
+    # top_k scores chunk after chunk into one reused buffer: the same top as one user at a time.
+    fn, seen = scorer(m, task.data), SeenItems.empty(task.n_users)
+    idx = np.tile(np.arange(1, task.n_users), 40)  # past the first chunk (256 users)
+    chunked, vals = top_k(fn, idx, seen, k=3, chunk=5)
+    alone = np.concatenate([top_k(fn, idx[i : i + 1], seen, k=3)[0] for i in range(task.n_users - 1)])
+    assert np.array_equal(chunked, np.tile(alone, (40, 1)))
+    assert np.isfinite(vals).all()
+
+
 def test_the_contract_is_enforced_and_every_model_is_of_one_family() -> None:
     class Empty(GradientRecommender):
         name = "empty"

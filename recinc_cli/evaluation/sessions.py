@@ -222,10 +222,10 @@ def rule_scorer(stored: Context, serving: Context, item_pop: torch.Tensor) -> Sc
     follows = follow_weights(user, stored.items.numpy().astype(np.int64), n_items, steps=1)
     fill = (item_pop / item_pop.max().clamp(min=1e-12)).float() * 1e-3
 
-    def score(users: torch.Tensor) -> torch.Tensor:
+    def score(users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         last = serving.padded(users, width=1)[0][:, 0].clamp(max=n_items - 1).numpy()
         counts = torch.from_numpy(follows[last].toarray())
         counts[last == 0] = 0.0
-        return counts + fill
+        return torch.add(counts, fill, out=out)
 
     return score

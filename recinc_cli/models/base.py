@@ -77,10 +77,14 @@ class Recommender(nn.Module, metaclass=ABCMeta):
         """
 
     @abstractmethod
-    def score(self, query: Query) -> torch.Tensor:
-        """Scores of every item for each user of ``query``: ``(B, n_items)`` float32.
+    def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item for each user of ``query``: ``(B, n_items)`` float32, a tensor
+        the caller may overwrite.
 
-        Column 0 (padding) is meaningless; callers mask it.
+        ``out``, a (B, n_items) float32 buffer, is where a model may write the scores (the
+        return value is then ``out``): a caller scoring chunk after chunk reuses one buffer
+        instead of faulting in fresh pages for every chunk. Models may ignore it; ``out`` must
+        be None where gradients flow. Column 0 (padding) is meaningless; callers mask it.
         """
 
     def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:

@@ -147,8 +147,8 @@ class EASE(ClosedFormRecommender):
             self._weights = ease_solve(self.gram, self.cfg.ease_l2)
         return self._weights
 
-    def score(self, query: Query) -> torch.Tensor:
-        return self._dense(query["seq_item"]) @ self.weights()
+    def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.matmul(self._dense(query["seq_item"]), self.weights(), out=out)
 
 
 def ease_solve(gram: torch.Tensor, l2: float) -> torch.Tensor:

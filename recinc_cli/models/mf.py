@@ -50,10 +50,11 @@ class MF(GradientRecommender):
     def tables(self) -> dict[str, str]:
         return {"user_emb": "user", "item_emb": "item", "item_bias": "item"}
 
-    def score(self, query: Query) -> torch.Tensor:
+    def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
         # sparse=True: a training-time caller (distillation) then gives user_emb the sparse
         # gradient its SparseAdam expects; scores are the same either way.
-        return F.embedding(query["user"], self.user_emb, sparse=True) @ self.item_emb.T + self.item_bias
+        users = F.embedding(query["user"], self.user_emb, sparse=True)
+        return torch.addmm(self.item_bias, users, self.item_emb.T, out=out)
 
     def batches(self, job: TrainInput, generator: torch.Generator) -> Iterator[Batch]:
         data, cfg, replay = job.data, job.cfg, job.replay

@@ -433,20 +433,20 @@ class Ranker(RankingRecommender):
         out[:, [FEATURES[name] not in self.cfg.rank_features for name in FEATURES]] = np.nan  # --rank-features
         return out
 
-    def score(self, query: Query) -> torch.Tensor:
+    def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
         """Booster scores of each user's candidates; every other item below them, by popularity.
         ``(B, n_items)`` float32 for ``user`` (B,) with context ``seq_item`` (B, W)."""
         seq = query["seq_item"].numpy()
         users = query["user"].numpy()
         n = self.n_items
         fallback = np.log1p(self.pop[:, 1].numpy()).astype(np.float32)
-        out = np.empty((len(seq), n), np.float32)
-        out[:] = _FLOOR + fallback / max(float(fallback.max(initial=0.0)), 1.0)
+        scores = np.empty((len(seq), n), np.float32) if out is None else out.numpy()
+        scores[:] = _FLOOR + fallback / max(float(fallback.max(initial=0.0)), 1.0)
         step = block_rows(n)
         for lo in range(0, len(seq), step):
             rows, items, feats = self.candidates(seq[lo : lo + step], users[lo : lo + step])
-            out[lo + rows, items] = self.rank_scores(feats)
-        return torch.from_numpy(out)
+            scores[lo + rows, items] = self.rank_scores(feats)
+        return torch.from_numpy(scores) if out is None else out
 
     def rank_scores(self, feats: np.ndarray) -> np.ndarray:
         """(m,) float32 score of each candidate row of ``feats`` (m, len(FEATURES)): the

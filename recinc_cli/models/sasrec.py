@@ -236,9 +236,9 @@ class SASRec(GradientRecommender):
         age = torch.where(pair, time_bucket(ts[:, :, None] - ts[:, None, :]), 0)
         return gap, age
 
-    def score(self, query: Query) -> torch.Tensor:
+    def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
         h = self.encode(query["seq_item"], query["seq_type"], query.get("seq_ts"))[:, -1]
-        return h @ self.item_vectors().T
+        return torch.matmul(h, self.item_vectors().T, out=out)
 
     # -- training -----------------------------------------------------------------------------
 

@@ -135,16 +135,17 @@ class SKNN(ClosedFormRecommender):
             self._cache = (sessions, follow_weights(user, items, n_items), pop / pop.max().clamp(min=1.0))
         return self._cache
 
-    def score(self, query: Query) -> torch.Tensor:
+    def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
         """Neighbour votes + rule votes (each scaled to at most 1) + a popularity tie-breaker,
         ``(B, n_items)``, for the sessions ``seq_item`` (B, W) of the users ``user`` (B,)."""
         seq, users = query["seq_item"], query["user"]
         sessions, rules, pop = self._matrices()
-        out = torch.empty(len(seq), self.n_items)
+        if out is None:
+            out = torch.empty(len(seq), self.n_items)
         step = max(1, _BLOCK_FLOATS // max(sessions.shape[0], 1))
         for lo in range(0, len(seq), step):
             out[lo : lo + step] = self._score_block(seq[lo : lo + step], users[lo : lo + step], sessions, rules)
-        return out + POP_TIEBREAK * pop
+        return out.add_(pop, alpha=POP_TIEBREAK)
 
     def _score_block(
         self, seq: torch.Tensor, users: torch.Tensor, sessions: sparse.csr_matrix, rules: sparse.csr_matrix

@@ -1,7 +1,7 @@
 """Top-k recommendation: batched scoring, seen-item masking, popularity fallback.
 
 >>> seen = SeenItems.empty(3).merge(np.array([1]), np.array([2]), n_users=3)
->>> scores = lambda u: torch.tensor([[0.0, 3.0, 9.0, 1.0]]).repeat(len(u), 1)
+>>> scores = lambda u, out=None: torch.tensor([[0.0, 3.0, 9.0, 1.0]]).repeat(len(u), 1)
 >>> items, vals = top_k(scores, np.array([1, 2]), seen, k=2)
 >>> items.tolist()
 [[1, 3], [2, 1]]
@@ -9,16 +9,30 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from recinc_cli.data.context import Context
 from recinc_cli.data.seen import SeenItems
-from recinc_cli.models.base import Recommender
+from recinc_cli.models.base import Query, Recommender
 
-ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+class ScoreFn(Protocol):
+    """Scores of every item for users ``users`` (B,) int64: (B, n_items) float32, a tensor its
+    caller may overwrite (masking happens in place).
+
+    ``out`` is a (B, n_items) float32 buffer the scores may be written into (the return value
+    is then ``out``): :func:`top_k` reuses one buffer across chunks, which spares the page
+    faults of a fresh 100 MB allocation per chunk (2.6x on a 195,000-item catalogue).
+    """
+
+    def __call__(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
 #: Users scored at once, at most; fewer where the catalogue is large (_CHUNK_FLOATS).
 CHUNK = 2048
 #: Floats in one chunk's scores (128 MiB): 2,048 users up to 16,384 items, 167 at 200,000.
@@ -39,7 +53,7 @@ def top_k(
 
     Parameters
     ----------
-    score_fn: maps user indices (B,) int64 to scores (B, n_items).
+    score_fn: maps user indices (B,) int64 to scores (B, n_items) (:class:`ScoreFn`).
     user_idx: (U,) int64 user indices; indices beyond ``seen`` have nothing masked.
     seen: each user's items to leave out; None ranks them too (``--repeats``).
 
@@ -51,12 +65,15 @@ def top_k(
     out_items = np.zeros((len(user_idx), k), dtype=np.int64)
     out_scores = np.full((len(user_idx), k), -np.inf, dtype=np.float32)
     start, step = 0, min(chunk, _FIRST_CHUNK)
+    buffer: torch.Tensor | None = None
     with torch.inference_mode():
         while start < len(user_idx):
             users = torch.from_numpy(np.asarray(user_idx[start : start + step], dtype=np.int64))
-            scores = score_fn(users).float().clone()
-            # Bounded memory: the (users x items) scores of one chunk stay near _CHUNK_FLOATS.
-            step = max(1, min(chunk, _CHUNK_FLOATS // max(scores.shape[1], 1)))
+            scores = score_fn(users, out=None if buffer is None else buffer[: len(users)]).float()
+            if buffer is None and start + len(users) < len(user_idx):
+                # Bounded memory: the (users x items) scores of one chunk stay near _CHUNK_FLOATS.
+                step = max(1, min(chunk, _CHUNK_FLOATS // max(scores.shape[1], 1)))
+                buffer = torch.empty(step, scores.shape[1])
             scores[:, 0] = float("-inf")
             known = users < (seen.n_users if seen is not None else 0)
             if seen is not None and bool(known.all()):
@@ -79,24 +96,37 @@ def top_k(
 
 def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
     """A ScoreFn over ``model``; sequential models read each user's events from ``context``."""
+    score_into = model.score
+    if "out" not in inspect.signature(model.score).parameters:
+        # A plugin written before ``out`` existed: its score(query) may return a view (an
+        # expanded bias row), so it is copied, as every model's scores once were.
+        def score_into(query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
+            scores = model.score(query)
+            return scores.clone() if out is None else out.copy_(scores)
+
     if not model.CONTEXT:
-        return lambda users: model.score({"user": users})
+        return lambda users, out=None: score_into({"user": users}, out=out)
     if context is None:
         raise ValueError(f"model {model.name} needs each user's recent events, and none are stored")
 
-    def score(users: torch.Tensor) -> torch.Tensor:
+    def score(users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         items, types = context.padded(users)
         query = {"user": users, "seq_item": items, "seq_type": types}
         if model.reads_times:
             query["seq_ts"] = context.padded_times(users, items.shape[1])
-        return model.score(query)
+        return score_into(query, out=out)
 
     return score
 
 
 def popularity_scorer(item_pop: torch.Tensor) -> ScoreFn:
     """A ScoreFn that gives every user the same popularity scores."""
-    return lambda users: item_pop[None, :].expand(len(users), -1)
+
+    def score(users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        row = item_pop[None, :].expand(len(users), -1)
+        return row.clone() if out is None else out.copy_(row)
+
+    return score
 
 
 def adjusted_scorer(
@@ -109,7 +139,7 @@ def adjusted_scorer(
     al., ICLR 2021) that tilts a softmax model towards what is consumed now; ``blocked``
     (n_items,) bool, e.g. expired items.
 
-    >>> f = adjusted_scorer(lambda u: torch.zeros(len(u), 3), torch.tensor([0., 1., 2.]), 0.5,
+    >>> f = adjusted_scorer(lambda u, out=None: torch.zeros(len(u), 3), torch.tensor([0., 1., 2.]), 0.5,
     ...     torch.tensor([False, False, True]))
     >>> f(torch.tensor([1])).tolist()
     [[0.0, 0.5, -inf]]
@@ -117,13 +147,13 @@ def adjusted_scorer(
     if base is None and blocked is None:
         return popularity_scorer(prior * weight)
 
-    def score(users: torch.Tensor) -> torch.Tensor:
+    def score(users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         if base is None:
-            s = (prior * weight)[None, :].repeat(len(users), 1)
+            s = popularity_scorer(prior * weight)(users, out=out)
         else:
-            s = base(users)
+            s = base(users, out=out)
             if weight:
-                s = s + weight * prior[: s.shape[1]]
+                s.add_(prior[: s.shape[1]], alpha=weight)
         if blocked is not None:
             s[:, blocked[: s.shape[1]]] = float("-inf")
         return s
