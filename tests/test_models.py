@@ -609,6 +609,35 @@ def test_scores_written_into_a_buffer_equal_fresh_ones_and_chunks_do_not_change_
     assert np.isfinite(vals).all()
 
 
+def test_sasrec_item_vectors_kept_for_serving_follow_every_change_of_its_tables() -> None:
+    task = chains()
+    m, _, sizes = fitted("sasrec", task)
+    users = torch.arange(1, task.n_users)
+
+    def served() -> torch.Tensor:
+        with torch.no_grad():
+            return m.score(query(m, users, task.data)).clone()
+
+    def rebuilt() -> torch.Tensor:  # with gradients on, nothing kept is read
+        return m.score(query(m, users, task.data)).detach()
+
+    first = served()
+    with torch.no_grad():
+        assert m.item_vectors() is m.item_vectors()  # kept, not rebuilt per request
+        m.item_emb[5] += 1.0  # an optimizer step writes in place like this
+    assert not torch.equal(served(), first)
+    torch.testing.assert_close(served(), rebuilt(), rtol=0, atol=1e-6)
+    before = served()
+    assert m.cfg.item_features  # a feature value change moves the item's vector too
+    other = int(m.item_feat[5, 0]) % 3 + 1  # categories 1..3: a value item 5 does not have
+    m.set_item_features(torch.tensor([5]), torch.tensor([[other]]))
+    assert not torch.equal(served(), before)
+    torch.testing.assert_close(served(), rebuilt(), rtol=0, atol=1e-6)
+    m.grow({**sizes, "item": task.n_items + 3}, "random", seeded_generator(2))
+    assert served().shape == (len(users), task.n_items + 3)
+    torch.testing.assert_close(served(), rebuilt(), rtol=0, atol=1e-6)
+
+
 def test_the_contract_is_enforced_and_every_model_is_of_one_family() -> None:
     class Empty(GradientRecommender):
         name = "empty"

@@ -336,6 +336,28 @@ class Ranker(RankingRecommender):
                 )
         return self._cache[key]
 
+    def _items(self) -> dict[str, Any]:
+        """Per-item statistics every request reads, computed once per change (a request for
+        one user at 111k items spent most of its time recomputing them): ``fallback`` (n,)
+        scores below every candidate, ``unborn`` (n,) bool items never seen, ``pop_mid`` (n,)
+        log(1 + decayed popularity), ``share`` (n, 4) log popularity shares, ``total`` (n,)
+        log(1 + count) and ``mean_total`` its mean over seen items."""
+        if "items" not in self._cache:
+            pop, first = self.pop.numpy(), self.item_first.numpy()
+            mid = np.log1p(pop[:, 1]).astype(np.float32)
+            n_seen = max(int((first >= 0).sum()), 1)
+            total = np.log1p(pop[:, -1])
+            seen_total = total[first >= 0]
+            self._cache["items"] = {
+                "fallback": _FLOOR + mid / max(float(mid.max(initial=0.0)), 1.0),
+                "unborn": torch.from_numpy(first < 0),
+                "pop_mid": torch.from_numpy(mid),
+                "share": np.log(pop / np.maximum(pop.sum(0), 1e-12)[None, :] * n_seen + 1e-3),
+                "total": total,
+                "mean_total": float(seen_total.mean()) if len(seen_total) else 0.0,
+            }
+        return self._cache["items"]
+
     # ---------------------------------------------------------------- scoring
     def candidates(self, seq_item: np.ndarray, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate pairs and their features for users ``user_idx`` (B,) with context
@@ -349,7 +371,7 @@ class Ranker(RankingRecommender):
         n = self.n_items
         x = item_graph.binary_rows(seq_item, n)
         blocked = torch.from_numpy(x.toarray() > 0)
-        blocked |= torch.from_numpy(self.item_first.numpy() < 0)[None, :]
+        blocked |= self._items()["unborn"][None, :]
         blocked[:, 0] = True
         gens = self._generator_scores(x, seq_item)
         k = min(self.cfg.candidates, n - 1)
@@ -373,7 +395,7 @@ class Ranker(RankingRecommender):
         nbr = self._derived("cos")
         v = self._derived("svd")
         b = self._derived("ease")
-        pop = torch.from_numpy(np.log1p(self.pop[:, 1].numpy()).astype(np.float32))
+        pop = self._items()["pop_mid"]
         return {
             "cos": _dense(x @ nbr),
             "rec": _dense(item_graph.recent_rows(seq_item, n) @ nbr),
@@ -395,9 +417,8 @@ class Ranker(RankingRecommender):
     ) -> np.ndarray:
         clock = float(self.clock[0])
         unit = max(float(self.half_life[0]) * 0.1, 1.0)  # 1 event without decay
-        pop = self.pop.numpy()
-        n_seen = max(int((self.item_first.numpy() >= 0).sum()), 1)
-        share = np.log(pop / np.maximum(pop.sum(0), 1e-12)[None, :] * n_seen + 1e-3)
+        stats = self._items()
+        share = stats["share"]
         f: dict[str, np.ndarray] = {}
         r, c = torch.from_numpy(rows), torch.from_numpy(items)
         for g in GENERATORS:
@@ -421,11 +442,10 @@ class Ranker(RankingRecommender):
         u = np.where(known, user_idx, 0)
         events = np.where(known, self.user_events.numpy()[u], 0.0)
         last = np.where(known & (self.user_last.numpy()[u] >= 0), self.user_last.numpy()[u], np.nan)
-        total = np.log1p(pop[:, -1])
+        total = stats["total"]
         depth = (seq_item > 0).sum(1)
         taste = (total[seq_item] * (seq_item > 0)).sum(1)
-        seen_items = total[self.item_first.numpy() >= 0]
-        mainstream = taste / np.maximum(depth, 1) - (seen_items.mean() if len(seen_items) else 0.0)
+        mainstream = taste / np.maximum(depth, 1) - stats["mean_total"]
         f["user_events"] = np.log1p(events)[rows]
         f["user_idle"] = np.log1p((clock - last) / unit)[rows]
         f["user_mainstream"] = np.where(depth > 0, mainstream, np.nan)[rows]
@@ -439,9 +459,8 @@ class Ranker(RankingRecommender):
         seq = query["seq_item"].numpy()
         users = query["user"].numpy()
         n = self.n_items
-        fallback = np.log1p(self.pop[:, 1].numpy()).astype(np.float32)
         scores = np.empty((len(seq), n), np.float32) if out is None else out.numpy()
-        scores[:] = _FLOOR + fallback / max(float(fallback.max(initial=0.0)), 1.0)
+        scores[:] = self._items()["fallback"]
         step = block_rows(n)
         for lo in range(0, len(seq), step):
             rows, items, feats = self.candidates(seq[lo : lo + step], users[lo : lo + step])
