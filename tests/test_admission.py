@@ -7,11 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import torch
 from synthetic import TINY, ids, random_rows, write_events
 
 from recinc_cli.data.admission import Admission
 from recinc_cli.data.vocab import Vocab
+from recinc_cli.store.format import read_payload
 
 USERS, ITEMS = ids("u", 10), ids("i", 10)
 
@@ -62,7 +62,7 @@ def admitted(tmp_path_factory: pytest.TempPathFactory) -> Lineage:
     }
     for name, r in results.items():
         assert (r.exit_code, r.stderr) == (0, ""), name
-    raw = {n: torch.load(d / f"m{j}.pt", weights_only=True) for j, n in enumerate(("init", "a", "b"))}
+    raw = {n: read_payload(d / f"m{j}.pt") for j, n in enumerate(("init", "a", "b"))}
     return Lineage(raw, {"dir": d, **files})
 
 
@@ -135,7 +135,7 @@ def test_min_count_given_to_update_applies_and_is_stored(cli, tmp_path: Path) ->
     assert cli("init", base, "-o", tmp_path / "m0.pt", *TINY, "-q").exit_code == 0
     r = cli("update", tmp_path / "m0.pt", day, "-o", tmp_path / "m1.pt", "--min-count", "2", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    raw = torch.load(tmp_path / "m1.pt", weights_only=True)
+    raw = read_payload(tmp_path / "m1.pt")
     assert raw["train_config"]["min_count"] == 2
     assert pending(raw, "item") == {"once": 1} and pending(raw, "user") == {"ghost": 1}
     assert raw["lineage"][-1]["events_not_admitted"] == 2

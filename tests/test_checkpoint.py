@@ -19,7 +19,7 @@ from recinc_cli.data.io import sha256_file
 from recinc_cli.errors import CheckpointError, OutputError
 from recinc_cli.serving.views import bundle_scorer
 from recinc_cli.store.checksum import payload_digest
-from recinc_cli.store.format import FORMAT_VERSION, load_bundle, save_bundle
+from recinc_cli.store.format import FORMAT_VERSION, load_bundle, read_payload, save_bundle, unpack_ids
 
 #: Keys of every lineage entry; init adds its peak memory, update its learning rate.
 LINEAGE_KEYS = {
@@ -91,7 +91,13 @@ def events_of(pipeline, *names: str) -> pl.DataFrame:
 
 
 def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> None:
-    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    stored = torch.load(pipeline.ckpt[10], weights_only=True)
+    # Format 5: each id vocabulary is one uint8 tensor (UTF-8, newline-joined), read_payload's lists.
+    raw = read_payload(pipeline.ckpt[10])
+    for key in ("users", "items", "event_types"):
+        assert stored[key].dtype == torch.uint8 and unpack_ids(stored[key]) == raw[key], key
+    assert bytes(stored["users"].numpy()).decode().split("\n") == raw["users"] and raw["users"][0] == ""
+    assert len(raw["users"]) == len(raw["seen_indptr"]) - 1
     assert set(raw) == {
         "format_version",
         "recinc_version",
@@ -125,7 +131,7 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
         "pending_item_counts",
         "checksum",
     }
-    assert raw["format_version"] == FORMAT_VERSION == 4
+    assert raw["format_version"] == FORMAT_VERSION == 5
     assert raw["recinc_version"] == __version__
     assert raw["model_config"] == MF_CONFIG
     assert raw["train_config"]["seed"] == 7 and raw["train_config"]["epochs"] == 2
@@ -142,7 +148,7 @@ def test_loads_with_weights_only_and_holds_every_documented_key(pipeline) -> Non
 
 
 def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipeline) -> None:
-    raw = torch.load(sasrec_pipeline.ckpt[10], weights_only=True)
+    raw = read_payload(sasrec_pipeline.ckpt[10])
     assert set(raw) >= {"event_types", "features", "context_indptr", "context_items", "context_types", "context_ts_ms"}
     assert raw["model_config"] == {
         "name": "sasrec",
@@ -179,7 +185,7 @@ def test_sasrec_checkpoint_holds_context_and_feature_vocabularies(sasrec_pipelin
 
 
 def test_format_1_mf_checkpoint_still_loads_and_updates(pipeline, tmp_path: Path) -> None:
-    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    raw = read_payload(pipeline.ckpt[10])
     old = {k: v for k, v in raw.items() if k not in ("event_types", "features")}
     old.update(format_version=1, model_config={"name": "mf", "dim": 8})
     torch.save(old, tmp_path / "v1.pt")
@@ -191,7 +197,7 @@ def test_format_1_mf_checkpoint_still_loads_and_updates(pipeline, tmp_path: Path
         assert torch.equal(bundle_scorer(b)(users), bundle_scorer(load_bundle(pipeline.ckpt[10]))(users))
     r = api.update(tmp_path / "v1.pt", pipeline.events["day11"], tmp_path / "v2.pt")
     assert not r["skipped"]
-    new = torch.load(tmp_path / "v2.pt", weights_only=True)
+    new = read_payload(tmp_path / "v2.pt")
     assert new["format_version"] == FORMAT_VERSION
     assert new["event_types"] == [
         "",
@@ -200,7 +206,7 @@ def test_format_1_mf_checkpoint_still_loads_and_updates(pipeline, tmp_path: Path
 
 
 def test_seen_csr_holds_exactly_the_distinct_pairs(pipeline) -> None:
-    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    raw = read_payload(pipeline.ckpt[13])
     indptr, indices = raw["seen_indptr"].numpy(), raw["seen_indices"].numpy()
     assert indptr.dtype == np.int64 and indices.dtype == np.int64
     assert len(indptr) == len(raw["users"]) + 1 and indptr[0] == 0 and indptr[-1] == len(indices)
@@ -219,7 +225,7 @@ def test_seen_csr_holds_exactly_the_distinct_pairs(pipeline) -> None:
 def test_item_pop_is_the_decayed_sum_over_all_folded_events(pipeline) -> None:
     # By default popularity runs on an event clock: an event's age is the number of events
     # folded after it, and the half-life is a tenth of init's events.
-    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    raw = read_payload(pipeline.ckpt[13])
     ev = events_of(pipeline, "base", "day11", "day12", "day13")
     base = pl.read_parquet(pipeline.events["base"]).height
     hl = raw["train_config"]["pop_half_life_events"]
@@ -252,7 +258,7 @@ def test_item_pop_with_a_wall_clock_half_life(cli, pipeline, tmp_path) -> None:
         "-q",
     )
     assert r.exit_code == 0, r.stderr
-    raw = torch.load(out, weights_only=True)
+    raw = read_payload(out)
     ev = pl.read_parquet(pipeline.events["base"])
     now = ev["timestamp"].max()
     age_ms = (now - ev["timestamp"]).dt.total_milliseconds().to_numpy().astype(np.float64)
@@ -265,7 +271,7 @@ def test_item_pop_with_a_wall_clock_half_life(cli, pipeline, tmp_path) -> None:
 
 
 def test_lineage_records_every_run(pipeline) -> None:
-    lineage = torch.load(pipeline.ckpt[13], weights_only=True)["lineage"]
+    lineage = read_payload(pipeline.ckpt[13])["lineage"]
     assert [e["command"] for e in lineage] == ["init", "update", "update", "update"]
     for entry, name, parent in zip(
         lineage, ["base", "day11", "day12", "day13"], [None, *(pipeline.ckpt[d] for d in (10, 11, 12))], strict=True
@@ -288,7 +294,7 @@ def test_lineage_records_every_run(pipeline) -> None:
         assert cur["n_users"] == prev["n_users"] + cur["new_users"]
         assert cur["n_items"] == prev["n_items"] + cur["new_items"]
         assert cur["new_users"] > 0 and cur["new_items"] > 0
-    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    raw = read_payload(pipeline.ckpt[13])
     assert (lineage[-1]["n_users"], lineage[-1]["n_items"]) == (len(raw["users"]) - 1, len(raw["items"]) - 1)
     assert all(e["epoch_seconds"] >= 0 for e in lineage) and lineage[0]["peak_memory_mb"] > 0
     # mf reads no sessions: its held-out users are judged by the next-slice protocol.
@@ -296,7 +302,7 @@ def test_lineage_records_every_run(pipeline) -> None:
 
 
 def test_init_lineage_records_the_learning_rate(pipeline) -> None:
-    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    raw = read_payload(pipeline.ckpt[10])
     assert raw["lineage"][0]["lr"] == raw["train_config"]["lr"]
 
 
@@ -320,7 +326,7 @@ def test_same_seed_same_model(pipeline, tmp_path: Path) -> None:
     day = pipeline.events["day11"]
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         api.init(day, tmp_path / f"{name}.pt", TINY[0], TINY[1].replace(seed=seed))
-    a, b, c = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in "abc")
+    a, b, c = (read_payload(tmp_path / f"{n}.pt") for n in "abc")
     for key in a["weights"]:
         assert torch.equal(a["weights"][key], b["weights"][key]), key
     assert not torch.equal(a["weights"]["item_emb"], c["weights"]["item_emb"])
@@ -353,7 +359,7 @@ def test_unloadable_files_raise_checkpoint_error(pipeline, tmp_path: Path) -> No
     cases["text.pt"] = "not a recinc checkpoint (not a torch .pt file); check the path"
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     cases["tensor.pt"] = "not a recinc checkpoint (required keys are missing)"
-    raw = torch.load(pipeline.ckpt[10], weights_only=True)
+    raw = read_payload(pipeline.ckpt[10])
     torch.save({**raw, "format_version": FORMAT_VERSION + 1}, tmp_path / "future.pt")
     cases["future.pt"] = (
         f"format version {FORMAT_VERSION + 1} is newer than this recinc "

@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import run_cli
 
+from recinc_cli.store.format import read_payload
+
 METRICS = {"recall", "precision", "f1", "ndcg", "mrr", "hit_rate", "coverage", "users"}
 
 
@@ -55,7 +57,7 @@ def test_json_shape(day14_json: dict, pipeline) -> None:
         assert r["warning"] is None
     assert r["k"] == 10 and r["protocol"] == "next" and r["checkpoint"] == str(pipeline.ckpt[13])
     assert r["test_events"] == pl.read_parquet(pipeline.events["day14"]).height
-    assert r["catalogue"] == len(torch.load(pipeline.ckpt[13], weights_only=True)["items"]) - 1
+    assert r["catalogue"] == len(read_payload(pipeline.ckpt[13])["items"]) - 1
     for scorer in ("model", "popular"):
         assert set(r[scorer]) == METRICS and r[scorer]["users"] == r["users"]
         for name in METRICS - {"users"}:
@@ -74,7 +76,7 @@ def test_popular_baseline_and_eligible_users_by_brute_force(day14_json: dict, pi
     for u, i in pl.read_parquet(pipeline.events["day14"]).select("user_id", "item_id").iter_rows():
         if u in seen and i not in seen[u]:
             truth.setdefault(u, set()).add(i)
-    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    raw = read_payload(pipeline.ckpt[13])
     ranked = [raw["items"][j] for j in torch.argsort(raw["item_pop"], descending=True, stable=True).tolist() if j > 0]
     k = 10
     recall = ndcg = hits = 0.0

@@ -10,10 +10,11 @@ import torch
 from conftest import DAYS, only_files
 
 from recinc_cli.data.io import sha256_file
+from recinc_cli.store.format import read_payload
 
 
 def lineage(path: Path) -> list[dict]:
-    return torch.load(path, weights_only=True)["lineage"]
+    return read_payload(path)["lineage"]
 
 
 def test_every_step_succeeded_with_a_one_line_summary(pipeline) -> None:
@@ -50,9 +51,9 @@ def test_lineage_grows_by_one_entry_per_update(pipeline) -> None:
 
 
 def test_old_ids_keep_their_index_across_updates(pipeline) -> None:
-    prev = torch.load(pipeline.ckpt[10], weights_only=True)
+    prev = read_payload(pipeline.ckpt[10])
     for d in DAYS[:-1]:
-        cur = torch.load(pipeline.ckpt[d], weights_only=True)
+        cur = read_payload(pipeline.ckpt[d])
         for key in ("users", "items"):
             assert cur[key][: len(prev[key])] == prev[key]
             new = set(pl.read_parquet(pipeline.events[f"day{d}"])[key[:-1] + "_id"]) - set(prev[key])
@@ -86,8 +87,8 @@ def test_force_applies_the_slice_again(cli, pipeline, tmp_path: Path) -> None:
     assert len(entries) == 3
     assert entries[-1]["data_sha256"] == entries[-2]["data_sha256"]
     assert entries[-1]["parent_sha256"] == sha256_file(pipeline.ckpt[11])
-    before = torch.load(pipeline.ckpt[11], weights_only=True)["weights"]["item_emb"]
-    assert not torch.equal(torch.load(out, weights_only=True)["weights"]["item_emb"], before)
+    before = read_payload(pipeline.ckpt[11])["weights"]["item_emb"]
+    assert not torch.equal(read_payload(out)["weights"]["item_emb"], before)
 
 
 def test_update_overrides_apply_to_this_run_only(cli, pipeline, tmp_path: Path) -> None:
@@ -107,8 +108,8 @@ def test_update_overrides_apply_to_this_run_only(cli, pipeline, tmp_path: Path) 
         "-q",
     )
     assert (r.exit_code, r.stderr) == (0, "")
-    raw = torch.load(out, weights_only=True)
-    parent = torch.load(pipeline.ckpt[11], weights_only=True)
+    raw = read_payload(out)
+    parent = read_payload(pipeline.ckpt[11])
     assert (raw["lineage"][-1]["epochs"], raw["lineage"][-1]["lr"]) == (2, 0.001)
     # A one-off override does not become the default of every later update.
     assert raw["train_config"] == parent["train_config"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import only_files
 
-from recinc_cli.store.format import load_bundle
+from recinc_cli.store.format import load_bundle, read_payload
 
 COLUMNS = ["user_id", "rank", "item_id", "score", "source"]
 
@@ -66,7 +66,7 @@ def test_unknown_users_get_the_most_popular_items(cli, pipeline) -> None:
     r = cli("recommend", pipeline.ckpt[13], "--users", "nobody,ghost", "-k", "4", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
     df = read_stdout_csv(r.stdout)
-    raw = torch.load(pipeline.ckpt[13], weights_only=True)
+    raw = read_payload(pipeline.ckpt[13])
     pop = raw["item_pop"].clone()
     pop[0] = float("-inf")
     vals, idx = torch.topk(pop, 4)
@@ -89,7 +89,7 @@ def test_users_file_and_all(cli, pipeline, tmp_path: Path) -> None:
     r = cli("recommend", pipeline.ckpt[13], "--all", "-k", "2", "-q")
     assert r.exit_code == 0, r.stderr
     df = read_stdout_csv(r.stdout)
-    users = torch.load(pipeline.ckpt[13], weights_only=True)["users"][1:]
+    users = read_payload(pipeline.ckpt[13])["users"][1:]
     assert df["user_id"].unique(maintain_order=True).to_list() == users
     assert df.height == 2 * len(users) and set(df["source"]) == {"model"}
     seen = seen_items(pipeline, 13)
@@ -121,7 +121,7 @@ def test_output_files_match_stdout(cli, pipeline, tmp_path: Path, suffix: str) -
 
 
 def test_k_larger_than_the_catalogue_lists_every_unseen_item(cli, pipeline) -> None:
-    n_items = len(torch.load(pipeline.ckpt[10], weights_only=True)["items"]) - 1
+    n_items = len(read_payload(pipeline.ckpt[10])["items"]) - 1
     r = cli("recommend", pipeline.ckpt[10], "--users", "u00001,nobody", "-k", "5000", "-q")
     assert r.exit_code == 0, r.stderr
     df = read_stdout_csv(r.stdout)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import SASREC_ARCH, SASREC_MAX_LEN, only_files, run_cli, write_csv
 
-from recinc_cli.store.format import load_bundle
+from recinc_cli.store.format import load_bundle, read_payload
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 HEADER = ("user_id", "item_id", "event_type", "timestamp", "category")
@@ -42,7 +42,7 @@ def events_file(directory: Path, name: str, rows: list[tuple[str, str, str, int,
 
 def contexts(path: Path) -> dict[str, list[tuple[str, str, int]]]:
     """Each user's stored (item, event type, ms) events, by raw ids."""
-    raw = torch.load(path, weights_only=True)
+    raw = read_payload(path)
     indptr = raw["context_indptr"].tolist()
     items, types, ts = raw["context_items"].tolist(), raw["context_types"].tolist(), raw["context_ts_ms"].tolist()
     return {
@@ -234,7 +234,7 @@ def test_history_lets_sasrec_continue_a_new_users_session(cli, cycle_model, tmp_
 
 def test_mf_with_history_falls_back_to_popular_minus_the_history(cli, pipeline, tmp_path: Path) -> None:
     ckpt = pipeline.ckpt[13]
-    raw = torch.load(ckpt, weights_only=True)
+    raw = read_payload(ckpt)
     pop = raw["item_pop"].clone()
     pop[0] = float("-inf")
     ranked = [raw["items"][j] for j in torch.argsort(pop, descending=True, stable=True).tolist()]
@@ -296,7 +296,7 @@ def test_init_valid_last_early_stops_on_each_users_last_event(cli, cycle_model, 
         rf"model alone \d\.\d{{4}}\) -> {re.escape(str(out))}\n",
         r.stderr,
     )
-    raw = torch.load(out, weights_only=True)
+    raw = read_payload(out)
     entry = raw["lineage"][0]
     assert entry["valid_ndcg"] is not None
     assert raw["train_config"]["valid_last"] is True
@@ -353,14 +353,14 @@ def test_split_errors(cli, expect_error, cycle_model, tmp_path: Path, args: list
 
 
 def test_updates_use_the_gentler_update_lr_unless_overridden(cli, sasrec_pipeline, tmp_path: Path) -> None:
-    raw = torch.load(sasrec_pipeline.ckpt[12], weights_only=True)
+    raw = read_payload(sasrec_pipeline.ckpt[12])
     cfg = raw["train_config"]
     assert (cfg["lr"], cfg["update_lr"], cfg["update_epochs"]) == (0.003, 0.001, 1)  # sasrec defaults
     assert [e["lr"] for e in raw["lineage"]] == [0.003, 0.001, 0.001]
     out = tmp_path / "s13.pt"
     r = cli("update", sasrec_pipeline.ckpt[12], sasrec_pipeline.events["day13"], "-o", out, "--lr", "0.002")
     assert r.exit_code == 0, r.stderr
-    after = torch.load(out, weights_only=True)
+    after = read_payload(out)
     assert after["lineage"][-1]["lr"] == 0.002 and after["train_config"]["update_lr"] == 0.001
 
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 from synthetic import DAY_MS, TINY, ids, random_rows, write_events
 
+from recinc_cli.store.format import read_payload
+
 USERS, ITEMS = ids("u", 15), ids("i", 10)
 OLD_USERS, NEW_USERS = USERS[:10], USERS[10:]
 GONE = {"gone1", "gone2"}
@@ -89,7 +91,7 @@ def test_the_setup_would_recommend_the_gone_items_without_expiry(cli, models: Mo
 
 
 def test_expired_items_are_never_recommended(cli, models: Models) -> None:
-    raw = torch.load(models.expiring, weights_only=True)
+    raw = read_payload(models.expiring)
     assert raw["train_config"]["expire_after_s"] == 10 * 86400
     df = recs(cli, models.expiring, "--all", "-k", str(N_ITEMS))
     assert set(df["source"]) == {"model"}
@@ -123,8 +125,8 @@ def test_evaluate_never_ranks_expired_items(cli, models: Models) -> None:
 
 
 def test_prune_zeroes_the_rows_and_adam_moments_of_expired_items(models: Models) -> None:
-    raw = torch.load(models.pruned, weights_only=True)
-    parent = torch.load(models.expiring, weights_only=True)
+    raw = read_payload(models.pruned)
+    parent = read_payload(models.expiring)
     assert raw["train_config"]["prune"] is True
     assert raw["items"] == parent["items"]  # indices stay reserved
     gone = [raw["items"].index(i) for i in sorted(GONE)]
@@ -147,20 +149,20 @@ def test_prune_zeroes_the_rows_and_adam_moments_of_expired_items(models: Models)
 
 
 def test_expired_items_count_only_real_items(models: Models) -> None:
-    raw = torch.load(models.pruned, weights_only=True)
+    raw = read_payload(models.pruned)
     assert raw["lineage"][-1]["expired_items"] == len(GONE)
 
 
 def test_expire_after_is_stored_by_init_and_kept_by_updates(models: Models) -> None:
-    raw = torch.load(models.back, weights_only=True)
+    raw = read_payload(models.back)
     assert raw["train_config"]["expire_after_s"] == 10 * 86400  # stored by init, kept
-    control = torch.load(models.control, weights_only=True)
+    control = read_payload(models.control)
     assert control["train_config"]["expire_after_s"] == 0.0
 
 
 def test_an_expired_item_that_reappears_is_recommended_again(cli, models: Models) -> None:
-    raw = torch.load(models.back, weights_only=True)
-    parent = torch.load(models.pruned, weights_only=True)
+    raw = read_payload(models.back)
+    parent = read_payload(models.pruned)
     # "fresh" gets the next index; the pruned indices were not reused.
     assert raw["items"] == [*parent["items"], "fresh"]
     gone1, gone2 = raw["items"].index("gone1"), raw["items"].index("gone2")

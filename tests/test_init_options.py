@@ -16,7 +16,7 @@ from recinc_cli.data.vocab import Vocab
 from recinc_cli.errors import UsageError
 from recinc_cli.models import build_model
 from recinc_cli.store.bundle import Bundle
-from recinc_cli.store.format import load_bundle
+from recinc_cli.store.format import load_bundle, read_payload
 from recinc_cli.training.lifecycle import copy_pretrained
 from recinc_cli.training.train import seeded_generator
 
@@ -98,7 +98,7 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     flags = ("--epochs", "1", "--batch-size", "4096", "--valid-fraction", "0", "-q")
     r = cli("init", "--model", "mf", day11, "-o", out, "--dim", "8", "--init", pretrained, *flags)
     assert (r.exit_code, r.stderr) == (0, "")
-    raw = torch.load(out, weights_only=True)
+    raw = read_payload(out)
     assert raw["train_config"]["init"] == f"pretrained:{pipeline.ckpt[10]}"
     # One small step from the pretrained rows: known items stay close to them, unlike a cold start.
     pre = load_bundle(pipeline.ckpt[10])
@@ -108,7 +108,7 @@ def test_init_from_pretrained_via_cli(cli, expect_error, pipeline, tmp_path: Pat
     assert torch.allclose(warm, pre.model.item_emb.detach()[old_idx], atol=0.02)
     r = cli("init", "--model", "mf", day11, "-o", tmp_path / "cold.pt", "--dim", "8", *flags)
     assert r.exit_code == 0, r.stderr
-    cold = torch.load(tmp_path / "cold.pt", weights_only=True)["weights"]["item_emb"][new_idx]
+    cold = read_payload(tmp_path / "cold.pt")["weights"]["item_emb"][new_idx]
     assert not torch.allclose(cold, pre.model.item_emb.detach()[old_idx], atol=0.02)
 
     r = cli("init", "--model", "mf", day11, "-o", tmp_path / "x.pt", "--dim", "4", "--init", pretrained)

@@ -13,6 +13,8 @@ import torch
 from conftest import only_files
 from synthetic import TINY, ids, random_rows, write_events
 
+from recinc_cli.store.format import read_payload
+
 USERS, ITEMS = ids("u", 10), ids("i", 10)
 #: Three late events of a user and an item nobody else has: whether they trained is plain to see.
 LATE = [("lateuser", "lateitem", 8.0), ("lateuser", "lateitem", 8.5), ("lateuser", "lateitem", 9.0)]
@@ -37,7 +39,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     events = write_events(d / "base.parquet", random_rows(USERS, ITEMS, 200, 0, 10, seed=1))
     r = run_cli("init", events, "-o", d / "m0.pt", *TINY, "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    wm = torch.load(d / "m0.pt", weights_only=True)["pop_time_ms"]
+    wm = read_payload(d / "m0.pt")["pop_time_ms"]
     assert wm == int(pl.read_parquet(events)["timestamp"].dt.epoch("ms").max())
     return Base(d / "m0.pt", wm)
 
@@ -75,7 +77,7 @@ def test_late_drop_skips_the_late_events_and_counts_them(cli, base, tmp_path) ->
     r = update(cli, base, late_slice(tmp_path), out, "--late", "drop")
     assert r.exit_code == 0, r.stderr
     assert "3 late (dropped)" in r.stderr
-    raw = torch.load(out, weights_only=True)
+    raw = read_payload(out)
     entry = raw["lineage"][-1]
     assert (entry["late_events"], entry["late_policy"]) == (3, "drop")
     assert (entry["events_in"], entry["events"]) == (N_FRESH + 3, N_FRESH)
@@ -90,7 +92,7 @@ def test_late_keep_trains_on_the_late_events_and_counts_them(cli, base, tmp_path
     r = update(cli, base, events, out, *flags)
     assert r.exit_code == 0, r.stderr
     assert "3 late (kept)" in r.stderr
-    raw = torch.load(out, weights_only=True)
+    raw = read_payload(out)
     entry = raw["lineage"][-1]
     assert (entry["late_events"], entry["late_policy"]) == (3, "keep")
     assert entry["events_in"] == entry["events"] == N_FRESH + 3
@@ -106,7 +108,7 @@ def test_allowed_lateness_large_enough_means_not_late(cli, base, tmp_path) -> No
     out = tmp_path / "m1.pt"
     r = update(cli, base, late_slice(tmp_path), out, "--late", "fail", "--allowed-lateness", "3d", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    raw = torch.load(out, weights_only=True)
+    raw = read_payload(out)
     assert raw["lineage"][-1]["late_events"] == 0
     assert "lateitem" in raw["items"]
     assert raw["train_config"]["allowed_lateness_s"] == 3 * 86400
@@ -129,7 +131,7 @@ def test_a_stored_fail_policy_refuses_later_late_slices(cli, expect_error, base,
     clean = write_events(tmp_path / "clean.parquet", random_rows(USERS, ITEMS, N_FRESH, 10, 11, seed=3))
     r = update(cli, base, clean, tmp_path / "m1.pt", "--late", "fail", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    assert torch.load(tmp_path / "m1.pt", weights_only=True)["train_config"]["late"] == "fail"
+    assert read_payload(tmp_path / "m1.pt")["train_config"]["late"] == "fail"
     # The next slice has events from before day 11 (the new watermark): refused with no flag given.
     late = write_events(tmp_path / "next.parquet", random_rows(USERS, ITEMS, N_FRESH, 10.5, 12, seed=4))
     r = cli("update", tmp_path / "m1.pt", late, "-o", tmp_path / "m2.pt")
@@ -137,8 +139,8 @@ def test_a_stored_fail_policy_refuses_later_late_slices(cli, expect_error, base,
     assert not (tmp_path / "m2.pt").exists()
     r = cli("update", tmp_path / "m1.pt", late, "-o", tmp_path / "m2.pt", "--late", "drop", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    entry = torch.load(tmp_path / "m2.pt", weights_only=True)["lineage"][-1]
-    watermark = utc(torch.load(tmp_path / "m1.pt", weights_only=True)["pop_time_ms"])
+    entry = read_payload(tmp_path / "m2.pt")["lineage"][-1]
+    watermark = utc(read_payload(tmp_path / "m1.pt")["pop_time_ms"])
     late_n = int((pl.read_parquet(late)["timestamp"] < watermark).sum())
     assert entry["late_events"] == late_n > 0
     assert entry["events"] == N_FRESH - late_n
@@ -148,7 +150,7 @@ def test_a_slice_of_late_events_only_is_recorded_but_changes_no_weight(cli, base
     out = tmp_path / "m1.pt"
     r = update(cli, base, write_events(tmp_path / "old.parquet", LATE), out, "--late", "drop", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    raw, parent = torch.load(out, weights_only=True), torch.load(base.ckpt, weights_only=True)
+    raw, parent = read_payload(out), read_payload(base.ckpt)
     entry = raw["lineage"][-1]
     assert (entry["events_in"], entry["late_events"], entry["events"], entry["epochs"]) == (3, 3, 0, 0)
     assert raw["pop_time_ms"] == parent["pop_time_ms"] and raw["items"] == parent["items"]

@@ -12,6 +12,7 @@ import torch
 from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.events import TrainData
 from recinc_cli.models import MODELS, build_model
+from recinc_cli.store.format import read_payload
 from recinc_cli.training.train import Trainer, grow_optimizer_state, seeded_generator
 
 
@@ -100,7 +101,7 @@ def test_trainer_restores_state_into_a_grown_model(name: str) -> None:
 
 
 def raw(path: object) -> dict:
-    return torch.load(path, weights_only=True)
+    return read_payload(path)
 
 
 def test_update_checkpoint_continues_the_parent_adam_state(pipeline, cli, tmp_path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from recinc_cli.data.reservoir import Reservoir
+from recinc_cli.store.format import read_payload
 
 SIZE, SLICES, PER_SLICE, SEEDS = 100, 10, 200, 300
 #: Upper 0.001 quantile of chi-square with 9 degrees of freedom (tables).
@@ -156,7 +157,7 @@ def test_shrinking_keeps_a_uniform_subset_and_growing_keeps_everything() -> None
 
 
 def test_checkpoints_carry_the_reservoir_across_updates(pipeline) -> None:
-    raws = {d: torch.load(pipeline.ckpt[d], weights_only=True) for d in (10, 11, 12, 13)}
+    raws = {d: read_payload(pipeline.ckpt[d]) for d in (10, 11, 12, 13)}
     heights = {n: pl.read_parquet(p).height for n, p in pipeline.events.items()}
     assert raws[10]["replay_seen"] == heights["base"]
     for d in (11, 12, 13):
@@ -169,7 +170,7 @@ def test_checkpoints_carry_the_reservoir_across_updates(pipeline) -> None:
 
 
 def test_reservoir_events_are_real_events_in_uniform_proportion(pipeline) -> None:
-    raw = torch.load(pipeline.ckpt[11], weights_only=True)
+    raw = read_payload(pipeline.ckpt[11])
     held = pl.DataFrame(
         {
             "user_id": [raw["users"][j] for j in raw["replay_user"].tolist()],
@@ -195,8 +196,8 @@ def test_update_replay_size_resizes_and_is_stored(cli, pipeline, tmp_path: Path)
     out = tmp_path / "m.pt"
     r = cli("update", pipeline.ckpt[11], pipeline.events["day12"], "-o", out, "--replay-size", "50", "-q")
     assert (r.exit_code, r.stderr) == (0, "")
-    raw = torch.load(out, weights_only=True)
-    parent = torch.load(pipeline.ckpt[11], weights_only=True)
+    raw = read_payload(out)
+    parent = read_payload(pipeline.ckpt[11])
     assert raw["replay_size"] == 50 == raw["train_config"]["replay_size"]
     assert len(raw["replay_user"]) == 50
     assert raw["replay_seen"] == parent["replay_seen"] + pl.read_parquet(pipeline.events["day12"]).height

@@ -16,6 +16,7 @@ from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
 from recinc_cli.data.sequences import replay_windows
 from recinc_cli.models import build_model
+from recinc_cli.store.format import read_payload
 from recinc_cli.training.early_stop import POP_WEIGHTS
 from recinc_cli.training.train import Trainer
 
@@ -27,7 +28,7 @@ DRIFT = ("--epochs", "3", "--update-valid-fraction", "0", "--lr", "0.01", "-q")
 def update(cli, parent: Path, events: Path, out: Path, *args: str) -> dict:
     r = cli("update", parent, events, "-o", out, *args)
     assert r.exit_code == 0, r.stderr
-    return torch.load(out, weights_only=True)
+    return read_payload(out)
 
 
 def n_events(path: Path) -> int:
@@ -38,7 +39,7 @@ def n_events(path: Path) -> int:
 
 
 def test_anchor_weight_keeps_the_parents_rows_closer(cli, pipeline, tmp_path: Path) -> None:
-    parent = torch.load(pipeline.ckpt[10], weights_only=True)
+    parent = read_payload(pipeline.ckpt[10])
     plain = update(cli, pipeline.ckpt[10], pipeline.events["day11"], tmp_path / "plain.pt", *DRIFT)
     anchored = update(
         cli, pipeline.ckpt[10], pipeline.events["day11"], tmp_path / "anchor.pt", *DRIFT, "--anchor-weight", "1"
@@ -58,7 +59,7 @@ def test_anchor_weight_keeps_the_parents_rows_closer(cli, pipeline, tmp_path: Pa
 
 def known_items_slice(tmp_path: Path, parent: Path, events: Path) -> Path:
     """The events of ``events`` whose user and item the model at ``parent`` knows."""
-    raw = torch.load(parent, weights_only=True)
+    raw = read_payload(parent)
     ev = pl.read_parquet(events)
     out = tmp_path / "known.parquet"
     ev.filter(pl.col("user_id").is_in(raw["users"]) & pl.col("item_id").is_in(raw["items"])).write_parquet(out)
@@ -91,7 +92,7 @@ def test_mf_distillation_runs_with_new_users(cli, pipeline, tmp_path: Path) -> N
 
 def test_sasrec_distillation_runs_with_new_items(cli, sasrec_pipeline, tmp_path: Path) -> None:
     day11 = sasrec_pipeline.events["day11"]
-    parent = torch.load(sasrec_pipeline.ckpt[10], weights_only=True)
+    parent = read_payload(sasrec_pipeline.ckpt[10])
     assert not set(pl.read_parquet(day11)["item_id"]) <= set(parent["items"])  # it has new items
     r = cli("update", sasrec_pipeline.ckpt[10], day11, "-o", tmp_path / "s.pt", "--distill-weight", "1")
     assert r.exit_code == 0, r.stderr
@@ -197,7 +198,7 @@ def test_replay_ratio_mixes_past_events_into_mf_and_sasrec_updates(cli, pipeline
         assert entry["replayed"] == round(0.5 * n), name  # the reservoir holds 19,157 events
         assert raw["train_config"]["replay_ratio"] == 0.5
     day11 = pl.read_parquet(pipeline.events["day11"]).height
-    assert torch.load(pipeline.ckpt[11], weights_only=True)["lineage"][-1]["replayed"] == round(0.5 * day11)  # default
+    assert read_payload(pipeline.ckpt[11])["lineage"][-1]["replayed"] == round(0.5 * day11)  # default
 
 
 def test_replay_windows_target_exactly_the_replayed_events_in_context() -> None:
@@ -232,7 +233,7 @@ def test_replay_windows_target_exactly_the_replayed_events_in_context() -> None:
 
 
 def test_policies_given_to_update_become_defaults_but_run_options_do_not(cli, pipeline, tmp_path: Path) -> None:
-    parent = torch.load(pipeline.ckpt[10], weights_only=True)
+    parent = read_payload(pipeline.ckpt[10])
     a = update(
         cli,
         pipeline.ckpt[10],
@@ -272,7 +273,7 @@ def test_policies_given_to_update_become_defaults_but_run_options_do_not(cli, pi
 
 def test_auto_pop_weights_are_candidates_and_recorded(pipeline) -> None:
     for d in (10, 11, 12, 13):
-        raw = torch.load(pipeline.ckpt[d], weights_only=True)
+        raw = read_payload(pipeline.ckpt[d])
         assert raw["train_config"]["pop_weight"] is None
         assert raw["pop_weight"] in POP_WEIGHTS and raw["lineage"][-1]["pop_weight"] == raw["pop_weight"]
 
@@ -297,7 +298,7 @@ def test_pop_weight_zero_recommends_by_model_scores_alone(cli, pipeline, tmp_pat
         assert rows["item_id"].to_list() == [raw["items"][j] for j in idx.tolist()], user
         assert rows["score"].to_list() == pytest.approx(vals.tolist(), rel=1e-5, abs=1e-6)
     # The pipeline's auto weight is not 0 here, so the two rankings are not the same thing.
-    assert torch.load(pipeline.ckpt[11], weights_only=True)["pop_weight"] > 0
+    assert read_payload(pipeline.ckpt[11])["pop_weight"] > 0
 
 
 def test_distillation_skips_a_batch_of_users_the_parent_never_had() -> None:

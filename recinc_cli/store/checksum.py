@@ -33,7 +33,7 @@ def _feed(h: Any, value: Any) -> None:
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
         if t.numel():  # an empty tensor's view() is refused; its dtype and shape say it all
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself: no copy
     elif isinstance(value, dict):
         h.update(f"D{len(value)}".encode())
         for k, v in value.items():

@@ -22,6 +22,11 @@ reservoir (``replay_user`` / ``replay_item`` / ``replay_type`` / ``replay_weight
 ``pop_time_ms`` is the watermark: the newest event time applied.
 Since format 4 also ``checksum``: the sha256 of everything else (:mod:`recinc_cli.store.checksum`),
 verified on load, so a flipped bit or an edited value is an error, not a silently wrong model.
+Since format 5 the raw ids (``users``, ``items``, ``event_types`` and each ``features`` entry)
+are a uint8 tensor: their UTF-8 joined by newlines (:func:`pack_ids`; a vocabulary with an id
+holding a newline stays a list of strings). The weights-only unpickler reads a list of strings
+one opcode at a time: 4.2 s of a 4.5 s load at 471k users, where the tensor reads at disk
+speed. :func:`read_payload` gives the dict with the ids as lists whatever the version.
 Format 1 files (mf only) load with empty event types and features; format 1 and 2 files load
 with an empty reservoir, no waiting ids and every item last seen at the watermark.
 """
@@ -35,6 +40,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from recinc_cli import __version__
@@ -53,7 +59,9 @@ from recinc_cli.store.bundle import Bundle, table_sizes
 from recinc_cli.store.checksum import payload_digest
 from recinc_cli.store.registry import resolve_checkpoint
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+_ID_KEYS = ("users", "items", "event_types", "pending_user_ids", "pending_item_ids")
+_COUNT_KEYS = ("pending_user_counts", "pending_item_counts")
 _CONTEXT_KEYS = ("context_indptr", "context_items", "context_types", "context_ts_ms")
 _REQUIRED = (
     "format_version",
@@ -80,15 +88,15 @@ def to_payload(bundle: Bundle) -> dict[str, Any]:
         "train_config": bundle.train_cfg.to_dict(),
         "weights": {k: v.detach().clone() for k, v in bundle.model.state_dict().items()},
         "optimizer": bundle.optimizer,
-        "users": list(bundle.users.ids),
-        "items": list(bundle.items.ids),
+        "users": pack_ids(bundle.users.ids),
+        "items": pack_ids(bundle.items.ids),
         "seen_indptr": bundle.seen.indptr,
         "seen_indices": bundle.seen.indices,
         "item_pop": bundle.item_pop,
         "pop_time_ms": int(bundle.pop_time_ms),
         "lineage": bundle.lineage,
-        "event_types": list(bundle.types.ids),
-        "features": {name: list(v.ids) for name, v in bundle.features.items()},
+        "event_types": pack_ids(bundle.types.ids),
+        "features": {name: pack_ids(v.ids) for name, v in bundle.features.items()},
         "item_last_ms": bundle.item_last_ms,
         "pop_weight": float(bundle.pop_weight),
         "pop_evidence": [float(x) for x in bundle.pop_evidence],
@@ -96,7 +104,7 @@ def to_payload(bundle: Bundle) -> dict[str, Any]:
         **{k: torch.from_numpy(a.copy()) for k, a in zip(RESERVOIR_KEYS, bundle.reservoir.arrays(), strict=True)},
         "replay_size": int(bundle.reservoir.size),
         "replay_seen": int(bundle.reservoir.n_seen),
-        **bundle.admission.to_dict(),
+        **_packed_admission(bundle.admission.to_dict()),
         **(
             {}
             if bundle.context is None
@@ -109,6 +117,52 @@ def to_payload(bundle: Bundle) -> dict[str, Any]:
             )
         ),
     }
+
+
+def pack_ids(ids: list[str]) -> torch.Tensor | list[str]:
+    """Raw ids as one (bytes,) uint8 tensor of their UTF-8 joined by newlines; a copy of the
+    list where an id holds a newline (the join could not be split back).
+
+    >>> packed = pack_ids(["", "u1", "ü"])
+    >>> packed.dtype, unpack_ids(packed)
+    (torch.uint8, ['', 'u1', 'ü'])
+    >>> pack_ids(["", "a\\nb"])
+    ['', 'a\\nb']
+    """
+    text = "\n".join(ids)
+    if text.count("\n") != len(ids) - 1:
+        return list(ids)
+    return torch.from_numpy(np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8).copy())
+
+
+def unpack_ids(value: torch.Tensor | list[str]) -> list[str]:
+    """The ids :func:`pack_ids` packed (a list, as format 4 and older store them, as is)."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy().tobytes().decode("utf-8", "surrogatepass").split("\n")
+    return list(value)
+
+
+def _packed_admission(pending: dict[str, Any]) -> dict[str, Any]:
+    """Waiting ids packed as :func:`pack_ids` packs a vocabulary, their counts as int64."""
+    packed = {k: pack_ids(v) if k in _ID_KEYS else v for k, v in pending.items()}
+    return packed | {k: torch.tensor(pending[k], dtype=torch.int64) for k in _COUNT_KEYS}
+
+
+def _unpacked(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with ids as lists of strings and waiting counts as lists of ints."""
+    out: dict[str, Any] = {k: unpack_ids(v) if k in _ID_KEYS else v for k, v in raw.items()}
+    for key in _COUNT_KEYS:
+        if isinstance(raw.get(key), torch.Tensor):
+            out[key] = raw[key].tolist()
+    if "features" in raw:
+        out["features"] = {name: unpack_ids(v) for name, v in raw["features"].items()}
+    return out
+
+
+def read_payload(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's raw dict (``torch.load(path, weights_only=True)``) with every id
+    vocabulary as a list of strings, whatever the format version: for inspecting a file."""
+    return _unpacked(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def save_bundle(bundle: Bundle, path: str | Path) -> str:
@@ -165,7 +219,7 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     _verify_checksum(raw, path)
     try:
-        return _from_dict(raw)
+        return _from_dict(_unpacked(raw))
     except (KeyError, TypeError, ValueError, RuntimeError, UsageError) as e:
         raise CheckpointError(f"{path}: damaged or inconsistent checkpoint ({_first_line(e)})") from e
 
