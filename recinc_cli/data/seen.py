@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recinc_cli.data.unique import sorted_unique
+
 
 @dataclass(frozen=True)
 class SeenItems:
@@ -48,7 +50,7 @@ class SeenItems:
         items = np.concatenate([old_i, np.asarray(item_idx, dtype=np.int64)])
         # One int64 key per pair makes de-duplication a single np.unique.
         n_items = int(items.max(initial=0)) + 1
-        keys = np.unique(users * n_items + items)
+        keys = sorted_unique(users * n_items + items)
         users, items = keys // n_items, keys % n_items
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])

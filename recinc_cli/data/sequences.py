@@ -21,6 +21,7 @@ import torch
 
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
+from recinc_cli.data.unique import sorted_unique
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def build_windows(prior: Context, data: TrainData, max_len: int) -> Windows:
 
     ``prior`` holds the events before ``data`` (users beyond it have none); it is input only.
     """
-    users = np.unique(data.user_idx)
+    users = sorted_unique(data.user_idx)
     # Stored context of the users in `data`, gathered without a loop over users.
     known = users[users < prior.n_users]
     indptr = prior.indptr.numpy()
@@ -101,7 +102,7 @@ def replay_windows(prior: Context, replay: TrainData, max_len: int) -> Windows:
     Replayed events older than their user's stored context (the newest ``max_len``) have no
     input left and are skipped. Windows with no target are dropped.
     """
-    users = np.unique(replay.user_idx[replay.user_idx < prior.n_users])
+    users = sorted_unique(replay.user_idx[replay.user_idx < prior.n_users])
     indptr = prior.indptr.numpy()
     n = indptr[users + 1] - indptr[users]
     pos = np.repeat(indptr[users] - np.cumsum(n) + n, n) + np.arange(n.sum())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from recinc_cli.data.unique import sorted_unique
 from recinc_cli.data.vocab import Vocab
 
 
@@ -46,7 +47,7 @@ def ranking_metrics(
     """
     per_user = user_metrics(top_items, truth_row, truth_item, k)
     top = top_items[:, :k]
-    recommended = np.unique(top[top > 0])
+    recommended = sorted_unique(top[top > 0])
     return {
         **{name: float(v.mean()) if len(v) else 0.0 for name, v in per_user.items()},
         "coverage": len(recommended) / max(n_catalogue, 1),
@@ -65,7 +66,7 @@ def user_metrics(top_items: np.ndarray, truth_row: np.ndarray, truth_item: np.nd
     top = top_items[:, :k]
     n_truth = np.bincount(truth_row, minlength=n_users)
     stride = int(max(top.max(initial=0), truth_item.max(initial=0))) + 1
-    truth_keys = np.unique(truth_row.astype(np.int64) * stride + truth_item)
+    truth_keys = sorted_unique(truth_row.astype(np.int64) * stride + truth_item)
     rows = np.arange(n_users, dtype=np.int64)[:, None]
     hits = np.isin(rows * stride + top, truth_keys) & (top > 0)
     n_hits = hits.sum(1)

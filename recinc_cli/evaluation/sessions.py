@@ -33,6 +33,7 @@ import polars as pl
 import torch
 
 from recinc_cli.data.context import Context
+from recinc_cli.data.unique import sorted_unique
 from recinc_cli.data.vocab import Vocab
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.evaluation.significance import lift_evidence
@@ -115,7 +116,7 @@ def session_cases(events: pl.DataFrame, items: Vocab, max_len: int) -> SessionCa
         is_last=(pos == n - 1)[case_row],
         is_repeat=repeat[case_row],
         dropped_unknown=int((~known).sum()),
-        n_sessions=len(np.unique(sess[case_row])),
+        n_sessions=len(sorted_unique(sess[case_row])),
     )
 
 

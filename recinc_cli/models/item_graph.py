@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from recinc_cli.data.unique import sorted_unique
+
 #: PureSVD rank: the item factors kept (fewer for catalogues too small to have them).
 SVD_RANK = 64
 #: Catalogues up to this size take their neighbours from a dense matrix (400 MB at the limit).
@@ -121,7 +123,7 @@ def row_top_k(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     keep = np.repeat(lengths <= k, lengths)
     long = np.flatnonzero(lengths > k)
     bucket = np.ceil(np.log2(lengths[long])).astype(np.int64)
-    for b in np.unique(bucket):
+    for b in sorted_unique(bucket):
         members = long[bucket == b]
         width = int(lengths[members].max())
         step = max(1, _TOP_K_CELLS // width)

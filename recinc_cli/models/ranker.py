@@ -48,6 +48,7 @@ from scipy import sparse
 from recinc_cli.config import ModelConfig
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
+from recinc_cli.data.unique import sorted_unique
 from recinc_cli.models import item_graph
 from recinc_cli.models.base import Query, RankingRecommender
 from recinc_cli.models.ease import MAX_ITEMS as EASE_MAX_ITEMS
@@ -385,7 +386,7 @@ class Ranker(RankingRecommender):
             ranks = np.broadcast_to(np.arange(k, dtype=np.float32), ok.shape)[ok]
             order = np.argsort(keys, kind="stable")
             tops[g] = keys[order], ranks[order]
-        union = np.unique(np.concatenate([keys for keys, _ in tops.values()] or [np.zeros(0, np.int64)]))
+        union = sorted_unique(np.concatenate([keys for keys, _ in tops.values()] or [np.zeros(0, np.int64)]))
         rows, items = union // n, union % n
         return rows, items, self._features(rows, items, union, gens, tops, k, seq_item, user_idx)
 

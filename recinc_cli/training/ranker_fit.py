@@ -25,6 +25,7 @@ import polars as pl
 import torch
 
 from recinc_cli.config import Auto, auto_or
+from recinc_cli.data.unique import sorted_unique
 from recinc_cli.evaluation.metrics import user_metrics
 from recinc_cli.models.ranker import FEATURES, POOL_ROWS, block_rows
 from recinc_cli.training.closed_form import absorbed
@@ -111,9 +112,9 @@ def examples(
     known[known] = np.diff(bundle.seen.indptr.numpy())[users[known]] > 0  # an earlier event
     new = known.copy()
     new[known] = ~bundle.seen.contains(users[known], items[known])
-    truth = np.unique(users[new] * n_items + items[new])  # sorted by user, then item
+    truth = sorted_unique(users[new] * n_items + items[new])  # sorted by user, then item
     truth_user, truth_item = truth // n_items, truth % n_items
-    eligible = np.unique(truth_user)
+    eligible = sorted_unique(truth_user)
     if len(eligible) > EXAMPLE_USERS:
         eligible = np.sort((rng or np.random.default_rng(0)).choice(eligible, EXAMPLE_USERS, replace=False))
         inside = np.isin(truth_user, eligible)
