@@ -19,6 +19,8 @@ and EASE's closed form (:func:`recinc_cli.models.ease.ease_solve`) for catalogue
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy import sparse
@@ -164,11 +166,26 @@ def svd_factors(gram: sparse.csr_matrix) -> np.ndarray:
     # Randomised subspace iteration (Halko et al. 2011) from a seeded start, not ARPACK:
     # ARPACK's answer varies from run to run, and the same G must give the same factors.
     # The products with G run in float32 (half the memory traffic of float64: 2x faster at
-    # 77M entries), the orthonormalisation and the small eigenproblem in float64.
-    g = gram.astype(np.float32, copy=False)
-    q = np.random.default_rng(0).standard_normal((n, min(rank + 10, n)))
+    # 77M entries), the orthonormalisation and the small eigenproblem in float64. All in
+    # torch: its CSR product uses every thread (1.2 s against scipy's 2.4 s at 25M entries)
+    # and its QR took 0.4 s where numpy's took 2.1 s (195k x 74).
+    g = _torch_csr(gram)
+    q = torch.from_numpy(np.random.default_rng(0).standard_normal((n, min(rank + 10, n))))
     for _ in range(_POWER_STEPS):
-        q, _ = np.linalg.qr((g @ q.astype(np.float32)).astype(np.float64))
-    vals, small = np.linalg.eigh(q.T @ (g @ q.astype(np.float32)).astype(np.float64))
-    top = np.argsort(-vals, kind="stable")[:rank]
-    return np.ascontiguousarray(q @ small[:, top], dtype=np.float32)
+        q, _ = torch.linalg.qr((g @ q.float()).double())
+    vals, small = torch.linalg.eigh(q.T @ (g @ q.float()).double())
+    top = np.argsort(-vals.numpy(), kind="stable")[:rank]
+    return np.ascontiguousarray((q @ small[:, torch.from_numpy(top)]).numpy(), dtype=np.float32)
+
+
+def _torch_csr(gram: sparse.csr_matrix) -> torch.Tensor:
+    """``gram`` as a float32 torch CSR tensor sharing nothing with it (n, n)."""
+    g = gram.astype(np.float32)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": a note for torch's devs, not our users
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(g.indptr.astype(np.int64)),
+            torch.from_numpy(g.indices.astype(np.int64)),
+            torch.from_numpy(g.data),
+            size=g.shape,
+        )
