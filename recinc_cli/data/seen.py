@@ -57,22 +57,31 @@ class SeenItems:
         return SeenItems(torch.from_numpy(indptr), torch.from_numpy(items))
 
     def contains(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Boolean array: has user ``user_idx[k]`` seen item ``item_idx[k]``? Vectorised."""
+        """Boolean array: has user ``user_idx[k]`` seen item ``item_idx[k]``? Vectorised.
+
+        A bisection of every probe's own row at once: O(m log(longest row)) for m probes, where
+        one sorted key per seen pair cost O(nnz) per call (10M pairs, 48 calls an update).
+        """
         user_idx = np.asarray(user_idx, dtype=np.int64)
         item_idx = np.asarray(item_idx, dtype=np.int64)
+        indptr, indices = self.indptr.numpy(), self.indices.numpy()
         known = user_idx < self.n_users
         u = np.where(known, user_idx, 0)
-        indptr, indices = self.indptr.numpy(), self.indices.numpy()
-        # Items are sorted within a row, so offsetting by the user makes one global sorted key.
-        stride = int(indices.max(initial=0)) + 2
-        row_of = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(indptr))
-        keys = row_of * stride + indices
-        probe = u * stride + np.minimum(item_idx, stride - 1)
-        pos = np.searchsorted(keys, probe)
-        hit = (
-            (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == probe) if len(keys) else np.zeros(len(u), bool)
-        )
-        return hit & known & (item_idx < stride - 1)
+        lo = indptr[u]
+        end = np.where(known, indptr[u + 1], lo)  # an unknown user's row is empty
+        hi = end.copy()
+        last = max(len(indices) - 1, 0)
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            right = active & (indices[np.minimum(mid, last)] < item_idx) if len(indices) else active
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
+        if not len(indices):
+            return np.zeros(len(u), bool)
+        return (lo < end) & (indices[np.minimum(lo, last)] == item_idx)
 
     def mask_(self, scores: torch.Tensor, user_idx: torch.Tensor) -> torch.Tensor:
         """Set ``scores[b, i] = -inf`` for every item user ``user_idx[b]`` has seen, in place.

@@ -122,6 +122,18 @@ def block_rows(n_items: int) -> int:
     return max(1, _ROW_FLOATS // max(n_items, 1))
 
 
+def _row_best(s: torch.Tensor) -> torch.Tensor:
+    """(B,) each row's largest magnitude in ``s`` (B, n), NaN and infinities read as 0, at least
+    1e-9 (1 for rows of no items).
+
+    >>> _row_best(torch.tensor([[1.0, -3.0], [float("nan"), 0.0]])).tolist()
+    [3.0, 1.0000000116860974e-09]
+    """
+    if not s.shape[1]:
+        return torch.ones(len(s))
+    return s.nan_to_num(0.0, 0.0, 0.0).abs().amax(1).clamp_min(1e-9)
+
+
 def _dense(m: sparse.spmatrix) -> torch.Tensor:
     return torch.from_numpy(m.toarray().astype(np.float32, copy=False))
 
@@ -340,9 +352,10 @@ class Ranker(RankingRecommender):
     def _items(self) -> dict[str, Any]:
         """Per-item statistics every request reads, computed once per change (a request for
         one user at 111k items spent most of its time recomputing them): ``fallback`` (n,)
-        scores below every candidate, ``unborn`` (n,) bool items never seen, ``pop_mid`` (n,)
-        log(1 + decayed popularity), ``share`` (n, 4) log popularity shares, ``total`` (n,)
-        log(1 + count) and ``mean_total`` its mean over seen items."""
+        scores below every candidate, ``unborn`` (n,) bool items never seen and ``unborn_idx``
+        their indices, ``pop_mid`` (n,) log(1 + decayed popularity), ``share`` (n, 4) log
+        popularity shares, ``total`` (n,) log(1 + count) and ``mean_total`` its mean over seen
+        items."""
         if "items" not in self._cache:
             pop, first = self.pop.numpy(), self.item_first.numpy()
             mid = np.log1p(pop[:, 1]).astype(np.float32)
@@ -352,6 +365,7 @@ class Ranker(RankingRecommender):
             self._cache["items"] = {
                 "fallback": _FLOOR + mid / max(float(mid.max(initial=0.0)), 1.0),
                 "unborn": torch.from_numpy(first < 0),
+                "unborn_idx": torch.from_numpy(np.flatnonzero(first < 0)),
                 "pop_mid": torch.from_numpy(mid),
                 "share": np.log(pop / np.maximum(pop.sum(0), 1e-12)[None, :] * n_seen + 1e-3),
                 "total": total,
@@ -371,16 +385,36 @@ class Ranker(RankingRecommender):
         """
         n = self.n_items
         x = item_graph.binary_rows(seq_item, n)
-        blocked = torch.from_numpy(x.toarray() > 0)
-        blocked |= self._items()["unborn"][None, :]
+        # Never candidates: the padding item 0, items no event has reached yet, the user's own.
+        r, c = np.nonzero(seq_item)
+        own_r, own_c = torch.from_numpy(r), torch.from_numpy(seq_item[r, c])
+        unborn = self._items()["unborn_idx"]
+        blocked = self._items()["unborn"][None, :].repeat(len(seq_item), 1)
+        blocked[own_r, own_c] = True
         blocked[:, 0] = True
         gens = self._generator_scores(x, seq_item)
         k = min(self.cfg.candidates, n - 1)
         tops: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # generator -> its sorted keys, their ranks
+        best: dict[str, torch.Tensor] = {}  # generator -> each row's largest magnitude (B,)
         for g, s in gens.items():
             if s is None:
                 continue
-            vals, top = torch.topk(s.masked_fill(blocked | s.isnan(), -torch.inf), k, dim=1)
+            # The (B, n_items) passes here are most of a block's time at 200k items: a finite
+            # generator (all but EASE's) is scaled by one min-max pass and masked in place.
+            finite = bool(torch.isfinite(s.sum())) and s.shape[1] > 0
+            if finite:
+                lo_hi = torch.aminmax(s, dim=1)
+                best[g] = torch.maximum(lo_hi.max, -lo_hi.min).clamp_min(1e-9)
+            else:
+                best[g] = _row_best(s)
+            if finite and g != "pop":  # pop's rows are a view of the model's own popularity
+                # The blocked cells written in place, not a pass over a dense mask.
+                masked = s.index_fill_(1, unborn, -torch.inf)
+                masked[own_r, own_c] = -torch.inf
+                masked[:, 0] = -torch.inf
+            else:
+                masked = s.masked_fill(blocked if finite else blocked | s.isnan(), -torch.inf)
+            vals, top = torch.topk(masked, k, dim=1)
             ok = torch.isfinite(vals).numpy()
             keys = (np.arange(len(s))[:, None] * n + top.numpy())[ok]
             ranks = np.broadcast_to(np.arange(k, dtype=np.float32), ok.shape)[ok]
@@ -388,7 +422,7 @@ class Ranker(RankingRecommender):
             tops[g] = keys[order], ranks[order]
         union = sorted_unique(np.concatenate([keys for keys, _ in tops.values()] or [np.zeros(0, np.int64)]))
         rows, items = union // n, union % n
-        return rows, items, self._features(rows, items, union, gens, tops, k, seq_item, user_idx)
+        return rows, items, self._features(rows, items, union, gens, best, tops, k, seq_item, user_idx)
 
     def _generator_scores(self, x: sparse.csr_matrix, seq_item: np.ndarray) -> dict[str, torch.Tensor | None]:
         """Each generator's (B, n_items) float32 scores for the rows of ``x``; None = missing."""
@@ -411,6 +445,7 @@ class Ranker(RankingRecommender):
         items: np.ndarray,
         keys: np.ndarray,
         gens: dict[str, torch.Tensor | None],
+        best: dict[str, torch.Tensor],
         tops: dict[str, tuple[np.ndarray, np.ndarray]],
         k: int,
         seq_item: np.ndarray,
@@ -427,9 +462,9 @@ class Ranker(RankingRecommender):
             if s is None:
                 f[f"score_{g}"] = f[f"rank_{g}"] = np.full(len(rows), np.nan, np.float32)
                 continue
-            # Scaled to the row's largest magnitude, the user's own items included.
-            best = s.nan_to_num(0.0, 0.0, 0.0).abs().amax(1).clamp_min(1e-9) if s.shape[1] else torch.ones(len(s))
-            f[f"score_{g}"] = (s[r, c] / best[r]).numpy()
+            # Scaled to the row's largest magnitude, the user's own items included (``best``
+            # is taken before the masking); a candidate is never masked, so s[r, c] is its score.
+            f[f"score_{g}"] = (s[r, c] / best[g][r]).numpy()
             g_keys, g_ranks = tops[g]
             at = np.minimum(np.searchsorted(g_keys, keys), max(len(g_keys) - 1, 0))
             hit = g_keys[at] == keys if len(g_keys) else np.zeros(len(keys), bool)
