@@ -78,9 +78,8 @@ def cosine_neighbours(gram: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """(n, n) float32: each item's ``k`` most cosine-similar other items (row = item)."""
     if gram.shape[0] <= _DENSE_TOP_K:
         return _dense_neighbours(gram, k)
-    g, rows, v = _cosines(gram)
-    keep = row_top_k(g.indptr, v, k)
-    return sparse.csr_matrix((v[keep].astype(np.float32), (rows[keep], g.indices[keep])), shape=g.shape)
+    g, _, v = _cosines(gram)
+    return _kept(g, row_top_k(g.indptr, v, k), v.astype(np.float32))
 
 
 def _cosines(gram: sparse.csr_matrix) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
@@ -105,10 +104,22 @@ def prune(gram: sparse.csr_matrix, per_row: int) -> sparse.csr_matrix:
     >>> prune(g, 1).toarray().astype(int).tolist()
     [[4, 2, 1], [2, 4, 0], [1, 0, 4]]
     """
-    g, rows, v = _cosines(gram)
-    keep = row_top_k(g.indptr, v, per_row)
-    kept = sparse.csr_matrix((g.data[keep], (rows[keep], g.indices[keep])), shape=g.shape)
+    g, _, v = _cosines(gram)
+    kept = _kept(g, row_top_k(g.indptr, v, per_row), g.data)
     return (kept.maximum(kept.T) + sparse.diags(g.diagonal()).tocsr()).tocsr().astype(np.float32)
+
+
+def _kept(g: sparse.csr_matrix, keep: np.ndarray, data: np.ndarray) -> sparse.csr_matrix:
+    """The entries ``keep`` (nnz,) bool of sorted CSR ``g``, valued ``data[keep]``: built as CSR
+    directly (the same matrix as through COO, without its sort: 0.8 s at 25M entries).
+
+    >>> g = sparse.csr_matrix(np.array([[1, 2], [3, 4]], np.float32))
+    >>> _kept(g, np.array([True, False, False, True]), g.data).toarray().tolist()
+    [[1.0, 0.0], [0.0, 4.0]]
+    """
+    running = np.zeros(len(keep) + 1, np.int64)
+    np.cumsum(keep, out=running[1:])
+    return sparse.csr_matrix((data[keep], g.indices[keep], running[g.indptr]), shape=g.shape)
 
 
 def row_top_k(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -131,12 +142,15 @@ def row_top_k(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
         step = max(1, _TOP_K_CELLS // width)
         for lo in range(0, len(members), step):
             part = members[lo : lo + step]
-            at = indptr[part][:, None] + np.arange(width)[None, :]
-            inside = np.arange(width)[None, :] < lengths[part][:, None]
-            cells = np.where(inside, values[np.where(inside, at, 0)], -np.inf)
-            top = torch.topk(torch.from_numpy(cells), k, dim=1).indices.numpy()
-            picked = np.take_along_axis(at, top, 1)[np.isfinite(np.take_along_axis(cells, top, 1))]
-            keep[picked] = True
+            starts, lens = indptr[part], lengths[part]
+            # Each entry scattered to (its row in the block, its place in the row): work in
+            # the entries, not in the padded cells (three padded index arrays took 1.1 s a call).
+            local = np.repeat(np.arange(len(part)), lens)
+            place = np.arange(len(local)) - np.repeat(np.cumsum(lens) - lens, lens)
+            cells = np.full((len(part), width), -np.inf)
+            cells[local, place] = values[starts[local] + place]
+            vals, top = torch.topk(torch.from_numpy(cells), k, dim=1)
+            keep[(starts[:, None] + top.numpy())[np.isfinite(vals.numpy())]] = True
     return keep & np.isfinite(values)
 
 
