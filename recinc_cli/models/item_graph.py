@@ -19,6 +19,7 @@ and EASE's closed form (:func:`recinc_cli.models.ease.ease_solve`) for catalogue
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -78,20 +79,31 @@ def cosine_neighbours(gram: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """(n, n) float32: each item's ``k`` most cosine-similar other items (row = item)."""
     if gram.shape[0] <= _DENSE_TOP_K:
         return _dense_neighbours(gram, k)
-    g, _, v = _cosines(gram)
+    g, v = _cosines(gram)
     return _kept(g, row_top_k(g.indptr, v, k), v.astype(np.float32))
 
 
-def _cosines(gram: sparse.csr_matrix) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
-    """``gram`` as sorted CSR, the row (nnz,) of each entry and its cosine (nnz,) float64,
-    -inf on the diagonal (an item is not its own neighbour)."""
+def _cosines(gram: sparse.csr_matrix) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """``gram`` as sorted CSR and the cosine (nnz,) float64 of each entry, -inf on the diagonal
+    (an item is not its own neighbour).
+
+    Computed in blocks of whole rows of about :data:`_TOP_K_CELLS` entries: a row index and a
+    gathered norm per entry (int64 and float64) would add 16 bytes an entry to the peak of an
+    ``update`` that prunes a 40M-entry matrix (640 MB).
+    """
     g = gram.tocsr()
     g.sort_indices()
     norm = np.sqrt(np.maximum(g.diagonal(), 1e-9))
-    rows = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
-    v = g.data / norm[rows] / norm[g.indices]
-    v[rows == g.indices] = -np.inf
-    return g, rows, v
+    v = np.empty(g.nnz)
+    bounds = sorted_unique(np.append(np.searchsorted(g.indptr, np.arange(0, g.nnz, _TOP_K_CELLS)), g.shape[0]))
+    for a, b in itertools.pairwise(bounds):  # blocks of whole rows
+        lo, hi = g.indptr[a], g.indptr[b]
+        rows = np.repeat(np.arange(a, b), np.diff(g.indptr[a : b + 1]))
+        cols = g.indices[lo:hi]
+        part = g.data[lo:hi] / norm[rows] / norm[cols]
+        part[rows == cols] = -np.inf
+        v[lo:hi] = part
+    return g, v
 
 
 def prune(gram: sparse.csr_matrix, per_row: int) -> sparse.csr_matrix:
@@ -104,7 +116,7 @@ def prune(gram: sparse.csr_matrix, per_row: int) -> sparse.csr_matrix:
     >>> prune(g, 1).toarray().astype(int).tolist()
     [[4, 2, 1], [2, 4, 0], [1, 0, 4]]
     """
-    g, _, v = _cosines(gram)
+    g, v = _cosines(gram)
     kept = _kept(g, row_top_k(g.indptr, v, per_row), g.data)
     return (kept.maximum(kept.T) + sparse.diags(g.diagonal()).tocsr()).tocsr().astype(np.float32)
 
@@ -117,9 +129,15 @@ def _kept(g: sparse.csr_matrix, keep: np.ndarray, data: np.ndarray) -> sparse.cs
     >>> _kept(g, np.array([True, False, False, True]), g.data).toarray().tolist()
     [[1.0, 0.0], [0.0, 4.0]]
     """
-    running = np.zeros(len(keep) + 1, np.int64)
-    np.cumsum(keep, out=running[1:])
-    return sparse.csr_matrix((data[keep], g.indices[keep], running[g.indptr]), shape=g.shape)
+    # Kept entries per row, summed over the non-empty rows' own segments (np.add.reduceat
+    # reads an empty segment as one entry): no running count of nnz int64 (320 MB at 40M).
+    filled = np.flatnonzero(np.diff(g.indptr))
+    counts = np.zeros(g.shape[0], np.int64)
+    if len(filled):
+        counts[filled] = np.add.reduceat(keep, g.indptr[filled], dtype=np.int64)
+    indptr = np.zeros(g.shape[0] + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return sparse.csr_matrix((data[keep], g.indices[keep], indptr), shape=g.shape)
 
 
 def row_top_k(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
