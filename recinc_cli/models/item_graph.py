@@ -32,8 +32,9 @@ from recinc_cli.data.unique import sorted_unique
 SVD_RANK = 64
 #: Catalogues up to this size take their neighbours from a dense matrix (400 MB at the limit).
 _DENSE_TOP_K = 10_000
-#: Cells of one padded block of :func:`row_top_k` (128 MiB of float64).
-_TOP_K_CELLS = 1 << 24
+#: Cells of one padded block of :func:`row_top_k` (32 MiB of float64; with its index arrays a
+#: block of 2^24 cells held 590 MB at the peak of a medium ``update``, for no speed).
+_TOP_K_CELLS = 1 << 22
 #: Power steps of the randomised eigen-solver: enough for the top factors to settle.
 _POWER_STEPS = 4
 
