@@ -206,11 +206,12 @@ class _HashingWriter:
             self.error = e
             raise
         self.sha256.update(data)
-        before, self.written = self.written, self.written + memoryview(data).nbytes
+        n = memoryview(data).nbytes
+        before, self.written = self.written, self.written + n
         if before < self.pause_after <= self.written:
             self.fh.flush()
             pause_point("save:partial")
-        return memoryview(data).nbytes
+        return n
 
     def flush(self) -> None:
         self.fh.flush()
