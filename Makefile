@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test test-fast lint demo bench bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
+.PHONY: install test test-fast lint demo bench bench-preprocess bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -112,6 +112,10 @@ IMPLICIT := bench_out/implicit
 bench: $(STAMP)
 	test -d $(IMPLICIT)/implicit || $(BIN)/python -m pip install -q --no-deps --target $(IMPLICIT) implicit==0.7.3 threadpoolctl tqdm
 	$(BIN)/python bench/scale.py --size $(SIZE) --out bench/results --implicit $(IMPLICIT)
+
+# preprocess alone, for the large log (50M events, by hand): make bench-preprocess SIZE=large
+bench-preprocess: $(STAMP)
+	$(BIN)/python bench/scale.py --size $(SIZE) --out bench/results --only preprocess
 
 bench-all: bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
 

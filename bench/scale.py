@@ -276,7 +276,7 @@ def _clean(r: dict[str, Any]) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     """The Markdown table of ``results``: one row per figure, ratio first."""
     rows = [("figure", "recinc", "floor or peer", "ratio", "peak RSS")]
-    p, inc, rec = results["preprocess"], results["incremental"], results["recommend"]
+    p = results["preprocess"]
     rows.append(
         (
             "preprocess, every day",
@@ -286,6 +286,9 @@ def table(results: dict[str, Any]) -> str:
             f"{p['recinc']['peak_rss_mb']} MiB",
         )
     )
+    if "incremental" not in results:  # --only preprocess
+        return _markdown(rows)
+    inc, rec = results["incremental"], results["recommend"]
     rows.append(
         (
             "update, last day (default model)",
@@ -351,6 +354,10 @@ def table(results: dict[str, Any]) -> str:
                 f"{e['peak_rss_mb']} MiB",
             )
         )
+    return _markdown(rows)
+
+
+def _markdown(rows: list[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "|" + "---|" * len(rows[0]))
     return "\n".join(lines) + "\n"
@@ -364,6 +371,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="scratch directory [default: bench_out/scale_SIZE]")
     ap.add_argument("--implicit", type=Path, help="a directory holding implicit (pip install --target)")
     ap.add_argument("--step-limit", type=float, default=900, help="seconds one model's training may take")
+    ap.add_argument(
+        "--only",
+        choices=["preprocess"],
+        help="run just this step (the large log's preprocess, by hand); writes scale_SIZE_ONLY.{json,md}",
+    )
     args = ap.parse_args()
     data = args.data or Path("bench_data") / args.size
     if not (data / "manifest.json").exists():
@@ -379,6 +391,12 @@ def main() -> None:
         "python": platform.python_version(),
     }
     results["preprocess"] = step_preprocess(data, work)
+    if args.only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"scale_{args.size}_{args.only}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (args.out / f"scale_{args.size}_{args.only}.md").write_text(table(results))
+        print(table(results))
+        return
     split_last_day(work)
     results["incremental"] = step_incremental(work)
     results["throughput"] = step_throughput(work, args.step_limit)

@@ -21,6 +21,7 @@ import glob
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -90,7 +91,10 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
             m = _TEMP_NAME.match(entry.name)
             if m and not _pid_alive(int(m.group(1))):
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)  # preprocess's scratch directory
+                    else:
+                        os.unlink(entry.path)
                     removed.append(Path(entry.path))
     return removed
 
