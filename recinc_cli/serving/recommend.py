@@ -84,7 +84,7 @@ def top_k(
                 seen.mask_(sub, users[rows])
                 scores[rows] = sub
             kk = min(k, scores.shape[1])
-            vals, idx = torch.topk(scores, kk, dim=1)
+            vals, idx = block_topk(scores, kk)
             idx[torch.isinf(vals)] = 0
             out_items[start : start + len(users), :kk] = idx.numpy()
             out_scores[start : start + len(users), :kk] = vals.numpy()
@@ -92,6 +92,42 @@ def top_k(
                 progress(len(users))
             start += len(users)
     return out_items, out_scores
+
+
+#: Rows at least this wide take the two-stage top-k of :func:`block_topk`.
+BLOCK_TOPK_MIN_ITEMS = 8192
+#: Items per block there: 64 measured fastest against 32 and 128 (302 x 110,942 scores).
+_BLOCK = 64
+
+
+def block_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest of each row of ``scores`` (B, n) float32, best first: values (B, k)
+    float32 and column indices (B, k) int64, as ``torch.topk(scores, k, dim=1)``.
+
+    On rows of at least :data:`BLOCK_TOPK_MIN_ITEMS` it takes each block of 64 columns' maximum
+    (one pass at memory speed), then the top ``k`` of just the ``k`` blocks with the largest
+    maxima, plus the columns past the last whole block: the ``k`` best values lie in those
+    blocks, since each block holding one of them has a maximum at least the ``k``-th best.
+    torch's ``topk`` over every column took 2.6x as long (302 rows of 110,942 scores). Among
+    equal scores either may pick any; the values are always the same.
+
+    >>> s = torch.arange(20000.0).repeat(2, 1)
+    >>> s[1, 5] = 1e9
+    >>> v, i = block_topk(s, 3)
+    >>> i.tolist()
+    [[19999, 19998, 19997], [5, 19999, 19998]]
+    """
+    b, n = scores.shape
+    if n < BLOCK_TOPK_MIN_ITEMS or k * _BLOCK * 4 > n:
+        return torch.topk(scores, k, dim=1)
+    whole = n // _BLOCK * _BLOCK
+    blocks = scores[:, :whole].reshape(b, whole // _BLOCK, _BLOCK)  # a view: no copy
+    best_blocks = torch.topk(blocks.amax(dim=2), k, dim=1).indices  # (B, k)
+    cand = (best_blocks.unsqueeze(2) * _BLOCK + torch.arange(_BLOCK)).reshape(b, k * _BLOCK)
+    if whole < n:
+        cand = torch.cat([cand, torch.arange(whole, n).expand(b, n - whole)], dim=1)
+    vals, at = torch.topk(torch.gather(scores, 1, cand), k, dim=1)
+    return vals, torch.gather(cand, 1, at)
 
 
 def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
