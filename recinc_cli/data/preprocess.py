@@ -13,16 +13,19 @@ row number (1 = the first record after the header) and reason, and the counts go
   9999), "timestamp before 1970-01-01", "timestamp after 2100-01-01";
 - with ``--weight-col``: "missing weight", "unparsable weight" (not a finite number),
   "negative weight";
-- "event type not in --event-weights" (with ``--only-events``), "exact duplicate".
+- "event type not in --event-weights" (with ``--only-events``), "exact duplicate" (every column
+  as written equal to an earlier row's that passed the checks above).
 
 Sound rows weighing less than ``--min-weight`` are not rejects: they are left out and counted
 as ``rows_below_min_weight`` in the manifest.
 
 A file that cannot be used at all (missing, empty, not CSV text, a column missing or
 duplicated, a Parquet column of the wrong type) raises :class:`BadInputError` naming the file
-and column, and nothing is written. The pipeline is a polars lazy query sunk to Parquet, so a
-log larger than memory streams through; only a CSV polars cannot parse (stray quotes) is read
-again, more slowly, by Python's csv module (:mod:`recinc_cli.data.rawlog`).
+and column, and nothing is written. The pipeline is a polars lazy query streamed once to day
+partitions on disk, then deduplicated and sorted a run of days at a time
+(:mod:`recinc_cli.data.external_sort`), so a log larger than memory goes through; only a CSV
+polars cannot parse (stray quotes) is read again, more slowly, by Python's csv module
+(:mod:`recinc_cli.data.rawlog`).
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
