@@ -68,7 +68,6 @@ def sink_sorted(
     ``rows_hint``: at most how many rows ``tagged`` has, where known; up to :data:`GROUP_ROWS`
     the log is sorted in memory with no scratch files (a sixth faster on 1M events).
     """
-    schema = tagged.collect_schema()
     if rows_hint is not None and rows_hint <= GROUP_ROWS:
         df = tagged.collect()
         kept, dup, below = _dedupe_sort(df.filter(pl.col("_reason").is_null()), layout)
@@ -94,7 +93,7 @@ def sink_sorted(
         if dup.height:
             dups.append(scratch / f"dup_{k:06d}.parquet")
             dup.write_parquet(dups[-1])
-    empty = pl.LazyFrame(schema=schema)
+    empty = pl.LazyFrame(schema=tagged.collect_schema())
     if len(groups) != 1:
         (pl.scan_ipc(runs) if runs else empty.select(layout.kept)).sink_parquet(out)
     bad = [pl.scan_parquet(f, hive_partitioning=False) for f in (*rejected, *dups)]
@@ -148,16 +147,16 @@ def _groups(days: dict[int, list[Path]], scratch: Path) -> Iterator[list[Path]]:
 def _units(days: dict[int, list[Path]], scratch: Path) -> Iterator[tuple[int, list[Path]]]:
     """(rows, files) of each day in time order, or of each hour of a day over :data:`GROUP_ROWS`."""
     for day in sorted(days):
-        n = _rows(days[day])
+        n = parquet_rows(days[day])
         if n <= GROUP_ROWS:
             yield n, days[day]
             continue
         day_lf = pl.scan_parquet(days[day], hive_partitioning=False)
         hours = _split(day_lf, pl.col("timestamp").dt.epoch("s") // 3600, scratch / f"hours_{day}")
         for hour in sorted(hours):
-            yield _rows(hours[hour]), hours[hour]
+            yield parquet_rows(hours[hour]), hours[hour]
 
 
-def _rows(files: list[Path]) -> int:
-    # A Parquet row count is in its footer: no data is read.
+def parquet_rows(files: list[Path]) -> int:
+    """Rows of the Parquet ``files``, from their footers: no data is read."""
     return int(pl.scan_parquet(files, hive_partitioning=False).select(pl.len()).collect().item())

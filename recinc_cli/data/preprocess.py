@@ -50,7 +50,7 @@ import polars as pl
 
 from recinc_cli import __version__
 from recinc_cli.config import DEFAULT_EVENT_TYPE, UNKNOWN_EVENT_WEIGHT, PreprocessConfig
-from recinc_cli.data.external_sort import Layout, sink_sorted
+from recinc_cli.data.external_sort import Layout, parquet_rows, sink_sorted
 from recinc_cli.data.io import _first_line, atomic_path, expand_inputs, is_parquet, sha256_file
 from recinc_cli.data.rawlog import FLAG, POLARS_ERRORS, csv_parses, read_csv_python, scan_raw
 from recinc_cli.errors import BadInputError
@@ -174,7 +174,7 @@ def _rows_at_most(files: list[Path]) -> int:
     total = 0
     for f in files:
         if is_parquet(f):
-            total += int(pl.scan_parquet(f).select(pl.len()).collect().item())
+            total += parquet_rows([f])
             continue
         with open(f, "rb") as fh:
             head = fh.read(1 << 16)
