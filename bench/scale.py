@@ -392,10 +392,7 @@ def main() -> None:
     }
     results["preprocess"] = step_preprocess(data, work)
     if args.only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"scale_{args.size}_{args.only}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / f"scale_{args.size}_{args.only}.md").write_text(table(results))
-        print(table(results))
+        write(results, args.out, f"scale_{args.size}_{args.only}")
         return
     split_last_day(work)
     results["incremental"] = step_incremental(work)
@@ -405,9 +402,14 @@ def main() -> None:
     results["whole_vocab_mf"] = step_whole_vocab_model(work)
     names = ("mf.pt", "default2.pt", "vocab_mf.pt")
     results["checkpoint"] = {name: step_checkpoint(work, name) for name in names if (work / name).exists()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"scale_{args.size}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / f"scale_{args.size}.md").write_text(table(results))
+    write(results, args.out, f"scale_{args.size}")
+
+
+def write(results: dict[str, Any], out: Path, name: str) -> None:
+    """``out/NAME.json`` and ``out/NAME.md`` (the table, also printed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table(results))
     print(table(results))
 
 

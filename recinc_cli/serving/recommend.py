@@ -118,6 +118,7 @@ def block_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     [[19999, 19998, 19997], [5, 19999, 19998]]
     """
     b, n = scores.shape
+    # The candidates (k blocks) must be a small part of the row for the two stages to pay.
     if n < BLOCK_TOPK_MIN_ITEMS or k * _BLOCK * 4 > n:
         return torch.topk(scores, k, dim=1)
     whole = n // _BLOCK * _BLOCK
