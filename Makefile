@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# One pytest worker per core (tests/conftest.py: pytest_xdist_auto_num_workers), longest tests
+# first; each test runs torch on one thread, so the workers do not fight over the cores.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 # The edit-test loop: units, the model contract and doctests, under a minute (tests/conftest.py
 # SLOW_FILES lists what it leaves out). `make test` still runs everything.

@@ -226,8 +226,34 @@ SLOW_FILES: frozenset[str] = frozenset(
 )
 
 
+#: The longest tests (each 1-4 minutes on 2 cores), run first: ``make test`` spreads the suite
+#: over one worker per core (pytest-xdist, work stealing), and a long test picked up last would
+#: leave the other workers idle while it ran (the README's demo alone takes 3-4 minutes).
+LONGEST: tuple[str, ...] = (
+    "test_readme.py::test_the_demo_commands_of_the_readme_run_as_written",
+    "test_readme.py::test_every_python_example_of_the_readme_runs",
+    "test_crash.py::test_kill_leaves_the_previous_or_the_new_checkpoint",
+    "test_real_data.py::test_movielens_100k_preprocess_init_evaluate",
+)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use (its CPU affinity and a container's
+    CPU quota, as recinc's own thread count), not the host's core count a container may show."""
+    from recinc_cli.threads import available_cores
+
+    return available_cores()
+
+
+def _longest_first(item: pytest.Item) -> int:
+    name = f"{item.path.name}::{item.name}"
+    return next((i for i, prefix in enumerate(LONGEST) if name.startswith(prefix)), len(LONGEST))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`SLOW_FILES` ``slow``; ``make test-fast`` deselects them."""
+    """Mark the tests of :data:`SLOW_FILES` ``slow`` (``make test-fast`` deselects them) and
+    run :data:`LONGEST` first (a stable sort: every other test keeps its order)."""
     for item in items:
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_longest_first)

@@ -607,6 +607,9 @@ def test_scores_written_into_a_buffer_equal_fresh_ones_and_chunks_do_not_change_
     alone = np.concatenate([top_k(fn, idx[i : i + 1], seen, k=3)[0] for i in range(task.n_users - 1)])
     assert np.array_equal(chunked, np.tile(alone, (40, 1)))
     assert np.isfinite(vals).all()
+    # Chunks scored on two threads at once (recommend --all on a machine with cores to spare).
+    threaded, threaded_vals = top_k(fn, idx, seen, k=3, chunk=5, workers=2)
+    assert np.array_equal(threaded, chunked) and np.array_equal(threaded_vals, vals)
 
 
 def test_sasrec_item_vectors_kept_for_serving_follow_every_change_of_its_tables() -> None:

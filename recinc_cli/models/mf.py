@@ -31,6 +31,7 @@ from recinc_cli.config import ModelConfig, TrainConfig
 from recinc_cli.data.events import TrainData
 from recinc_cli.data.pop_prior import PopPrior
 from recinc_cli.models.base import Batch, GradientRecommender, Query, TrainInput, shuffled_slices
+from recinc_cli.models.blas import scores_product
 from recinc_cli.models.losses import sampled_softmax_ce
 
 
@@ -54,7 +55,7 @@ class MF(GradientRecommender):
         # sparse=True: a training-time caller (distillation) then gives user_emb the sparse
         # gradient its SparseAdam expects; scores are the same either way.
         users = F.embedding(query["user"], self.user_emb, sparse=True)
-        return torch.addmm(self.item_bias, users, self.item_emb.T, out=out)
+        return scores_product(users, self.item_emb, self.item_bias, out=out)
 
     def batches(self, job: TrainInput, generator: torch.Generator) -> Iterator[Batch]:
         data, cfg, replay = job.data, job.cfg, job.replay

@@ -33,6 +33,7 @@ from torch import nn
 from recinc_cli.config import ModelConfig
 from recinc_cli.data.sequences import build_windows, concat_windows, length_batches, replay_windows
 from recinc_cli.models.base import Batch, GradientRecommender, Query, TrainInput
+from recinc_cli.models.blas import scores_product
 from recinc_cli.models.losses import full_softmax_ce, full_softmax_multi_ce, sampled_softmax_ce
 
 #: Share of the loss on the future window (``--future-window`` > 1); the rest is on the next
@@ -254,7 +255,7 @@ class SASRec(GradientRecommender):
 
     def score(self, query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
         h = self.encode(query["seq_item"], query["seq_type"], query.get("seq_ts"))[:, -1]
-        return torch.matmul(h, self.item_vectors().T, out=out)
+        return scores_product(h, self.item_vectors(), out=out)
 
     # -- training -----------------------------------------------------------------------------
 
