@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test test-fast lint demo bench bench-preprocess bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec sample-data clean
+.PHONY: install test test-fast lint demo bench bench-preprocess bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec bench-serve sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -102,6 +102,11 @@ bench-ranker: $(STAMP)
 bench-ranker-sasrec: $(STAMP)
 	$(BIN)/python bench/ranker_sasrec_offline.py --out bench_out
 
+# recinc serve under load: GET /recommend for mf, sasrec and the default model on ml-1m-users1-1500,
+# 1 and 50 clients, beside the same calls in-process (about 5 minutes on 2 cores; localhost only).
+bench-serve: $(STAMP)
+	$(BIN)/python bench/serve.py --out bench_out
+
 # Synthetic logs at production scale (issue 16): SIZE=tiny|small|medium|large, daily raw partitions.
 SIZE ?= small
 bench-data: $(STAMP)
@@ -119,7 +124,7 @@ bench: $(STAMP)
 bench-preprocess: $(STAMP)
 	$(BIN)/python bench/scale.py --size $(SIZE) --out bench/results --only preprocess
 
-bench-all: bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec  # every benchmark
+bench-all: bench bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec bench-serve  # every benchmark
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out-dir sample_data

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.config import DEFAULT_REPLAY_STRATEGIES, POLICY_FIELDS, ModelConfig, PreprocessConfig, TrainConfig
+from recinc_cli.data.database import DbSource
 from recinc_cli.data.io import read_events, sha256_file, write_table
 from recinc_cli.errors import BadInputError, PromotionError, UsageError
 from recinc_cli.failpoints import pause_point
@@ -36,15 +38,68 @@ if TYPE_CHECKING:
 # 2 s) only for the commands that need it, so that `recinc preprocess` and `--help` start fast,
 # and `recommend` and `evaluate` import no training or evaluation code they do not run.
 
-__all__ = ["evaluate", "init", "preprocess", "recommend", "replay", "rollback", "split", "split_slices", "update"]
+__all__ = [
+    "DbSource",
+    "evaluate",
+    "info",
+    "init",
+    "preprocess",
+    "recommend",
+    "replay",
+    "rollback",
+    "serve",
+    "since_time",
+    "split",
+    "split_slices",
+    "update",
+]
 
 
-def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None) -> dict[str, Any]:
-    """Clean raw logs into the events Parquet ``out`` and return its manifest
-    (:func:`recinc_cli.data.preprocess.preprocess`)."""
+def preprocess(
+    inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None, *, db: DbSource | None = None
+) -> dict[str, Any]:
+    """Clean raw logs, or the rows of a database table or query ``db``, into the events
+    Parquet ``out`` and return its manifest (:func:`recinc_cli.data.preprocess.preprocess`).
+
+    Raises :class:`UsageError` when both or neither of ``inputs`` and ``db`` are given.
+
+    >>> preprocess([], "day.parquet", db=DbSource("sqlite:///shop.db", table="events"))  # doctest: +SKIP
+    """
     from recinc_cli.data.preprocess import preprocess as clean
 
-    return clean(inputs, out, cfg)
+    if bool(inputs) == (db is not None):
+        raise UsageError("give INPUTS (files) or --db (a database), one of the two")
+    return clean(inputs, out, cfg, db)
+
+
+def since_time(value: str | Path | dt.datetime) -> dt.datetime:
+    """What ``--since`` means: a datetime (aware, UTC), the newest event a checkpoint or a
+    registry's ``LATEST`` has folded in, or a time written as ISO 8601 or unix seconds.
+
+    Raises :class:`UsageError` for text that is neither an existing path nor a time, and
+    :class:`CheckpointError` for a path that is no checkpoint.
+
+    >>> since_time("2026-03-01T12:00:00Z").isoformat()
+    '2026-03-01T12:00:00+00:00'
+    >>> since_time("1772366400").isoformat()
+    '2026-03-01T12:00:00+00:00'
+    """
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    text = str(value).strip()
+    if Path(text).exists():
+        from recinc_cli.store.format import read_watermark_ms
+
+        return dt.datetime.fromtimestamp(read_watermark_ms(text) / 1000, dt.timezone.utc)
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return dt.datetime.fromtimestamp(float(text), dt.timezone.utc)
+    try:
+        return since_time(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: no such checkpoint or registry, and not a time; give a path, "
+            "an ISO 8601 time like 2026-03-01T12:00:00Z, or unix seconds"
+        ) from None
 
 
 def init(
@@ -250,6 +305,75 @@ def recommend(
         }
     )
     return frame.filter(pl.Series(flat > 0))
+
+
+def info(target: str | Path) -> dict[str, Any]:
+    """What a checkpoint (or a registry's ``LATEST``) holds: ``{"path", "file_bytes", "model",
+    "sizes": {"users", "items", "parameters"}, "model_config", "train_config", "policies",
+    "watermark", "lineage": [...], "registry": {"versions", "latest"} or None}``; every value
+    plain (``recinc info --json`` prints it). Raises :class:`CheckpointError`."""
+    from recinc_cli.service.holder import registry_versions
+    from recinc_cli.store.format import load_bundle
+    from recinc_cli.store.registry import resolve_checkpoint
+
+    path = resolve_checkpoint(target)
+    bundle = load_bundle(path)
+    train = dataclasses.asdict(bundle.train_cfg)
+    return {
+        "path": str(path),
+        "file_bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "model": bundle.model.name,
+        "sizes": {
+            "users": len(bundle.users) - 1,
+            "items": len(bundle.items) - 1,
+            "event_types": len(bundle.types) - 1,
+            "parameters": sum(t.numel() for t in bundle.model.state_dict().values()),
+        },
+        "model_config": _plain(dataclasses.asdict(bundle.model_cfg)),
+        "train_config": _plain({k: v for k, v in train.items() if k not in POLICY_FIELDS}),
+        "policies": _plain({k: v for k, v in train.items() if k in POLICY_FIELDS}),
+        "watermark": dt.datetime.fromtimestamp(bundle.watermark_ms / 1000, dt.timezone.utc).isoformat()
+        if bundle.watermark_ms
+        else None,
+        "lineage": _plain(bundle.lineage),
+        "registry": registry_versions(Path(target)),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists and anything not JSON-native as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def serve(
+    target: str | Path, host: str = "127.0.0.1", port: int = 8080, reload_every: float = 2.0, quiet: bool = False
+) -> None:
+    """Serve the checkpoint or registry ``target`` over HTTP on ``host``:``port`` (0: any free
+    port) until SIGINT/SIGTERM, reloading a new registry version every ``reload_every``
+    seconds (0: never); README "Serving" lists the endpoints.
+
+    Raises :class:`CheckpointError` when the first version cannot be loaded and
+    :class:`UsageError` when the address cannot be listened on.
+    """
+    from recinc_cli.service.run import bind, run
+
+    if reload_every < 0:
+        raise UsageError(f"--reload-every must be 0 (never) or more seconds (got {reload_every:g})")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be from 0 (any free port) to 65535 (got {port})")
+    try:
+        sock = bind(host, port)
+    except OSError as e:
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); choose another") from e
+    with sock:
+        run(target, sock, reload_every, quiet)
 
 
 PROTOCOLS = ("next", "loo", "session")

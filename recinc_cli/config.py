@@ -73,6 +73,8 @@ class PreprocessConfig:
     weight_col: str | None = None
     min_weight: float | None = None
     max_id_len: int = 1024
+    #: keep only events after this time (``--since``), UTC; None keeps every time.
+    since: dt.datetime | None = None
     time_min: dt.datetime = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     time_max: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 

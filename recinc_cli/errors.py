@@ -51,6 +51,13 @@ class PromotionError(RecincError):
     result: Mapping[str, object] | None = None
 
 
+class DatabaseError(RecincError):
+    """The database cannot be reached, refused the login, or dropped the connection (exit 10):
+    a cron job may retry later. A query the database refuses is bad input (exit 3)."""
+
+    exit_code = 10
+
+
 class LockedError(RecincError):
     """Another recinc run holds the output's or registry's lock (exit 9). Nothing was read or
     written; retry later or pass ``--wait SECONDS``."""
@@ -83,4 +90,5 @@ EXIT_CODES: dict[int, str] = {
     7: "cannot write output",
     8: "late events refused (--late fail)",
     9: "locked by another run (--wait)",
+    10: "database unreachable or login refused (--db)",
 }

@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 import torch
 from hypothesis import settings
+from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner, Result
 
 from recinc_cli.cli.app import app
+
+pytest_plugins = ["db_servers"]  # the mysql_table fixture (a real MariaDB server)
 
 # No example database in the checkout, and the same examples on every run (CI stays
 # deterministic); HYPOTHESIS_PROFILE=explore searches afresh.
@@ -35,6 +38,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # box those spin-waits made the default-size init ~15x slower (114 s vs 6.5 s measured).
 torch.set_num_threads(1)
 os.environ["RECINC_THREADS"] = "1"  # the API sets torch threads from it
+# numpy's and scipy's BLAS likewise, here and in the commands tests start: `make test` runs a
+# worker per core, and a BLAS team spinning in one worker slows the other.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+threadpool_limits(1, user_api="blas")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"

@@ -10,7 +10,7 @@ import pytest
 
 from recinc_cli import __version__
 
-COMMANDS = ["preprocess", "init", "update", "recommend", "evaluate", "rollback", "split", "replay"]
+COMMANDS = ["preprocess", "init", "update", "recommend", "evaluate", "rollback", "split", "replay", "info", "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -15,6 +15,7 @@ from recinc_cli.data.external_sort import Layout, sink_sorted
 from recinc_cli.data.preprocess import preprocess
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+SINCE = T0 + dt.timedelta(hours=30)  # a cut on the second day
 
 
 def _tagged(n: int, seed: int) -> pl.DataFrame:
@@ -45,7 +46,7 @@ LAYOUT = Layout(
     kept=["user_id", "item_id", "timestamp", "weight"],
     rejects=[pl.col("_file"), pl.col("_row"), pl.col("_reason"), pl.col("user_id")],
     content=["user_id", "item_id", "timestamp", "weight"],
-    wanted=pl.col("weight") >= 1.0,
+    left_out={"light": pl.col("weight") < 1.0, "old": pl.col("timestamp") <= SINCE},
 )
 
 
@@ -57,13 +58,16 @@ def test_matches_one_in_memory_sort(
     monkeypatch.setattr(external_sort, "GROUP_ROWS", group_rows)
     df = _tagged(3000, seed=group_rows)
     kept, rej, scratch = tmp_path / "kept.parquet", tmp_path / "rej.parquet", tmp_path / "s"
-    below = sink_sorted(df.lazy(), LAYOUT, kept, rej, scratch, rows_hint=rows_hint)
+    left = sink_sorted(df.lazy(), LAYOUT, kept, rej, scratch, rows_hint=rows_hint)
     assert scratch.exists() == (rows_hint is None)
 
     sound = df.filter(pl.col("_reason").is_null()).sort("timestamp", "_file", "_row")
     first = sound.filter(pl.struct(LAYOUT.content).is_first_distinct())
-    assert pl.read_parquet(kept).equals(first.filter(LAYOUT.wanted).select(LAYOUT.kept))
-    assert below == first.filter(~LAYOUT.wanted).height > 0
+    light, old = pl.col("weight") < 1.0, pl.col("timestamp") <= SINCE
+    assert pl.read_parquet(kept).equals(first.filter(~light & ~old).select(LAYOUT.kept))
+    # A row both light and old counts once, under the first reason.
+    assert left == {"light": first.filter(light).height, "old": first.filter(~light & old).height}
+    assert left["light"] > 0 and left["old"] > 0 and first.filter(light & old).height > 0
     dups = sound.filter(~pl.struct(LAYOUT.content).is_first_distinct()).with_columns(_reason=pl.lit("exact duplicate"))
     want_rej = pl.concat([df.filter(pl.col("_reason").is_not_null()), dups]).sort("_file", "_row")
     got_rej = pl.read_parquet(rej)
@@ -76,7 +80,10 @@ def test_matches_one_in_memory_sort(
 def test_no_sound_row_writes_empty_outputs_with_the_columns(tmp_path: Path) -> None:
     df = _tagged(50, seed=1).with_columns(pl.lit("missing user_id").alias("_reason"), pl.lit(None).alias("timestamp"))
     df = df.with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
-    assert sink_sorted(df.lazy(), LAYOUT, tmp_path / "k.parquet", tmp_path / "r.parquet", tmp_path / "s") == 0
+    assert sink_sorted(df.lazy(), LAYOUT, tmp_path / "k.parquet", tmp_path / "r.parquet", tmp_path / "s") == {
+        "light": 0,
+        "old": 0,
+    }
     kept = pl.read_parquet(tmp_path / "k.parquet")
     assert kept.height == 0 and kept.columns == LAYOUT.kept
     assert pl.read_parquet(tmp_path / "r.parquet").height == 50

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recinc_cli"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__", "cli"),
     ("api",),
+    ("service",),
     ("bench",),
     ("training",),
     ("evaluation",),

@@ -79,7 +79,17 @@ def _errors_to_exit(fn: F) -> F:
 def command(fn: F) -> F:
     """Register ``fn`` as a subcommand with error mapping; its docstring is its ``--help``,
     or its ``HELP`` attribute where the text would make the function long (:func:`helped`)."""
-    return app.command(help=getattr(fn, "HELP", None))(_errors_to_exit(fn))
+    return app.command(name=getattr(fn, "NAME", None), help=getattr(fn, "HELP", None))(_errors_to_exit(fn))
+
+
+def named(name: str) -> Callable[[F], F]:
+    """Give a command a name other than its function's (``info``: ``console.info`` prints lines)."""
+
+    def attach(fn: F) -> F:
+        fn.NAME = name  # type: ignore[attr-defined]
+        return fn
+
+    return attach
 
 
 def helped(text: str) -> Callable[[F], F]:
@@ -167,10 +177,38 @@ def _main(
 @command
 @with_groups(source=PREPROCESS_OPTIONS)
 def preprocess(
-    inputs: Annotated[
-        list[str], typer.Argument(metavar="INPUTS", help="CSV/Parquet files, directories or globs.", show_default=False)
-    ],
     output: Out,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[INPUTS]...", help="CSV/Parquet files, directories or globs.", show_default=False),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URI",
+            help="Read the events from a database instead of files: a SQLAlchemy URI like "
+            "sqlite:///shop.db or mysql+pymysql://user@host/db (password: in the URI or $RECINC_DB_PASSWORD).",
+            show_default=False,
+        ),
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option(metavar="NAME", help="With --db: the table to read.", show_default=False)
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(metavar="SQL", help="With --db: a SELECT to read instead.", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CHECKPOINT|TIME",
+            help="Keep only events after this: a checkpoint or registry (its newest folded event) or a "
+            "time (ISO 8601 or unix seconds). With --db the cut is made in the query.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_rows: Annotated[
+        int, typer.Option(help="With --db: rows fetched and written at a time.", show_default=True)
+    ] = 100_000,
     source: dict[str, Any] | None = None,
     quiet: Quiet = False,
 ) -> None:
@@ -185,6 +223,12 @@ def preprocess(
     s/ms/us (detected per value). An unusable file (empty, not CSV text, a column missing or
     duplicated) stops with exit 3 and nothing written. CSV may be gzipped.
 
+    --db reads a table (--table) or a SELECT (--query) from a database in batches instead;
+    rows that fail cleaning go to the rejects as for files (source: the URI, password masked,
+    and the table; row: the result's row). An unreachable server or a refused login exits 10;
+    a missing table or column or a failing query exits 3. --since keeps only events after a
+    checkpoint's newest folded event (or a time): a nightly pull then reads one day.
+
     An event weighs what its type does in --event-weights, or with --weight-col what that
     column says (then event types are not weighted, so --event-weights and --only-events
     cannot be given). --min-weight W leaves out sound events weighing less than W; the
@@ -196,12 +240,21 @@ def preprocess(
           --event-weights view=1,cart=3,purchase=5
       recinc preprocess export.csv --separator ';' -o events.parquet
       recinc preprocess ratings.parquet -o events.parquet --weight-col rating --min-weight 4
+      recinc preprocess --db sqlite:///shop.db --table events --since models/ -o day.parquet
     """
-    cfg = preprocess_config(source or {})
-    m = api.preprocess(inputs, output, cfg)
+    if db is None and (table is not None or query is not None):
+        raise UsageError("--table and --query read from a database: give --db URI too")
+    given = dict(source or {})
+    if since is not None:
+        given["since"] = api.since_time(since)
+    cfg = preprocess_config(given)
+    source_db = None if db is None else api.DbSource(db, table=table, query=query, batch_rows=batch_rows)
+    m = api.preprocess(inputs or [], output, cfg, db=source_db)
     rejected = ", ".join(f"{n} {r}" for r, n in m["rows_rejected"].items()) or "none"
     if cfg.min_weight is not None:
         rejected += f"; {m['rows_below_min_weight']:,} below --min-weight {cfg.min_weight:g}"
+    if cfg.since is not None:
+        rejected += f"; {m['rows_not_after_since']:,} not after --since {m['since']}"
     info(
         f"preprocess: kept {m['rows_kept']:,} of {m['rows_read']:,} rows (rejected: {rejected}); "
         f"{m['users']:,} users, {m['items']:,} items, {m['time_min']} .. {m['time_max']} -> {output}",
@@ -639,6 +692,56 @@ def replay(
     for warning in r["warnings"]:
         info(f"replay: warning: {warning}", quiet)
     info(f"replay: {len(run['strategies'])} strategies x {run['n_slices']} slices -> {output / 'report.json'}", quiet)
+
+
+@command
+@named("info")
+def show_info(checkpoint: CheckpointArg, json_: Json = False) -> None:
+    """What a checkpoint holds: model, sizes, settings, policies, lineage and registry versions.
+
+    Prints rich tables on stdout, or with --json one JSON object for scripts. Exit 4 when the
+    checkpoint is missing or damaged.
+
+    \b
+    Example:
+      recinc info models/
+      recinc info models/ --json | jq '.lineage[-1]'
+    """
+    from recinc_cli.cli.console import info_tables
+
+    r = api.info(checkpoint)
+    if json_:
+        _print_json(r)
+        return
+    for table in info_tables(r):
+        print_table(table)
+
+
+@command
+def serve(
+    checkpoint: CheckpointArg,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one (printed).")] = 8080,
+    reload_every: Annotated[
+        float, typer.Option(help="Seconds between checks for a new version (registry LATEST, or the file); 0 = never.")
+    ] = 2.0,
+    quiet: Quiet = False,
+) -> None:
+    """Serve recommendations over HTTP (JSON) until Ctrl-C or SIGTERM.
+
+    GET /recommend?user=ID&k=10, POST /recommend {"user", "k", "events": [...]} (fresh events:
+    session cold start), GET /similar?item=ID&k=10, GET /health, GET /version (the checkpoint's
+    lineage), GET /metrics (Prometheus). With a registry, a new LATEST (update --registry,
+    rollback) is loaded in the background and swapped in between requests; a version that
+    fails to load is refused and the old one keeps serving. The first stderr line gives the
+    address. Exit 4 if the checkpoint cannot be loaded at start, 2 if the port is taken.
+
+    \b
+    Example:
+      recinc serve models/ --port 8080 &
+      curl 'http://127.0.0.1:8080/recommend?user=u00001&k=5'
+    """
+    api.serve(checkpoint, host=host, port=port, reload_every=reload_every, quiet=quiet)
 
 
 def _parse_time(text: str) -> dt.datetime:

@@ -266,3 +266,50 @@ def print_table(table: Table) -> None:
         stdout.print(table)
     else:
         Console(highlight=False, width=_PIPE_WIDTH, file=sys.stdout).print(table)
+
+
+def info_tables(r: dict[str, Any]) -> list[Table]:
+    """``recinc info``: the checkpoint, its settings, its lineage (one row per run) and, for a
+    registry, its versions."""
+    sizes = r["sizes"]
+    head = Table(title=f"{r['path']}: {r['model']}", show_header=False)
+    head.add_column("what")
+    head.add_column("value", overflow="fold")
+    for what, value in (
+        ("users / items / event types", f"{sizes['users']:,} / {sizes['items']:,} / {sizes['event_types']:,}"),
+        ("parameters", f"{sizes['parameters']:,}"),
+        ("file", f"{r['file_bytes'] / 2**20:,.1f} MiB, sha256 {r['sha256']}"),
+        ("newest event folded in", r["watermark"] or "-"),
+    ):
+        head.add_row(what, value)
+    settings = Table(title="settings (model / training / incremental policies)")
+    for col in ("group", "setting", "value"):
+        settings.add_column(col)
+    for group, values in (("model", r["model_config"]), ("training", r["train_config"]), ("policy", r["policies"])):
+        for name, value in sorted(values.items()):
+            settings.add_row(group, name, "-" if value is None else str(value))
+    lineage = Table(title="lineage (oldest first)")
+    for col in ("#", "command", "time", "data", "events", "users", "items", "valid ndcg@10", "seconds"):
+        lineage.add_column(col, justify="left" if col in ("command", "time", "data") else "right")
+    for n, e in enumerate(r["lineage"], 1):
+        ndcg = e.get("valid_ndcg")
+        lineage.add_row(
+            str(n),
+            str(e.get("command", "?")),
+            str(e.get("time", "")),
+            str(e.get("data_path", "")),
+            f"{e['events']:,}" if isinstance(e.get("events"), int) else "-",
+            f"{e['n_users']:,}" if isinstance(e.get("n_users"), int) else "-",
+            f"{e['n_items']:,}" if isinstance(e.get("n_items"), int) else "-",
+            f"{ndcg:.4f}" if isinstance(ndcg, float) else "-",
+            f"{e['train_seconds']:.1f}" if isinstance(e.get("train_seconds"), int | float) else "-",
+        )
+    tables = [head, settings, lineage]
+    if r.get("registry"):
+        reg = Table(title="registry")
+        reg.add_column("version")
+        reg.add_column("served")
+        for v in r["registry"]["versions"]:
+            reg.add_row(v, "LATEST" if v == r["registry"]["latest"] else "")
+        tables.append(reg)
+    return tables

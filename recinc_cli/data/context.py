@@ -54,6 +54,13 @@ class Context:
     def items_of(self, user: int) -> torch.Tensor:
         return self.items[self.indptr[user] : self.indptr[user + 1]]
 
+    def only(self, user: int) -> Context:
+        """The same rows with every one but ``user``'s empty (see :meth:`SeenItems.only`)."""
+        lo, hi = (int(self.indptr[user]), int(self.indptr[user + 1])) if 0 <= user < self.n_users else (0, 0)
+        indptr = torch.zeros(self.n_users + 1, dtype=torch.int64)
+        indptr[user + 1 :] = hi - lo
+        return Context(indptr, self.items[lo:hi].clone(), self.types[lo:hi].clone(), self.ts_ms[lo:hi].clone())
+
     def extend(
         self,
         user_idx: np.ndarray,

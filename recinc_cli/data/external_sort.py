@@ -18,9 +18,9 @@ that order, and the first of equal rows is the one kept), ``timestamp`` (null wh
 >>> lf = pl.LazyFrame({"_file": [0, 0, 0, 0], "_row": [1, 2, 3, 4], "user_id": ["a", "b", "a", "c"],
 ...     "timestamp": [t[0], t[1], t[0], None], "_reason": [None, None, None, "missing item_id"]})
 >>> spec = Layout(kept=["user_id", "timestamp"], rejects=[pl.col("_row"), pl.col("_reason")],
-...     content=["user_id", "timestamp"], wanted=pl.lit(True))
+...     content=["user_id", "timestamp"], left_out={})
 >>> sink_sorted(lf, spec, d / "kept.parquet", d / "rejects.parquet", d / "scratch")
-0
+{}
 >>> pl.read_parquet(d / "kept.parquet")["user_id"].to_list()
 ['b', 'a']
 >>> pl.read_parquet(d / "rejects.parquet").rows()
@@ -47,22 +47,24 @@ class Layout:
 
     ``kept``: the columns of a kept row, in order. ``rejects``: the expressions selecting a
     rejected row (over the input's columns; ``_reason`` is "exact duplicate" for duplicates).
-    ``content``: the columns whose equality makes a row an exact duplicate. ``wanted``: false
-    for sound rows left out (below ``--min-weight``), which are counted, not rejected.
+    ``content``: the columns whose equality makes a row an exact duplicate. ``left_out``: for
+    each reason a sound row is left out (counted, not rejected: below ``--min-weight``, not
+    after ``--since``), the expression true for such rows; a row counts under the first.
     """
 
     kept: list[str]
     rejects: list[pl.Expr]
     content: list[str]
-    wanted: pl.Expr
+    left_out: dict[str, pl.Expr]
 
 
 def sink_sorted(
     tagged: pl.LazyFrame, layout: Layout, out: Path, rejects: Path, scratch: Path, rows_hint: int | None = None
-) -> int:
-    """Write ``tagged``'s sound, first-of-their-kind, wanted rows to ``out`` sorted by time
-    (``_file``, ``_row`` order among equal times) and its rejects to ``rejects`` in
-    (``_file``, ``_row``) order; return how many sound rows were not wanted.
+) -> dict[str, int]:
+    """Write ``tagged``'s sound, first-of-their-kind rows that are not left out to ``out``
+    sorted by time (``_file``, ``_row`` order among equal times) and its rejects to ``rejects``
+    in (``_file``, ``_row``) order; return how many sound rows were left out, per reason of
+    ``layout.left_out``.
 
     Reads ``tagged`` once; ``scratch`` (created) holds the day partitions and the sorted runs.
     ``rows_hint``: at most how many rows ``tagged`` has, where known; up to :data:`GROUP_ROWS`
@@ -70,21 +72,21 @@ def sink_sorted(
     """
     if rows_hint is not None and rows_hint <= GROUP_ROWS:
         df = tagged.collect()
-        kept, dup, below = _dedupe_sort(df.filter(pl.col("_reason").is_null()), layout)
+        kept, dup, left = _dedupe_sort(df.filter(pl.col("_reason").is_null()), layout)
         kept.write_parquet(out)
         pl.concat([df.filter(pl.col("_reason").is_not_null()), dup], how="diagonal_relaxed").sort(
             "_file", "_row"
         ).select(layout.rejects).write_parquet(rejects)
-        return below
+        return left
     days = _split(tagged, pl.col("timestamp").dt.epoch("d"), scratch / "days")
     rejected = days.pop(_REJECTED, [])
     groups = list(_groups(days, scratch))
     runs: list[Path] = []
     dups: list[Path] = []
-    below = 0
+    left = dict.fromkeys(layout.left_out, 0)
     for k, files in enumerate(groups):
-        kept, dup, n_below = _dedupe_sort(pl.read_parquet(files, hive_partitioning=False), layout)
-        below += n_below
+        kept, dup, n_left = _dedupe_sort(pl.read_parquet(files, hive_partitioning=False), layout)
+        left = {name: left[name] + n for name, n in n_left.items()}
         if len(groups) == 1:  # the whole log fits one run: no copy of it to concatenate
             kept.write_parquet(out)
         else:
@@ -101,19 +103,25 @@ def sink_sorted(
     (pl.concat(bad, how="diagonal_relaxed") if bad else empty).sort("_file", "_row").select(
         layout.rejects
     ).sink_parquet(rejects)
-    return below
+    return left
 
 
-def _dedupe_sort(sound: pl.DataFrame, layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _dedupe_sort(sound: pl.DataFrame, layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """One run of sound rows in input order: its kept rows sorted by time, its exact
-    duplicates, and how many sound rows it leaves out as unwanted."""
+    duplicates, and how many sound rows it leaves out for each reason of ``layout.left_out``."""
     # The partitioned sink keeps each key's rows in input order, so a stable sort by time
     # alone leaves ties in (_file, _row) order (a third of the time of sorting by all three).
     df = sound.sort("timestamp", maintain_order=True)
     df = df.with_columns(pl.struct(layout.content).is_first_distinct().alias("_first"))
-    kept = df.filter(pl.col("_first") & layout.wanted).select(layout.kept)
+    out, counts = pl.lit(False), []
+    for name, expr in layout.left_out.items():
+        counts.append((expr & ~out).sum().alias(name))
+        out = out | expr
+    first = df.filter(pl.col("_first"))
+    left = first.select(counts).row(0, named=True) if counts else {}
+    kept = first.filter(~out).select(layout.kept)
     dup = df.filter(~pl.col("_first")).with_columns(_reason=pl.lit("exact duplicate"))
-    return kept, dup, df.filter(pl.col("_first") & ~layout.wanted).height
+    return kept, dup, {name: int(n) for name, n in left.items()}
 
 
 def _split(lf: pl.LazyFrame, key: pl.Expr, into: Path) -> dict[int, list[Path]]:

@@ -17,7 +17,8 @@ row number (1 = the first record after the header) and reason, and the counts go
   as written equal to an earlier row's that passed the checks above).
 
 Sound rows weighing less than ``--min-weight`` are not rejects: they are left out and counted
-as ``rows_below_min_weight`` in the manifest.
+as ``rows_below_min_weight`` in the manifest; so are rows at or before ``--since``
+(``rows_not_after_since``).
 
 A file that cannot be used at all (missing, empty, not CSV text, a column missing or
 duplicated, a Parquet column of the wrong type) raises :class:`BadInputError` naming the file
@@ -50,6 +51,7 @@ import polars as pl
 
 from recinc_cli import __version__
 from recinc_cli.config import DEFAULT_EVENT_TYPE, UNKNOWN_EVENT_WEIGHT, PreprocessConfig
+from recinc_cli.data.database import DbSource, describe, export
 from recinc_cli.data.external_sort import Layout, parquet_rows, sink_sorted
 from recinc_cli.data.io import _first_line, atomic_path, expand_inputs, is_parquet, sha256_file
 from recinc_cli.data.rawlog import FLAG, POLARS_ERRORS, csv_parses, read_csv_python, scan_raw
@@ -79,22 +81,30 @@ def sidecar_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(f"{stem}.rejects.parquet"), out.with_name(f"{stem}.manifest.json")
 
 
-def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None) -> dict[str, Any]:
-    """Clean ``inputs`` (files, directories, globs) into the events Parquet ``out``.
+def preprocess(
+    inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessConfig | None = None, db: DbSource | None = None
+) -> dict[str, Any]:
+    """Clean ``inputs`` (files, directories, globs), or the rows of the database source ``db``
+    (:mod:`recinc_cli.data.database`; then ``inputs`` is empty), into the events Parquet ``out``.
 
     Returns the manifest dict (also written to ``OUT.manifest.json``). Raises
     :class:`BadInputError` when an input is missing or unusable, a column is missing, or no
-    row survives cleaning; nothing is written then.
+    row survives cleaning (and :class:`~recinc_cli.errors.DatabaseError` when ``db``'s server
+    cannot be reached); nothing is written then.
     """
     cfg = cfg or PreprocessConfig()
     out = Path(out)
     rejects_path, manifest_path = sidecar_paths(out)
-    # A directory or glob input may also match our own outputs from an earlier run.
-    own = {p.resolve() for p in (out, rejects_path, manifest_path)}
-    files = [f for f in expand_inputs(inputs) if f.resolve() not in own]
-    if not files:
-        raise BadInputError(f"{', '.join(map(str, inputs))}: no input besides this command's own output files")
-    raw = [scan_raw(f, cfg) for f in files]  # every header checked before anything is written
+    files: list[Path] = []
+    raw: list[pl.LazyFrame] = []
+    if db is None:
+        # A directory or glob input may also match our own outputs from an earlier run.
+        own = {p.resolve() for p in (out, rejects_path, manifest_path)}
+        files = [f for f in expand_inputs(inputs) if f.resolve() not in own]
+        if not files:
+            raise BadInputError(f"{', '.join(map(str, inputs))}: no input besides this command's own output files")
+        raw = [scan_raw(f, cfg) for f in files]  # every header checked before anything is written
+    names = [str(f) for f in files]
     with (
         atomic_path(out) as tmp_out,
         atomic_path(rejects_path) as tmp_rej,
@@ -102,12 +112,16 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
         # atomic_path's temps, so the next write there removes it if this run is killed.
         tempfile.TemporaryDirectory(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent) as scratch,
     ):
-        below = _sink_or_fall_back(files, raw, cfg, (tmp_out, tmp_rej), Path(scratch))
-        manifest = _manifest(files, tmp_out, tmp_rej, out, cfg, below)
+        if db is not None:
+            files, names = [Path(scratch) / "pulled.parquet"], [describe(db)]
+            export(db, cfg.time_col, cfg.since, files[0], Path(scratch) / "parts")
+            raw = [_scan_named(files[0], names[0], cfg)]
+        left = _sink_or_fall_back(files, raw, cfg, (tmp_out, tmp_rej), Path(scratch), names)
+        manifest = _manifest(names, tmp_out, tmp_rej, out, cfg, left)
         if manifest["rows_kept"] == 0:
-            filtered = f"; {below} below --min-weight {cfg.min_weight:g}" if below else ""
+            filtered = "".join(f"; {n} {_LEFT_OUT[why](cfg)}" for why, n in left.items() if n)
             raise BadInputError(
-                f"{', '.join(map(str, files))}: no usable rows "
+                f"{', '.join(names)}: no usable rows "
                 f"({manifest['rows_read']} read, rejected: {manifest['rows_rejected'] or 'none'}{filtered})"
             )
         with atomic_path(manifest_path) as tmp_man:
@@ -115,38 +129,59 @@ def preprocess(inputs: Sequence[str | Path], out: str | Path, cfg: PreprocessCon
     return manifest
 
 
+def _scan_named(path: Path, name: str, cfg: PreprocessConfig) -> pl.LazyFrame:
+    """:func:`scan_raw` of a file recinc wrote (a database's rows), its errors naming ``name``."""
+    try:
+        return scan_raw(path, cfg)
+    except BadInputError as e:
+        raise BadInputError(str(e).replace(str(path), name)) from None
+
+
 _CORE = ("user_id", "item_id", "timestamp", "event_type", "weight")
 
 
 def _sink_or_fall_back(
-    files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, outs: tuple[Path, Path], scratch: Path
-) -> int:
+    files: list[Path],
+    raw: list[pl.LazyFrame],
+    cfg: PreprocessConfig,
+    outs: tuple[Path, Path],
+    scratch: Path,
+    names: list[str],
+) -> dict[str, int]:
     """:func:`_sink`; when polars cannot parse a CSV, read just that file again with Python's
-    csv module (:func:`read_csv_python`) and sink once more. Raises :class:`BadInputError`."""
+    csv module (:func:`read_csv_python`) and sink once more. ``names``: each input as messages
+    and the rejects name it. Raises :class:`BadInputError`."""
     try:
-        return _sink(files, raw, cfg, *outs, scratch / "sort")
+        return _sink(names, raw, cfg, *outs, scratch / "sort", _rows_at_most(files))
     except POLARS_ERRORS as e:
         broken = [i for i, f in enumerate(files) if not csv_parses(f, cfg)]
         if not broken:
-            raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
+            raise BadInputError(f"{', '.join(names)}: cannot read ({_first_line(e)})") from e
     for i in broken:
         raw[i] = read_csv_python(files[i], cfg, scratch)
     try:
-        return _sink(files, raw, cfg, *outs, scratch / "sort-again")
+        return _sink(names, raw, cfg, *outs, scratch / "sort-again", _rows_at_most(files))
     except POLARS_ERRORS as e:
-        raise BadInputError(f"{', '.join(map(str, files))}: cannot read ({_first_line(e)})") from e
+        raise BadInputError(f"{', '.join(names)}: cannot read ({_first_line(e)})") from e
 
 
 def _sink(
-    files: list[Path], raw: list[pl.LazyFrame], cfg: PreprocessConfig, tmp_out: Path, tmp_rej: Path, scratch: Path
-) -> int:
+    labels: list[str],
+    raw: list[pl.LazyFrame],
+    cfg: PreprocessConfig,
+    tmp_out: Path,
+    tmp_rej: Path,
+    scratch: Path,
+    rows_hint: int,
+) -> dict[str, int]:
     """Write the kept rows (time-sorted) to ``tmp_out`` and the rejects to ``tmp_rej``; return
-    how many sound rows weighed less than ``cfg.min_weight`` (left out)."""
+    how many sound rows were left out: ``below_min_weight`` (``cfg.min_weight``) and
+    ``not_after_since`` (``cfg.since``)."""
     frames = [_normalise(lf, i, cfg) for i, lf in enumerate(raw)]
     tagged = _tag_rejects(pl.concat(frames, how="diagonal_relaxed"), cfg)
     names = tagged.collect_schema().names()
     extras = [c for c in names if not c.startswith("_") and c not in _CORE]
-    sources = {i: str(f) for i, f in enumerate(files)}
+    sources = dict(enumerate(labels))
     layout = Layout(
         kept=["user_id", "item_id", "timestamp", "event_type", "weight", *extras],
         rejects=[
@@ -163,9 +198,12 @@ def _sink(
         ],
         # Equal in every column read from the file (the raw timestamp text included).
         content=[c for c in names if c not in ("_row", "_file", "_flag", "_w_num", "_reason", "timestamp", "weight")],
-        wanted=pl.lit(True) if cfg.min_weight is None else pl.col("weight") >= cfg.min_weight,
+        left_out={
+            "below_min_weight": pl.lit(False) if cfg.min_weight is None else pl.col("weight") < cfg.min_weight,
+            "not_after_since": pl.lit(False) if cfg.since is None else pl.col("timestamp") <= cfg.since,
+        },
     )
-    return sink_sorted(tagged, layout, tmp_out, tmp_rej, scratch, rows_hint=_rows_at_most(files))
+    return sink_sorted(tagged, layout, tmp_out, tmp_rej, scratch, rows_hint=rows_hint)
 
 
 def _rows_at_most(files: list[Path]) -> int:
@@ -308,8 +346,15 @@ def _tag_rejects(lf: pl.LazyFrame, cfg: PreprocessConfig) -> pl.LazyFrame:
     return lf.with_columns(weight.alias("weight"), reason.otherwise(None).alias("_reason"))
 
 
+#: How a reason rows were left out reads in a message.
+_LEFT_OUT = {
+    "below_min_weight": lambda cfg: f"below --min-weight {cfg.min_weight:g}",
+    "not_after_since": lambda cfg: f"not after --since {cfg.since.isoformat() if cfg.since else ''}",
+}
+
+
 def _manifest(
-    files: list[Path], kept: Path, rejects: Path, out: Path, cfg: PreprocessConfig, below: int
+    names: list[str], kept: Path, rejects: Path, out: Path, cfg: PreprocessConfig, left: dict[str, int]
 ) -> dict[str, Any]:
     stats = (
         pl.scan_parquet(kept)
@@ -331,14 +376,16 @@ def _manifest(
     return {
         "recinc_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": [str(f) for f in files],
+        "inputs": names,
         "output": str(out),
-        "rows_read": int(stats["n"]) + sum(rejected.values()) + below,
+        "rows_read": int(stats["n"]) + sum(rejected.values()) + sum(left.values()),
         "rows_kept": int(stats["n"]),
         "rows_rejected": rejected,
-        "rows_below_min_weight": below,
+        "rows_below_min_weight": left["below_min_weight"],
+        "rows_not_after_since": left["not_after_since"],
         "weight_col": cfg.weight_col,
         "min_weight": cfg.min_weight,
+        "since": cfg.since.isoformat() if cfg.since else None,
         "users": int(stats["users"]),
         "items": int(stats["items"]),
         "event_types": dict(zip(events["event_type"].to_list(), events["len"].to_list(), strict=True)),

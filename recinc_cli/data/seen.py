@@ -38,6 +38,19 @@ class SeenItems:
     def items_of(self, user: int) -> torch.Tensor:
         return self.indices[self.indptr[user] : self.indptr[user + 1]]
 
+    def only(self, user: int) -> SeenItems:
+        """The same rows with every one but ``user``'s empty: what a request about one user reads,
+        built in O(n_users) where :meth:`merge` into the whole store costs O(pairs log pairs).
+
+        >>> s = SeenItems(torch.tensor([0, 1, 3]), torch.tensor([4, 5, 6])).only(1)
+        >>> s.items_of(1).tolist(), s.items_of(0).tolist()
+        ([5, 6], [])
+        """
+        row = self.items_of(user).clone() if 0 <= user < self.n_users else self.indices[:0]
+        indptr = torch.zeros(self.n_users + 1, dtype=torch.int64)
+        indptr[user + 1 :] = len(row)
+        return SeenItems(indptr, row)
+
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """All (user, item) pairs as two int64 arrays, sorted by user then item."""
         counts = np.diff(self.indptr.numpy())

@@ -40,3 +40,17 @@ def serving_state(bundle: Bundle, events: pl.DataFrame | None = None) -> Serving
     return with_history(
         events, bundle.users, bundle.items, bundle.types, bundle.seen, bundle.context, bundle.model_cfg.max_len
     )
+
+
+def user_state(bundle: Bundle, state: ServingState, user: str, events: pl.DataFrame) -> ServingState:
+    """``state`` narrowed to the one user ``user`` and extended with their fresh ``events``:
+    what a request about that user reads (``POST /recommend``). Every other user's rows are
+    left empty, so this costs O(users), where :func:`serving_state` with events re-sorts every
+    stored event (about a second for 10M)."""
+    idx = int(state.lookup(bundle.users, pl.Series([user], dtype=pl.String))[0])
+    if idx >= state.n_known:  # a visitor of the state's own fresh history: start from the model's rows
+        idx = 0
+    context = None if state.context is None else state.context.only(idx)
+    return with_history(
+        events, bundle.users, bundle.items, bundle.types, state.seen.only(idx), context, bundle.model_cfg.max_len
+    )

@@ -241,18 +241,35 @@ def _own(t: torch.Tensor) -> torch.Tensor:
     return t if whole else t.clone()
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` if unusable.
+def read_watermark_ms(path: str | Path) -> int:
+    """The newest event time checkpoint ``path`` (or a registry's ``LATEST``) has folded in,
+    unix ms, read without loading its tensors (memory-mapped). Raises :class:`CheckpointError`
+    when the file is no checkpoint."""
+    path = _checked_file(resolve_checkpoint(path))
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(raw["pop_time_ms"])
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(e)}); restore it from a backup") from e
 
-    ``path`` may be a registry directory: its ``LATEST`` version is loaded.
-    """
-    path = resolve_checkpoint(path)
+
+def _checked_file(path: Path) -> Path:
+    """``path`` if it exists and opens like a torch checkpoint; else :class:`CheckpointError`."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; check the path")
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":
         raise CheckpointError(f"{path}: not a recinc checkpoint (not a torch .pt file); check the path")
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` if unusable.
+
+    ``path`` may be a registry directory: its ``LATEST`` version is loaded.
+    """
+    path = _checked_file(resolve_checkpoint(path))
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
