@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -81,13 +80,7 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
             shown[0] = snap.sha256
         return snap
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        path = request.url.path
-        metrics.observe(path if path in ROUTES else "other", response.status_code, time.perf_counter() - t0)
-        return response
+    app.add_middleware(_Counted, metrics=metrics)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
@@ -178,6 +171,31 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     return app
+
+
+class _Counted:
+    """Pure ASGI middleware counting each HTTP request's status and latency (FastAPI's
+    ``@app.middleware`` wraps every response in a stream: about a millisecond a request)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0, status = time.perf_counter(), [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = scope.get("path", "")
+            self.metrics.observe(path if path in ROUTES else "other", status[0], time.perf_counter() - t0)
 
 
 def _recommend(snap: Served, state: Any, user: str, k: int, repeats: bool | None) -> dict[str, Any]:
