@@ -312,9 +312,8 @@ def info(target: str | Path) -> dict[str, Any]:
     "sizes": {"users", "items", "parameters"}, "model_config", "train_config", "policies",
     "watermark", "lineage": [...], "registry": {"versions", "latest"} or None}``; every value
     plain (``recinc info --json`` prints it). Raises :class:`CheckpointError`."""
-    from recinc_cli.service.holder import registry_versions
     from recinc_cli.store.format import load_bundle
-    from recinc_cli.store.registry import resolve_checkpoint
+    from recinc_cli.store.registry import registry_versions, resolve_checkpoint
 
     path = resolve_checkpoint(target)
     bundle = load_bundle(path)

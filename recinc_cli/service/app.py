@@ -23,11 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recinc_cli import __version__
 from recinc_cli.config import DEFAULT_EVENT_TYPE
-from recinc_cli.service.holder import ModelHolder, Served, registry_versions
+from recinc_cli.service.holder import ModelHolder, Served
 from recinc_cli.service.metrics import Metrics
 from recinc_cli.serving.serve import serve_top
 from recinc_cli.serving.similar import Similarity
 from recinc_cli.serving.views import user_state
+from recinc_cli.store.registry import registry_versions
 
 #: Largest k a request may ask for.
 MAX_K = 1000

@@ -33,7 +33,7 @@ from recinc_cli.serving.history import ServingState
 from recinc_cli.serving.views import serving_state
 from recinc_cli.store.bundle import Bundle
 from recinc_cli.store.format import load_bundle
-from recinc_cli.store.registry import Registry, resolve_checkpoint
+from recinc_cli.store.registry import resolve_checkpoint
 
 
 @dataclass(frozen=True)
@@ -151,15 +151,3 @@ class ModelHolder:
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
             self.check_now()
-
-
-def registry_versions(target: Path) -> dict[str, Any] | None:
-    """The registry's versions and ``LATEST`` when ``target`` is a registry, else None."""
-    if not Registry.is_registry(target):
-        return None
-    reg = Registry(target)
-    try:
-        latest = reg.latest_version()
-    except CheckpointError:
-        latest = None
-    return {"versions": [reg.path_of(v).name for v in reg.versions()], "latest": latest and reg.path_of(latest).name}

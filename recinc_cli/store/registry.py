@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recinc_cli.data.io import atomic_path
 from recinc_cli.errors import CheckpointError, UsageError
@@ -137,6 +138,19 @@ class Registry:
                 p.unlink(missing_ok=True)
                 gone.append(p)
         return gone
+
+
+def registry_versions(target: str | Path) -> dict[str, Any] | None:
+    """``{"versions": [...], "latest": name or None}`` when ``target`` is a registry (``recinc
+    info``, ``GET /version``); None for a checkpoint file. A broken ``LATEST`` reads as None."""
+    if not Registry.is_registry(target):
+        return None
+    reg = Registry(Path(target))
+    try:
+        latest = reg.latest_version()
+    except CheckpointError:
+        latest = None
+    return {"versions": [reg.path_of(v).name for v in reg.versions()], "latest": latest and reg.path_of(latest).name}
 
 
 def check_keep(keep: int | None) -> int | None:
