@@ -94,17 +94,15 @@ def in_process(ckpt: Path, users: list[str]) -> dict[str, Any]:
     import polars as pl
     import torch
 
+    from recinc_cli.service.holder import load_served
     from recinc_cli.serving.serve import serve_top
-    from recinc_cli.serving.views import serving_state
-    from recinc_cli.store.format import load_bundle
 
     torch.set_num_threads(1)  # as the server scores each request
-    bundle = load_bundle(ckpt)
-    state = serving_state(bundle)
+    served = load_served(ckpt)  # as the server loads it
     times = []
     for u in users[:SERIAL]:
         t0 = time.perf_counter()
-        serve_top(bundle, state, pl.Series([u]), 10)
+        serve_top(served.bundle, served.state, pl.Series([u]), 10)
         times.append(time.perf_counter() - t0)
     ms = np.array(times[20:]) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}

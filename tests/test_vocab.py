@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -67,3 +68,25 @@ def test_extend_never_moves_old_indices(batches: list[list[str | None]], probes:
     expected = [ref.get(p, 0) if p is not None else 0 for p in probes]
     assert v.lookup(series(probes)).tolist() == expected
     assert v.lookup(series([PAD])).tolist() == [0]
+
+
+def test_point_lookups_answer_as_the_join_does() -> None:
+    ids = [f"u{j}" for j in range(5000)]
+    v = Vocab(["", *ids])
+    probe = pl.Series([*ids[::7], "nope", "", "u4999", "u0"])
+    want = v.lookup(probe)
+    assert v.point_lookups().lookup(probe).tolist() == want.tolist()
+    assert v.lookup(pl.Series([None, "u3"], dtype=pl.String)).tolist() == [0, 4]
+    v.extend(pl.Series(["late"]))  # growing drops the index: the new id is found
+    assert v.lookup(pl.Series(["late"])).tolist() == [5001]
+
+
+def test_point_lookups_tell_apart_ids_whose_hashes_collide() -> None:
+    v = Vocab(["", "a", "b", "c"]).point_lookups()
+    # Give "a" the hash of "b", as two ids may share one: "b" finds "a" first, and only the
+    # id itself tells them apart ("a" is then unknown, as its own hash is in no slot).
+    same, other = hash("b"), hash("c")
+    hashes = np.array([hash(""), same, same, other], dtype=np.int64)
+    order = np.argsort(hashes, kind="stable")
+    v._points = (hashes[order], order)
+    assert v.lookup(pl.Series(["b", "a", "c", "zzz"])).tolist() == [2, 0, 3, 0]

@@ -10,9 +10,12 @@ A bad request gets a 4xx JSON body ``{"error": "..."}`` naming the parameter and
 from __future__ import annotations
 
 import datetime as dt
-import math
+import json
+import sys
 import time
+import traceback
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import polars as pl
@@ -23,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recinc_cli import __version__
 from recinc_cli.config import DEFAULT_EVENT_TYPE
+from recinc_cli.service.asgi import ASGIApp, Counted, HotRoute
+from recinc_cli.service.batcher import Batcher, answer
 from recinc_cli.service.holder import ModelHolder, Served
 from recinc_cli.service.metrics import Metrics
 from recinc_cli.serving.serve import serve_top
@@ -34,8 +39,6 @@ from recinc_cli.store.registry import registry_versions
 MAX_K = 1000
 #: Most fresh events one POST /recommend may carry.
 MAX_EVENTS = 1000
-#: The paths metrics are counted under (any other: "other", so a scan cannot grow the labels).
-ROUTES = frozenset({"/recommend", "/similar", "/health", "/version", "/metrics"})
 
 
 class BadRequest(Exception):
@@ -65,14 +68,21 @@ class RecommendBody(BaseModel):
     events: list[Event] = Field(default_factory=list, max_length=MAX_EVENTS)
 
 
-def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
-    """The app serving ``holder``'s model; ``metrics`` (default: new) counts its requests."""
+def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> ASGIApp:
+    """The ASGI app serving ``holder``'s model; ``metrics`` (default: new) counts its requests.
+
+    FastAPI routes every request but ``GET /recommend``, which :class:`HotRoute` answers first
+    (the same function answers it in FastAPI's route, which documents it at ``/docs``).
+    """
     metrics = metrics or Metrics()
     app = FastAPI(title="recinc", version=__version__, docs_url="/docs", redoc_url=None)
     similar: dict[str, Similarity] = {}  # per served sha256: built on first use, kept
     started = time.time()
 
     shown: list[str] = [""]  # the sha256 the model gauge shows
+    batcher = Batcher(on_batch=metrics.batch.observe)
+    batcher.start()
+    app.router.on_shutdown.append(batcher.stop)
 
     def snapshot() -> Served:
         snap = holder.current()
@@ -81,7 +91,20 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
             shown[0] = snap.sha256
         return snap
 
-    app.add_middleware(_Counted, metrics=metrics)
+    async def get_recommend(query: str) -> tuple[int, bytes]:
+        """GET /recommend from its query string: (status, JSON body)."""
+        try:
+            params = _params(parse_qs(query, keep_blank_values=True), required={"user"}, optional={"k", "repeats"})
+            snap = snapshot()
+            k = _k(params.get("k"))
+            repeats = _flag(params.get("repeats"), "repeats")
+        except BadRequest as e:
+            return e.status, json.dumps({"error": str(e)}).encode()
+        try:  # the scoring is queued to the batcher's thread; this coroutine only waits for it
+            return 200, await batcher.recommend(snap, params["user"], k, repeats)
+        except Exception as e:  # a bug, not the request's fault: a JSON 500, the traceback in the log
+            traceback.print_exception(e, file=sys.stderr)
+            return 500, json.dumps({"error": f"internal error ({type(e).__name__}); see the server's log"}).encode()
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
@@ -94,16 +117,14 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
     @app.get("/recommend")
-    def recommend(request: Request) -> dict[str, Any]:
-        params = _params(request, required={"user"}, optional={"k", "repeats"})
-        snap = snapshot()
-        k = _k(params.get("k"))
-        repeats = _flag(params.get("repeats"), "repeats")
-        return _recommend(snap, snap.state, params["user"], k, repeats)
+    async def recommend(request: Request) -> Response:
+        """A known user's top k (``user``, ``k`` = 10, ``repeats``); unknown users get popular items."""
+        status, body = await get_recommend(request.url.query)
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.post("/recommend")
     def recommend_fresh(request: Request, body: RecommendBody) -> dict[str, Any]:
-        _params(request, required=set(), optional=set())
+        _params(_query(request), required=set(), optional=set())
         snap = snapshot()
         k = _k(str(body.k))
         state = snap.state
@@ -113,7 +134,7 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
 
     @app.get("/similar")
     def similar_items(request: Request) -> dict[str, Any]:
-        params = _params(request, required={"item"}, optional={"k"})
+        params = _params(_query(request), required={"item"}, optional={"k"})
         snap = snapshot()
         k = _k(params.get("k"))
         idx = int(snap.bundle.items.lookup(pl.Series([params["item"]], dtype=pl.String))[0])
@@ -137,7 +158,7 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
 
     @app.get("/health")
     def health(request: Request) -> dict[str, Any]:
-        _params(request, required=set(), optional=set())
+        _params(_query(request), required=set(), optional=set())
         snap = snapshot()
         return {
             "status": "ok",
@@ -148,7 +169,7 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
 
     @app.get("/version")
     def version(request: Request) -> dict[str, Any]:
-        _params(request, required=set(), optional=set())
+        _params(_query(request), required=set(), optional=set())
         snap = snapshot()
         b = snap.bundle
         return {
@@ -171,61 +192,34 @@ def build_app(holder: ModelHolder, metrics: Metrics | None = None) -> FastAPI:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    return app
-
-
-class _Counted:
-    """Pure ASGI middleware counting each HTTP request's status and latency (FastAPI's
-    ``@app.middleware`` wraps every response in a stream: about a millisecond a request)."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0, status = time.perf_counter(), [500]
-
-        async def sending(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            path = scope.get("path", "")
-            self.metrics.observe(path if path in ROUTES else "other", status[0], time.perf_counter() - t0)
+    return Counted(HotRoute(app, "/recommend", get_recommend), metrics)
 
 
 def _recommend(snap: Served, state: Any, user: str, k: int, repeats: bool | None) -> dict[str, Any]:
     b = snap.bundle
     repeats = b.train_cfg.repeats if repeats is None else repeats
     items, scores, source = serve_top(b, state, pl.Series([user], dtype=pl.String), k, repeats=repeats)
-    rows = [(int(i), float(s)) for i, s in zip(items[0], scores[0], strict=True) if i > 0 and math.isfinite(s)]
-    return {
-        "user": user,
-        "source": str(source[0]),
-        "version": snap.version,
-        "items": [{"rank": r + 1, "item_id": snap.item_ids[i], "score": round(s, 6)} for r, (i, s) in enumerate(rows)],
-    }
+    return answer(snap, user, items[0], scores[0], str(source[0]))
 
 
-def _params(request: Request, required: set[str], optional: set[str]) -> dict[str, str]:
-    """The query parameters, each given once; :class:`BadRequest` for unknown, repeated or missing ones."""
-    given = request.query_params
+def _params(given: dict[str, list[str]], required: set[str], optional: set[str]) -> dict[str, str]:
+    """The query parameters (``parse_qs``'s), each given once; :class:`BadRequest` for unknown,
+    repeated or missing ones."""
     unknown = sorted(set(given) - required - optional)
     if unknown:
         allowed = ", ".join(sorted(required | optional)) or "none"
         raise BadRequest(f"unknown parameter {unknown[0]!r} (this endpoint takes: {allowed})")
-    repeated = sorted(name for name in set(given) if len(given.getlist(name)) > 1)
+    repeated = sorted(name for name, values in given.items() if len(values) > 1)
     if repeated:
         raise BadRequest(f"parameter {repeated[0]!r} given more than once")
-    missing = sorted(name for name in required if not given.get(name))
+    missing = sorted(name for name in required if not given.get(name, [""])[0])
     if missing:
         raise BadRequest(f"missing parameter {missing[0]!r}")
-    return dict(given)
+    return {name: values[0] for name, values in given.items()}
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    return parse_qs(request.url.query, keep_blank_values=True)
 
 
 def _k(value: str | None) -> int:

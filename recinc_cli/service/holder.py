@@ -17,6 +17,7 @@ counted and logged once, and the same file is not tried again until it changes.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -65,6 +66,8 @@ def load_served(path: Path) -> Served:
 
     key = file_key(path)
     bundle = load_bundle(path)
+    bundle.users.point_lookups()  # each request looks up one id: microseconds, not a join
+    bundle.items.point_lookups()
     state = serving_state(bundle)
     if len(bundle.users) > 1:  # warm up: fill what the model keeps between calls (sasrec's vectors)
         serve_top(bundle, state, pl.Series([bundle.users.ids[1]]), 1)
@@ -137,6 +140,7 @@ class ModelHolder:
             return self._refuse(key, f"{path}: cannot load ({type(e).__name__}: {e})")
         old, self._current = self._current, new  # the swap: one reference assignment
         self._refused = None
+        gc.freeze()  # the new version out of the cycle collector's passes, as at start (run.py)
         self._log(f"recinc serve: now serving {new.path} (was {old.path})")
         self._on_reload(True, new.version)
         return True

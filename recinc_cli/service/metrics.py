@@ -4,7 +4,8 @@
 - ``recinc_request_seconds{endpoint}``: a latency histogram, 1 ms to 2.5 s;
 - ``recinc_model_info{version, sha256, model}``: 1 for the version served now;
 - ``recinc_model_loaded_timestamp_seconds``: when it was loaded;
-- ``recinc_reloads_total{result}``: hot reloads, ``ok`` or ``refused``.
+- ``recinc_reloads_total{result}``: hot reloads, ``ok`` or ``refused``;
+- ``recinc_batch_size``: how many ``GET /recommend`` requests each scoring batch held.
 
 >>> m = Metrics()
 >>> m.observe("/health", 200, 0.002)
@@ -19,6 +20,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 #: Latency buckets (seconds): fine below 50 ms, where the targets are.
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+#: Batch-size buckets: 1 (no load) up to the batcher's cap.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
@@ -37,6 +41,12 @@ class Metrics:
             "recinc_model_loaded_timestamp_seconds", "When the version served was loaded.", registry=self.registry
         )
         self.reloads = Counter("recinc_reloads", "Hot reloads by result.", ["result"], registry=self.registry)
+        self.batch = Histogram(
+            "recinc_batch_size",
+            "GET /recommend requests scored in one batch.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()

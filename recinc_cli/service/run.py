@@ -6,6 +6,7 @@ reported: the first stderr line is ``recinc serve: http://HOST:PORT (...)``.
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import sys
@@ -34,12 +35,16 @@ def run(target: str | Path, sock: socket.socket, reload_every: float = 2.0, quie
     """Serve ``target`` (a checkpoint or registry) on the bound ``sock`` until stopped."""
     import torch
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from recinc_cli.threads import fixed_threads
 
     # Concurrency comes from requests, one thread each: a single user's scoring is too small
     # to split, and splitting it would make concurrent requests fight over the cores.
     torch.set_num_threads(fixed_threads() or 1)
+    # numpy's BLAS too (mf and sasrec score batches of 32 users and more on it); set here, on
+    # the main thread, as its count is one setting for the whole process.
+    threadpool_limits(limits=fixed_threads() or 1, user_api="blas")
     metrics = Metrics()
 
     def reloaded(ok: bool, detail: str) -> None:
@@ -66,7 +71,12 @@ def run(target: str | Path, sock: socket.socket, reload_every: float = 2.0, quie
     config = uvicorn.Config(
         build_app(holder, metrics), log_level="warning", access_log=False, timeout_graceful_shutdown=10
     )
+    server = uvicorn.Server(config)
+    # Everything loaded so far (modules, the model) lives as long as the server: out of the
+    # cycle collector's sight, its full passes stop stalling every request in flight (200 ms
+    # each over the 212,000 objects of an mf server; p99 at 50 clients 266 ms -> see README).
+    gc.freeze()
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         holder.stop()

@@ -79,6 +79,8 @@ def top_k(
     """
     out_items = np.zeros((len(user_idx), k), dtype=np.int64)
     out_scores = np.full((len(user_idx), k), -np.inf, dtype=np.float32)
+    if not len(user_idx):
+        return out_items, out_scores
     caller = threading.current_thread()
 
     def rank(start: int, stop: int, buffer: torch.Tensor | None) -> torch.Tensor:
@@ -200,7 +202,7 @@ def block_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
 def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
     """A ScoreFn over ``model``; sequential models read each user's events from ``context``."""
     score_into = model.score
-    if "out" not in inspect.signature(model.score).parameters:
+    if not _takes_out(getattr(model.score, "__func__", model.score)):
         # A plugin written before ``out`` existed: its score(query) may return a view (an
         # expanded bias row), so it is copied, as every model's scores once were.
         def score_into(query: Query, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -220,6 +222,13 @@ def model_scorer(model: Recommender, context: Context | None) -> ScoreFn:
         return score_into(query, out=out)
 
     return score
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_out(score: Callable[..., Any]) -> bool:
+    """Whether a model's score function takes ``out`` (asked once per class: ``inspect`` took
+    a tenth of a one-user request)."""
+    return "out" in inspect.signature(score).parameters
 
 
 def popularity_scorer(item_pop: torch.Tensor) -> ScoreFn:
