@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -121,6 +122,7 @@ def init(
     ``wait`` seconds). Returns the lineage entry of the new checkpoint (counts, loss,
     seconds) with ``sha256``, ``path`` and (registry) ``version``.
     """
+    from recinc_cli import distributed
     from recinc_cli.store.target import Target
     from recinc_cli.training.growth import check_feature_columns
     from recinc_cli.training.lifecycle import check_finite, create_bundle, lineage_entry
@@ -130,7 +132,7 @@ def init(
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
     target = Target.of(out, registry, keep)
     use_threads()
-    with target.locked(wait):
+    with distributed.session(), _locked_if_writer(target, wait):
         df = read_events(events)
         check_feature_columns(df, model_cfg.item_features, events)
         data_sha = sha256_file(events)
@@ -139,8 +141,16 @@ def init(
         check_finite(bundle)
         pause_point("trained")
         entry = {**lineage_entry("init", data_sha, str(events), None, bundle, report), "version": target.version}
-        saved = target.publish(bundle.replace(lineage=[*bundle.lineage, entry]))
+        saved = target.publish(bundle.replace(lineage=[*bundle.lineage, entry])) if distributed.is_writer() else {}
+        distributed.finish()  # torchrun: the other ranks wait here until rank 0 has written
     return RunResult(entry, saved, report, {"model": model_cfg.name})
+
+
+def _locked_if_writer(target: Any, wait: float) -> contextlib.AbstractContextManager[Any]:
+    """``target``'s lock, taken by the process that writes it (not by torchrun's other ranks)."""
+    from recinc_cli import distributed
+
+    return target.locked(wait) if distributed.is_writer() else contextlib.nullcontext()
 
 
 def update(
@@ -174,6 +184,7 @@ def update(
     verdict in its ``verdict`` attribute and, in ``result``, this function's result for the
     rejected file (``path``, ``gate.passed`` False). The output is locked for the run.
     """
+    from recinc_cli import distributed
     from recinc_cli.store.registry import Registry
     from recinc_cli.store.target import Target
 
@@ -183,8 +194,10 @@ def update(
     if not 0.0 <= max_drop < 1.0:
         raise UsageError(f"--max-drop must be in [0, 1): a relative NDCG@10 drop (got {max_drop:g})")
     use_threads()
-    with target.locked(wait):
-        return _update_locked(target, Path(checkpoint), Path(events), force, reporter, gate, max_drop, overrides)
+    with distributed.session(), _locked_if_writer(target, wait):
+        result = _update_locked(target, Path(checkpoint), Path(events), force, reporter, gate, max_drop, overrides)
+        distributed.finish()  # torchrun: the other ranks wait here until rank 0 has written
+        return result
 
 
 def _update_locked(
@@ -198,6 +211,7 @@ def _update_locked(
     overrides: dict[str, Any],
 ) -> RunResult:
     """:func:`update`'s read -> fold -> (gate) -> write, with ``target`` locked."""
+    from recinc_cli import distributed
     from recinc_cli.evaluation.gate import judge
     from recinc_cli.store.format import load_bundle
     from recinc_cli.store.registry import resolve_checkpoint
@@ -219,6 +233,8 @@ def _update_locked(
     bundle, report = update_bundle(bundle.replace(train_cfg=stored), df, train_cfg, reporter, source=str(events))
     check_finite(bundle)
     pause_point("trained")
+    if not distributed.is_writer():  # torchrun: rank 0 gates and writes
+        return RunResult({}, {}, report, {"skipped": False})
     entry = lineage_entry("update", data_sha, str(events), sha256_file(parent_path), bundle, report)
     entry.update(parent_path=str(parent_path), version=target.version)
     if gate is not None and holdout is not None:

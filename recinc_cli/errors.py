@@ -58,6 +58,13 @@ class DatabaseError(RecincError):
     exit_code = 10
 
 
+class DistributedError(RecincError):
+    """A torchrun run whose ranks cannot go on together: the group could not be joined, or a
+    peer stopped or became unreachable mid-run. Nothing is written."""
+
+    exit_code = 11
+
+
 class LockedError(RecincError):
     """Another recinc run holds the output's or registry's lock (exit 9). Nothing was read or
     written; retry later or pass ``--wait SECONDS``."""

@@ -126,7 +126,8 @@ def use_threads(step_flops: float | None = None) -> int:
 
     n = fixed_threads()
     if n is None:
-        cores = available_cores()
+        # torchrun's ranks on one machine share its cores.
+        cores = max(1, available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
         n = cores if step_flops is None else threads_for(step_flops, cores)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -229,6 +229,7 @@ SLOW_FILES: frozenset[str] = frozenset(
         "test_bad_inputs.py",
         "test_quality.py",
         "test_registry.py",
+        "test_distributed.py",
     }
 )
 

@@ -301,7 +301,9 @@ def init(
       recinc init events.parquet -o m0.pt --model ease --json | jq .valid_ndcg
     """
     from recinc_cli.cli.summary import init_line  # here, not above (start-up time: it imports training code)
+    from recinc_cli.distributed import follower
 
+    quiet, json_ = quiet or follower(), json_ and not follower()  # torchrun: rank 0 alone reports
     model_cfg = ModelConfig(name=model, **(arch or {}))
     policies = policies or {}
     train_cfg = TrainConfig.for_model(model, **(train or {}), **policies)
@@ -311,7 +313,8 @@ def init(
     if json_:
         _print_json(r)
         return
-    info(init_line(model, r, train_cfg.valid_last, train_cfg.update_epochs), quiet)
+    if not follower():
+        info(init_line(model, r, train_cfg.valid_last, train_cfg.update_epochs), quiet)
 
 
 UPDATE_HELP = """Fold a new slice of events into a model (incremental learning).
@@ -365,7 +368,9 @@ def update(
     quiet: Quiet = False,
 ) -> None:
     from recinc_cli.cli.summary import update_line  # here, not above (start-up time: it imports training code)
+    from recinc_cli.distributed import follower
 
+    quiet, json_ = quiet or follower(), json_ and not follower()  # torchrun: rank 0 alone reports
     try:
         r = api.update(
             checkpoint,
@@ -388,6 +393,8 @@ def update(
         raise
     if json_:
         _print_json(r)
+        return
+    if follower():
         return
     if r["skipped"]:
         info(

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from recinc_cli.data.seen import SeenItems
+from recinc_cli.distributed import agree
 from recinc_cli.evaluation.metrics import never_seen, ranking_metrics, slice_truth
 from recinc_cli.evaluation.sessions import session_cases
 from recinc_cli.serving.recommend import top_k
@@ -67,7 +68,11 @@ class Validation:
     _state: ServingState | None = field(default=None, repr=False)
 
     def ndcg(self, bundle: Bundle, pop_weight: float) -> float:
-        """Mean NDCG@:data:`VALID_K` of ``bundle`` served with ``pop_weight``."""
+        """Mean NDCG@:data:`VALID_K` of ``bundle`` served with ``pop_weight``. Under torchrun,
+        rank 0's figure on every rank: early stopping and the popularity weight decide on it."""
+        return agree(lambda: self._ndcg(bundle, pop_weight))
+
+    def _ndcg(self, bundle: Bundle, pop_weight: float) -> float:
         if self.protocol == "next":
             assert self.truth is not None
             users, row, truth = self.truth

@@ -18,6 +18,7 @@ update continues the same Adam trajectory instead of restarting it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recinc_cli import distributed
 from recinc_cli.config import TrainConfig
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
@@ -71,6 +73,8 @@ class Trainer:
         self.teacher = teacher.eval() if teacher is not None and cfg.distill_weight > 0 else None
         self.step, self.total_steps = 0, 0
         self.size_threads = size_threads
+        if distributed.current() is not None:
+            distributed.broadcast_parameters(model)  # every rank starts from rank 0's weights
         #: FLOPs of the first training step (matrix products, forward and backward), once counted.
         self.step_flops: float | None = None
 
@@ -135,7 +139,12 @@ class Trainer:
         self.model.train()
         prior = prior if prior is not None else Context.empty(0)
         job = TrainInput(data, prior, self.cfg, replay, self.pop_prior)
-        n_batches = self.model.n_batches(job)
+        group = distributed.current()
+        if group is not None:  # torchrun: this rank's users, batches of batch_size / ranks
+            job = distributed.shard_input(job, group)
+        # Every rank runs as many steps as the rank with the most batches: the collectives of
+        # one step must meet; a rank whose shard ran out takes part with no batch.
+        n_batches = self.model.n_batches(job) if group is None else distributed.most(self.model.n_batches(job))
         if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules()):
             # Dropout draws from torch's global generator: seed it from ours, so the same seed
             # gives the same model.
@@ -146,14 +155,19 @@ class Trainer:
             self.step = 0
         for epoch in range(epochs):
             total, weight = 0.0, 0
-            batches = self.model.batches(job, generator)
-            for b, batch in enumerate(batches):
+            batches = iter(self.model.batches(job, generator))
+            for b in range(n_batches) if group is not None else itertools.count():
+                batch = next(batches, None)
+                if batch is None and group is None:
+                    break
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
                 if self.cfg.lr_schedule != "constant" or self.cfg.warmup > 0:
                     self.set_lr(self.cfg.lr * self._lr_factor(self.step, total_steps))
                 self.step += 1
-                if self.size_threads is not None and self.step_flops is None:
+                if batch is None:  # torchrun: this rank's shard ran out; the others' step still counts
+                    value = None
+                elif self.size_threads is not None and self.step_flops is None:
                     # The first step's work sizes the thread team for the rest (recinc_cli.threads).
                     with count_flops() as flops:
                         value = self._backward(batch, epoch, b)
@@ -161,8 +175,12 @@ class Trainer:
                     self.size_threads(self.step_flops)
                 else:
                     value = self._backward(batch, epoch, b)
+                if group is not None:
+                    distributed.sync_gradients(self.model, value is not None, self.model.SPARSE)
                 for opt in self.optimizers:
                     opt.step()
+                if value is None:
+                    continue
                 total += value
                 weight += 1
                 if progress:
