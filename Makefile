@@ -10,7 +10,7 @@ RECINC := $(BIN)/recinc
 DEMO ?= demo_out
 DAYS := 11 12 13 14
 
-.PHONY: install test test-fast lint demo bench bench-preprocess bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec bench-serve sample-data clean
+.PHONY: install test test-fast lint demo bench bench-preprocess bench-all bench-data bench-replay bench-loo bench-concurrency bench-sessions bench-ranker bench-ranker-sasrec bench-serve bench-distributed sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,10 @@ bench-ranker-sasrec: $(STAMP)
 # 1 and 50 clients, beside the same calls in-process (about 5 minutes on 2 cores; localhost only).
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve.py --out bench_out
+
+# Training throughput, one process against 2 torchrun ranks, on the small synthetic log (issue 18).
+bench-distributed: $(STAMP)
+	$(BIN)/python bench/distributed.py --out bench_out
 
 # Synthetic logs at production scale (issue 16): SIZE=tiny|small|medium|large, daily raw partitions.
 SIZE ?= small

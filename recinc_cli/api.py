@@ -113,16 +113,20 @@ def init(
     registry: str | Path | None = None,
     keep: int | None = None,
     wait: float = 0.0,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> RunResult:
     """Train a new model on the events Parquet ``events`` and save it to ``out``, or as the
     next version of the registry directory ``registry`` (which it then serves; ``keep``
-    prunes old versions).
+    prunes old versions). ``device`` (auto, cpu, cuda) and ``precision`` (fp32, bf16) say
+    where and how the training steps run (:mod:`recinc_cli.compute`). Under torchrun the
+    ranks train data-parallel and rank 0 writes (:mod:`recinc_cli.distributed`).
 
     The output is locked for the run (:class:`LockedError` if another run holds it after
     ``wait`` seconds). Returns the lineage entry of the new checkpoint (counts, loss,
     seconds) with ``sha256``, ``path`` and (registry) ``version``.
     """
-    from recinc_cli import distributed
+    from recinc_cli import compute, distributed
     from recinc_cli.store.target import Target
     from recinc_cli.training.growth import check_feature_columns
     from recinc_cli.training.lifecycle import check_finite, create_bundle, lineage_entry
@@ -132,7 +136,8 @@ def init(
     train_cfg = train_cfg or TrainConfig.for_model(model_cfg.name)
     target = Target.of(out, registry, keep)
     use_threads()
-    with distributed.session(), _locked_if_writer(target, wait):
+    run_on = compute.resolve(device, precision)
+    with compute.using(run_on), distributed.session(run_on.device.type), _locked_if_writer(target, wait):
         df = read_events(events)
         check_feature_columns(df, model_cfg.item_features, events)
         data_sha = sha256_file(events)
@@ -140,10 +145,28 @@ def init(
         bundle, report = create_bundle(df, model_cfg, train_cfg, reporter)
         check_finite(bundle)
         pause_point("trained")
-        entry = {**lineage_entry("init", data_sha, str(events), None, bundle, report), "version": target.version}
+        entry = {
+            **lineage_entry("init", data_sha, str(events), None, bundle, report),
+            **_run_on(run_on),
+            "version": target.version,
+        }
         saved = target.publish(bundle.replace(lineage=[*bundle.lineage, entry])) if distributed.is_writer() else {}
         distributed.finish()  # torchrun: the other ranks wait here until rank 0 has written
     return RunResult(entry, saved, report, {"model": model_cfg.name})
+
+
+def _run_on(run_on: Any) -> dict[str, Any]:
+    """Where a run trained, for its lineage entry: device, precision, torchrun ranks and, on a
+    GPU, the peak memory torch allocated there."""
+    from recinc_cli import distributed
+
+    group = distributed.current()
+    where = {"device": str(run_on.device), "precision": run_on.precision, "ranks": 1 if group is None else group.world}
+    if run_on.device.type == "cuda":
+        import torch
+
+        where["gpu_peak_memory_mb"] = round(torch.cuda.max_memory_allocated(run_on.device) / 2**20, 1)
+    return where
 
 
 def _locked_if_writer(target: Any, wait: float) -> contextlib.AbstractContextManager[Any]:
@@ -165,6 +188,8 @@ def update(
     max_drop: float = 0.02,
     keep: int | None = None,
     wait: float = 0.0,
+    device: str = "auto",
+    precision: str = "fp32",
     **overrides: Any,
 ) -> RunResult:
     """Fold the events Parquet ``events`` into the model at ``checkpoint``; save to ``out``.
@@ -184,7 +209,7 @@ def update(
     verdict in its ``verdict`` attribute and, in ``result``, this function's result for the
     rejected file (``path``, ``gate.passed`` False). The output is locked for the run.
     """
-    from recinc_cli import distributed
+    from recinc_cli import compute, distributed
     from recinc_cli.store.registry import Registry
     from recinc_cli.store.target import Target
 
@@ -194,7 +219,8 @@ def update(
     if not 0.0 <= max_drop < 1.0:
         raise UsageError(f"--max-drop must be in [0, 1): a relative NDCG@10 drop (got {max_drop:g})")
     use_threads()
-    with distributed.session(), _locked_if_writer(target, wait):
+    run_on = compute.resolve(device, precision)
+    with compute.using(run_on), distributed.session(run_on.device.type), _locked_if_writer(target, wait):
         result = _update_locked(target, Path(checkpoint), Path(events), force, reporter, gate, max_drop, overrides)
         distributed.finish()  # torchrun: the other ranks wait here until rank 0 has written
         return result
@@ -211,7 +237,7 @@ def _update_locked(
     overrides: dict[str, Any],
 ) -> RunResult:
     """:func:`update`'s read -> fold -> (gate) -> write, with ``target`` locked."""
-    from recinc_cli import distributed
+    from recinc_cli import compute, distributed
     from recinc_cli.evaluation.gate import judge
     from recinc_cli.store.format import load_bundle
     from recinc_cli.store.registry import resolve_checkpoint
@@ -236,7 +262,7 @@ def _update_locked(
     if not distributed.is_writer():  # torchrun: rank 0 gates and writes
         return RunResult({}, {}, report, {"skipped": False})
     entry = lineage_entry("update", data_sha, str(events), sha256_file(parent_path), bundle, report)
-    entry.update(parent_path=str(parent_path), version=target.version)
+    entry.update(parent_path=str(parent_path), **_run_on(compute.current()), version=target.version)
     if gate is not None and holdout is not None:
         verdict = judge(load_bundle(parent_path), bundle, df, holdout, max_drop)
         entry["gate"] = {"holdout": str(gate), "holdout_sha256": sha256_file(gate), **verdict}

@@ -150,9 +150,16 @@ class _Fixed:
 
 def most(n: int) -> int:
     """The largest ``n`` over the ranks (every rank then runs that many steps)."""
-    t = torch.tensor([n], dtype=torch.int64)
+    t = torch.tensor([n], dtype=torch.int64, device=_device())
     _collective(dist.all_reduce, t, op=dist.ReduceOp.MAX)
     return int(t.item())
+
+
+def _device() -> torch.device:
+    """Where this group's collectives take their tensors: the rank's GPU on nccl, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def agree(compute: Callable[[], T]) -> T:
@@ -170,9 +177,13 @@ def agree(compute: Callable[[], T]) -> T:
 def broadcast_parameters(model: torch.nn.Module) -> None:
     """Every rank's parameters and buffers set to rank 0's (they start equal by construction;
     this makes it so whatever the floating point of each machine did)."""
+    device = _device()
     for t in [*model.parameters(), *model.buffers()]:
         with torch.no_grad():
-            _collective(dist.broadcast, t.data, src=0)
+            buf = t.data if t.device == device else t.data.to(device)
+            _collective(dist.broadcast, buf, src=0)
+            if buf is not t.data:
+                t.data.copy_(buf)
 
 
 def sync_gradients(model: torch.nn.Module, had_batch: bool, sparse_names: frozenset[str] | set[str]) -> None:
@@ -190,9 +201,13 @@ def sync_gradients(model: torch.nn.Module, had_batch: bool, sparse_names: frozen
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     dense = [p for n, p in named if n not in sparse_names]
     sparse = [p for n, p in named if n in sparse_names]
-    count = torch.tensor([1.0 if had_batch else 0.0])
+    device = named[0][1].device  # nccl reduces tensors on the GPU, gloo on the CPU
+    count = torch.tensor([1.0 if had_batch else 0.0], device=device)
     flat = torch.cat(
-        [*(torch.zeros(p.numel()) if p.grad is None else p.grad.reshape(-1).float() for p in dense), count]
+        [
+            *(torch.zeros(p.numel(), device=device) if p.grad is None else p.grad.reshape(-1).float() for p in dense),
+            count,
+        ]
     )
     _collective(dist.all_reduce, flat)
     ranks = max(float(flat[-1]), 1.0)
@@ -207,17 +222,21 @@ def sync_gradients(model: torch.nn.Module, had_batch: bool, sparse_names: frozen
 
 def _gathered_sparse(p: torch.Tensor, world: int) -> torch.Tensor:
     """The sum over ranks of ``p``'s sparse gradient (rows of an embedding table)."""
+    dev = p.device
     if p.grad is not None:
         grad = p.grad.coalesce()
         idx, val = grad.indices()[0], grad.values()
     else:
-        idx, val = torch.zeros(0, dtype=torch.int64), torch.zeros((0, *p.shape[1:]), dtype=p.dtype)
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
-    _collective(dist.all_gather, sizes, torch.tensor([len(idx)]))
+        idx, val = (
+            torch.zeros(0, dtype=torch.int64, device=dev),
+            torch.zeros((0, *p.shape[1:]), dtype=p.dtype, device=dev),
+        )
+    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(world)]
+    _collective(dist.all_gather, sizes, torch.tensor([len(idx)], device=dev))
     top = max(int(s) for s in sizes)
-    pad_idx = torch.zeros(top, dtype=torch.int64)
+    pad_idx = torch.zeros(top, dtype=torch.int64, device=dev)
     pad_idx[: len(idx)] = idx
-    pad_val = torch.zeros((top, *p.shape[1:]), dtype=p.dtype)
+    pad_val = torch.zeros((top, *p.shape[1:]), dtype=p.dtype, device=dev)
     pad_val[: len(idx)] = val
     all_idx = [torch.empty_like(pad_idx) for _ in range(world)]
     all_val = [torch.empty_like(pad_val) for _ in range(world)]

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store",),
     ("models",),
     ("data",),
-    ("config", "threads", "distributed", "progress", "failpoints", "errors", "__init__"),
+    ("config", "threads", "distributed", "compute", "progress", "failpoints", "errors", "__init__"),
 )
 
 

@@ -135,6 +135,20 @@ Wait = Annotated[
     ),
 ]
 
+Device = Annotated[
+    str,
+    typer.Option(
+        metavar="auto|cpu|cuda",
+        help="Where training steps run: auto = CUDA when torch sees a GPU (torchrun: the local rank's), else CPU.",
+    ),
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        metavar="fp32|bf16", help="bf16: training forward passes in bfloat16 (autocast); weights stay float32."
+    ),
+]
+
 
 Json = Annotated[
     bool, typer.Option("--json", help="Print the summary as one JSON object on stdout (no progress, no summary line).")
@@ -276,6 +290,8 @@ def init(
     arch: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
     policies: dict[str, Any] | None = None,
+    device: Device = "auto",
+    precision: Precision = "fp32",
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -308,7 +324,16 @@ def init(
     policies = policies or {}
     train_cfg = TrainConfig.for_model(model, **(train or {}), **policies)
     r = api.init(
-        events, output, model_cfg, train_cfg, reporter=reporter(quiet or json_), registry=registry, keep=keep, wait=wait
+        events,
+        output,
+        model_cfg,
+        train_cfg,
+        reporter=reporter(quiet or json_),
+        registry=registry,
+        keep=keep,
+        wait=wait,
+        device=device,
+        precision=precision,
     )
     if json_:
         _print_json(r)
@@ -364,6 +389,8 @@ def update(
     pop_prior: PopPrior = None,
     future_window: FutureWindow = None,
     policies: dict[str, Any] | None = None,
+    device: Device = "auto",
+    precision: Precision = "fp32",
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -383,6 +410,8 @@ def update(
             wait=wait,
             pop_prior=pop_prior,
             future_window=future_window,
+            device=device,
+            precision=precision,
             **(gating or {}),
             **(run or {}),
             **(policies or {}),

@@ -30,7 +30,7 @@ def _ce_chunk(
 ) -> torch.Tensor:
     # The padding row is never a candidate; adding -inf (not writing it in place) keeps autograd
     # happy, and cross_entropy's fused log-softmax is ~15% faster than logsumexp minus gather.
-    mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype)
+    mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype, device=h.device)
     mask[0] = float("-inf")
     logits = torch.addmm(mask if bias is None else bias + mask, h, item_vecs.T)
     if offset is not None:
@@ -80,7 +80,7 @@ def _multi_ce_chunk(
     weights: torch.Tensor,
     offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype)
+    mask = torch.zeros(item_vecs.shape[0], dtype=h.dtype, device=h.device)
     mask[0] = float("-inf")
     logits = torch.addmm(mask, h, item_vecs.T)
     if offset is not None:

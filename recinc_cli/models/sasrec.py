@@ -182,7 +182,7 @@ class SASRec(GradientRecommender):
         """Vectors of ``items`` (any shape, int64) -> ``(*shape, d)``; all items when None."""
         if items is None and not torch.is_grad_enabled():
             return self._all_vectors()
-        return self._vectors_of(torch.arange(self.n_items) if items is None else items)
+        return self._vectors_of(torch.arange(self.n_items, device=self.item_emb.device) if items is None else items)
 
     def _vectors_of(self, idx: torch.Tensor) -> torch.Tensor:
         vec = self.item_emb[idx]
@@ -198,7 +198,7 @@ class SASRec(GradientRecommender):
         tables = [self.item_emb, self.item_feat, *(t for t in self.feat_emb)]
         key = tuple((t.data_ptr(), t.shape[0], t._version) for t in tables)
         if self._vectors is None or self._vectors[0] != key:
-            self._vectors = (key, self._vectors_of(torch.arange(self.n_items)))
+            self._vectors = (key, self._vectors_of(torch.arange(self.n_items, device=self.item_emb.device)))
         return self._vectors[1]
 
     def set_item_features(self, item_idx: torch.Tensor, values: torch.Tensor) -> None:
@@ -221,7 +221,7 @@ class SASRec(GradientRecommender):
         if w == 0:
             # No user of the batch has an event yet: one padding position, which is what each
             # of them sees in a wider batch too (a padding position attends only to itself).
-            items = types = torch.zeros(b, 1, dtype=torch.int64)
+            items = types = torch.zeros(b, 1, dtype=torch.int64, device=items.device)
             ts, w = None, 1
         valid = items > 0
         x = self.item_vectors(items) * math.sqrt(self.cfg.dim) + self.type_emb[types]
@@ -231,9 +231,9 @@ class SASRec(GradientRecommender):
             x = x + self.gap_emb[gap]
         x = (x + self.pos_emb[self.cfg.max_len - w :]) * valid[..., None]
         x = self.drop(x)
-        causal = torch.ones(w, w, dtype=torch.bool).tril()
+        causal = torch.ones(w, w, dtype=torch.bool, device=items.device).tril()
         # Padding keys are hidden; each position still sees itself, so no row is all-masked.
-        mask = (causal & valid[:, None, :]) | torch.eye(w, dtype=torch.bool)
+        mask = (causal & valid[:, None, :]) | torch.eye(w, dtype=torch.bool, device=items.device)
         mask = mask[:, None]
         for block in self.blocks:
             x = block(x, mask, age)
@@ -245,8 +245,11 @@ class SASRec(GradientRecommender):
         seen from each query position (B, W, W); 0 where unknown (padding, first event, no times)."""
         b, w = valid.shape
         if ts is None:
-            return torch.zeros(b, w, dtype=torch.int64), torch.zeros(b, w, w, dtype=torch.int64)
-        gap = torch.zeros(b, w, dtype=torch.int64)
+            return (
+                torch.zeros(b, w, dtype=torch.int64, device=valid.device),
+                torch.zeros(b, w, w, dtype=torch.int64, device=valid.device),
+            )
+        gap = torch.zeros(b, w, dtype=torch.int64, device=valid.device)
         both = valid[:, 1:] & valid[:, :-1]
         gap[:, 1:] = torch.where(both, time_bucket(ts[:, 1:] - ts[:, :-1]), 0)
         pair = valid[:, :, None] & valid[:, None, :]

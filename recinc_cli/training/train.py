@@ -18,16 +18,17 @@ update continues the same Adam trajectory instead of restarting it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recinc_cli import distributed
+from recinc_cli import compute, distributed
 from recinc_cli.config import TrainConfig
 from recinc_cli.data.context import Context
 from recinc_cli.data.events import TrainData
@@ -136,6 +137,19 @@ class Trainer:
         ``replay``: past events mixed into every epoch (see :meth:`Recommender.batches`).
         Raises :class:`TrainingError` as soon as a loss is NaN or infinite.
         """
+        with _placed(self, compute.current().device):
+            return self._fit(data, epochs, generator, progress, prior, replay)
+
+    def _fit(
+        self,
+        data: TrainData,
+        epochs: int,
+        generator: torch.Generator,
+        progress: ProgressFn | None,
+        prior: Context | None,
+        replay: TrainData | None,
+    ) -> list[float]:
+        device = compute.current().device
         self.model.train()
         prior = prior if prior is not None else Context.empty(0)
         job = TrainInput(data, prior, self.cfg, replay, self.pop_prior)
@@ -160,6 +174,11 @@ class Trainer:
                 batch = next(batches, None)
                 if batch is None and group is None:
                     break
+                if batch is not None and device.type != "cpu":
+                    batch = {
+                        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
                 if self.cfg.lr_schedule != "constant" or self.cfg.warmup > 0:
@@ -193,10 +212,11 @@ class Trainer:
     def _backward(self, batch: dict[str, torch.Tensor], epoch: int, b: int) -> float:
         """Loss of ``batch`` (plus the anti-forgetting terms) and its gradients; returns the loss.
         Raises :class:`TrainingError` when it is NaN or infinite."""
-        loss = self.model.loss(batch)
-        extra = self._extra_loss(batch)
-        if extra is not None:
-            loss = loss + extra
+        with compute.current().autocast():  # bf16: the forward pass only; backward follows its dtypes
+            loss = self.model.loss(batch)
+            extra = self._extra_loss(batch)
+            if extra is not None:
+                loss = loss + extra
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingError(
@@ -227,6 +247,36 @@ class Trainer:
             params = [p for g in opt.param_groups for p in g["params"]]
             opt.load_state_dict(grow_optimizer_state(state, [tuple(p.shape) for p in params]))
         self.set_lr(self.cfg.lr)
+
+
+@contextlib.contextmanager
+def _placed(trainer: Trainer, device: torch.device) -> Iterator[None]:
+    """The trainer's model, optimizer moments and anti-forgetting terms on ``device`` for the
+    block, back on the CPU after it (validation, serving and the checkpoint read them there).
+    Parameters are moved in place, so the optimizers keep them; Adam's ``step`` counters stay
+    on the CPU, where torch keeps them unless an optimizer is fused or capturable."""
+    if device.type == "cpu":
+        yield
+        return
+    cpu = torch.device("cpu")
+
+    def move(to: torch.device) -> None:
+        trainer.model.to(to)
+        for opt in trainer.optimizers:
+            for state in opt.state.values():
+                for key, t in state.items():
+                    if isinstance(t, torch.Tensor) and t.dim() > 0:
+                        state[key] = t.to(to)
+        if trainer.anchor is not None:
+            trainer.anchor = {n: a.to(to) for n, a in trainer.anchor.items()}
+        if trainer.teacher is not None:
+            trainer.teacher.to(to)
+
+    move(device)
+    try:
+        yield
+    finally:
+        move(cpu)
 
 
 def _distill_queries(
