@@ -9,4 +9,4 @@ from recinc_cli.threads import set_wait_policy
 # (idle threads that spin starve other jobs on the machine; see recinc_cli.threads).
 set_wait_policy()
 
-__version__ = "0.11.4"
+__version__ = "0.12.0"

@@ -30,8 +30,10 @@ embedding tables on nccl, and hangs when one rank has more batches than another 
 loop is wrapped in ``Join``. The gradient averaging here is the same algorithm, one bucketed
 all-reduce per step, on torch.distributed's own collectives.
 
->>> shard_mask(np.array([1, 2, 3, 4, 5, 6]), rank=0, world=2).tolist()  # doctest: +SKIP
-[True, False, False, True, True, False]
+>>> shard_mask(np.array([1, 2, 3, 4, 5, 6]), rank=0, world=2).tolist()
+[False, True, True, False, False, True]
+>>> current() is None  # outside torchrun
+True
 """
 
 from __future__ import annotations

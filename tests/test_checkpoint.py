@@ -49,6 +49,9 @@ LINEAGE_KEYS = {
     "epoch_seconds",
     "threads",  # torch threads the training ran on (recinc_cli.threads)
     "version",  # registry version number; None for -o
+    "device",  # where the training steps ran: cpu, cuda:0 (recinc_cli.compute)
+    "precision",  # fp32 or bf16
+    "ranks",  # torchrun processes (1: none)
 }
 INIT_KEYS = LINEAGE_KEYS | {
     "peak_memory_mb",
@@ -286,6 +289,7 @@ def test_lineage_records_every_run(pipeline) -> None:
         assert entry["ts_min"] == df["timestamp"].min().replace(microsecond=0).isoformat()
         assert entry["ts_max"] == df["timestamp"].max().replace(microsecond=0).isoformat()
         assert entry["recinc_version"] == __version__
+        assert (entry["device"], entry["precision"], entry["ranks"]) == ("cpu", "fp32", 1)
         assert np.isfinite(entry["final_loss"]) and entry["train_seconds"] >= 0
         dt.datetime.fromisoformat(entry["time"])
     assert 1 <= lineage[0]["epochs"] <= 2 and [e["epochs"] for e in lineage[1:]] == [1, 1, 1]
