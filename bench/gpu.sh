@@ -39,7 +39,9 @@ one() {  # data model device precision
   rc=$?
   if [ $rc -ne 0 ]; then
     echo "{\"data\": \"$data\", \"model\": \"$model\", \"device\": \"$device\", \"precision\": \"$precision\", \"exit\": $rc}" >> "$OUT/gpu.jsonl"
-    printf '%-8s %-7s %-5s %-5s exit %s (124: over %s s) %s\n' "$data" "$model" "$device" "$precision" "$rc" "$LIMIT" "$(tail -1 "$OUT/run.err")"
+    local why
+    if [ $rc -eq 124 ]; then why="stopped after $LIMIT s (LIMIT)"; else why="exit $rc: $(tail -1 "$OUT/run.err")"; fi
+    printf '%-8s %-7s %-7s %-5s %s\n' "$data" "$model" "$device" "$precision" "$why"
     return
   fi
   echo "$json" | "$PY" -c "
