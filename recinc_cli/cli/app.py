@@ -324,16 +324,7 @@ def init(
     policies = policies or {}
     train_cfg = TrainConfig.for_model(model, **(train or {}), **policies)
     r = api.init(
-        events,
-        output,
-        model_cfg,
-        train_cfg,
-        reporter=reporter(quiet or json_),
-        registry=registry,
-        keep=keep,
-        wait=wait,
-        device=device,
-        precision=precision,
+        events, output, model_cfg, train_cfg, **_run_options(quiet or json_, registry, keep, wait, device, precision)
     )
     if json_:
         _print_json(r)
@@ -404,14 +395,9 @@ def update(
             events,
             output,
             force=force,
-            reporter=reporter(quiet or json_),
-            registry=registry,
-            keep=keep,
-            wait=wait,
             pop_prior=pop_prior,
             future_window=future_window,
-            device=device,
-            precision=precision,
+            **_run_options(quiet or json_, registry, keep, wait, device, precision),
             **(gating or {}),
             **(run or {}),
             **(policies or {}),
@@ -433,6 +419,20 @@ def update(
         )
         return
     info(update_line(r), quiet)
+
+
+def _run_options(
+    silent: bool, registry: Path | None, keep: int | None, wait: float, device: str, precision: str
+) -> dict[str, Any]:
+    """The options ``init`` and ``update`` hand the API alike: progress, output, where to train."""
+    return {
+        "reporter": reporter(silent),
+        "registry": registry,
+        "keep": keep,
+        "wait": wait,
+        "device": device,
+        "precision": precision,
+    }
 
 
 def _print_json(r: Mapping[str, Any]) -> None:
