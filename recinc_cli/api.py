@@ -31,6 +31,7 @@ from recinc_cli.progress import NullReporter, Reporter
 from recinc_cli.threads import use_threads
 
 if TYPE_CHECKING:
+    from recinc_cli.compute import Compute
     from recinc_cli.store.bundle import Bundle
     from recinc_cli.store.target import Target
     from recinc_cli.training.report import RunResult
@@ -155,7 +156,7 @@ def init(
     return RunResult(entry, saved, report, {"model": model_cfg.name})
 
 
-def _run_on(run_on: Any) -> dict[str, Any]:
+def _run_on(run_on: Compute) -> dict[str, Any]:
     """Where a run trained, for its lineage entry: device, precision, torchrun ranks and, on a
     GPU, the peak memory torch allocated there."""
     from recinc_cli import distributed
@@ -169,7 +170,7 @@ def _run_on(run_on: Any) -> dict[str, Any]:
     return where
 
 
-def _locked_if_writer(target: Any, wait: float) -> contextlib.AbstractContextManager[Any]:
+def _locked_if_writer(target: Target, wait: float) -> contextlib.AbstractContextManager[Any]:
     """``target``'s lock, taken by the process that writes it (not by torchrun's other ranks)."""
     from recinc_cli import distributed
 

@@ -46,7 +46,7 @@ class Compute:
         """The block's forward passes in bfloat16 where ``bf16`` (a no-op in fp32)."""
         if self.precision != "bf16":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
 
 CPU = Compute(torch.device("cpu"))

@@ -61,12 +61,10 @@ TIMEOUT = dt.timedelta(hours=2)
 
 @dataclass(frozen=True)
 class Group:
-    """This process's place in the run: ``rank`` of ``world`` processes, ``local_world`` of
-    them on this machine."""
+    """This process's place in the run: ``rank`` of ``world`` processes."""
 
     rank: int
     world: int
-    local_world: int
 
     @property
     def writer(self) -> bool:
@@ -77,7 +75,7 @@ def current() -> Group | None:
     """The group of a torchrun run that :func:`session` joined; None in a single process."""
     if not (dist.is_available() and dist.is_initialized()):
         return None
-    return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return Group(dist.get_rank(), dist.get_world_size())
 
 
 def is_writer() -> bool:

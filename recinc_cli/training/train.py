@@ -137,8 +137,9 @@ class Trainer:
         ``replay``: past events mixed into every epoch (see :meth:`Recommender.batches`).
         Raises :class:`TrainingError` as soon as a loss is NaN or infinite.
         """
-        with _placed(self, compute.current().device):
-            return self._fit(data, epochs, generator, progress, prior, replay)
+        device = compute.current().device
+        with _placed(self, device):
+            return self._fit(data, epochs, generator, progress, prior, replay, device)
 
     def _fit(
         self,
@@ -148,8 +149,8 @@ class Trainer:
         progress: ProgressFn | None,
         prior: Context | None,
         replay: TrainData | None,
+        device: torch.device,
     ) -> list[float]:
-        device = compute.current().device
         self.model.train()
         prior = prior if prior is not None else Context.empty(0)
         job = TrainInput(data, prior, self.cfg, replay, self.pop_prior)
